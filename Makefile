@@ -1,0 +1,31 @@
+# Quick start: `make run` runs every case, `make test` runs the tests. Both create .venv first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# pip on this kind of machine finds a CPU build of torch 2.13.0 on disk; an unpinned torch in a
+# fresh venv would resolve to a multi-GB CUDA build, so torch is pinned and installed first.
+TORCH ?= torch==2.13.0
+
+.PHONY: run test lint typecheck docs bench clean
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/gradcase run
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check runner schemas tests
+	$(BIN)/mypy
+
+docs: $(BIN)/.installed
+	$(BIN)/gradcase ops --markdown > docs/ops.md
+
+clean:
+	rm -rf $(VENV) reports

@@ -1,0 +1,148 @@
+"""The manual side: numpy forward values and hand-written VJPs, run in reverse over the graph.
+
+Broadcasting is undone here, once (`sum_to`), after every rule, as torch's engine does with
+`sum_to` and autograd with `unbroadcast`: a rule returns the gradient at the broadcast shape.
+Gradients are also cast to their operand's dtype here, as torch's engine casts a rule's output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from runner.graph import Graph, Node, Ref
+from runner.ops.spec import Array, Op, Shape
+
+VJP = Callable[..., Sequence[Any]]
+
+
+class RuleError(Exception):
+    """A manual rule returned something the engine cannot use (wrong shape, not an array, or it
+    raised). The message names the op, the operand and the shapes."""
+
+
+def sum_to(grad: Array, shape: Shape, *, what: str) -> Array:
+    """Sum a gradient at a broadcast shape back down to ``shape``."""
+    grad = np.asarray(grad)
+    if grad.shape == tuple(shape):
+        return grad
+    lead = grad.ndim - len(shape)
+    ok = lead >= 0 and all(
+        g == s or s == 1 for g, s in zip(grad.shape[lead:], shape, strict=True)
+    )
+    if not ok:
+        raise RuleError(
+            f"{what}: the rule returned a gradient of shape {grad.shape}, which does not reduce "
+            f"to the operand's shape {tuple(shape)}"
+        )
+    if lead:
+        grad = grad.sum(axis=tuple(range(lead)))
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad
+
+
+def apply_vjp(
+    op: Op, vjp: VJP, g: Array, out: Array, args: Mapping[str, Any], *, where: str
+) -> dict[str, Any]:
+    """Run one rule and return, per tensor parameter, its gradient summed to the operand's shape
+    and cast to its dtype (a list for list parameters, None where the rule gives none)."""
+    try:
+        raw = tuple(vjp(g, out, **args))
+    except Exception as exc:  # a rule is user code: report it, don't crash the run
+        raise RuleError(f"{where}: the rule for {op.name} raised {type(exc).__name__}: {exc}") from exc
+    params = op.tensor_params
+    if len(raw) != len(params):
+        raise RuleError(
+            f"{where}: the rule for {op.name} returned {len(raw)} gradients, expected "
+            f"{len(params)} (one per operand: {', '.join(p.name for p in params)})"
+        )
+    result: dict[str, Any] = {}
+    for p, grad in zip(params, raw, strict=True):
+        value = args[p.name]
+        if p.kind in ("tensors", "tensors*"):
+            grads = list(grad) if grad is not None else [None] * len(value)
+            result[p.name] = [
+                None if not p.grad else _fit(gi, vi, what=f"{where}: gradient of {op.name} for {p.name}[{i}]")
+                for i, (gi, vi) in enumerate(zip(grads, value, strict=True))
+            ]
+        else:
+            result[p.name] = (
+                _fit(grad, value, what=f"{where}: gradient of {op.name} for {p.name}")
+                if p.grad
+                else None
+            )
+    return result
+
+
+def _fit(grad: Any, operand: Any, *, what: str) -> Array | None:
+    if grad is None or not isinstance(operand, np.ndarray):
+        return None
+    if not np.issubdtype(operand.dtype, np.floating):
+        return None
+    return sum_to(np.asarray(grad), operand.shape, what=what).astype(operand.dtype, copy=False)
+
+
+@dataclass(frozen=True)
+class Result:
+    """Values of every node and input, and gradients of those that got one."""
+
+    values: dict[str, Array]
+    grads: dict[str, Array]
+
+
+def _bind(node: Node, env: Mapping[str, Array]) -> dict[str, Any]:
+    def resolve(arg: Any) -> Any:
+        if isinstance(arg, Ref):
+            return env[arg.name]
+        if isinstance(arg, list):
+            return [resolve(a) for a in arg]
+        return arg
+
+    return {k: resolve(v) for k, v in node.args.items()}
+
+
+def run_manual(
+    graph: Graph,
+    inputs: Mapping[str, Array],
+    upstream: Array,
+    rules: Mapping[str, VJP] | None = None,
+) -> Result:
+    """Forward with numpy, then backward with the manual rules from ``graph.output``.
+
+    ``rules`` replaces the registry's VJP per node name, so a case can put its own rule under
+    test without touching the catalogue.
+    """
+    rules = rules or {}
+    env: dict[str, Array] = dict(inputs)
+    bound: dict[str, dict[str, Any]] = {}
+    for node in graph.nodes:
+        bound[node.name] = _bind(node, env)
+        try:
+            env[node.name] = np.asarray(node.op.forward(**bound[node.name]))
+        except Exception as exc:
+            raise RuleError(
+                f"node '{node.name}': forward of {node.op.name} raised {type(exc).__name__}: {exc}"
+            ) from exc
+
+    grads: dict[str, Array] = {graph.output: np.asarray(upstream)}
+    for node in reversed(graph.nodes[: graph.index(graph.output) + 1]):
+        g = grads.get(node.name)
+        if g is None or not graph.requires_grad[node.name]:
+            continue
+        vjp = rules.get(node.name, node.op.vjp)
+        per_param = apply_vjp(
+            node.op, vjp, g, env[node.name], bound[node.name], where=f"node '{node.name}'"
+        )
+        for pname, grad in per_param.items():
+            arg = node.args[pname]
+            pairs = zip(arg, grad, strict=True) if isinstance(arg, list) else [(arg, grad)]
+            for ref, gi in pairs:
+                if isinstance(ref, Ref) and gi is not None and graph.requires_grad[ref.name]:
+                    prev = grads.get(ref.name)
+                    grads[ref.name] = gi if prev is None else prev + gi
+    return Result(values=env, grads=grads)

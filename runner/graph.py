@@ -1,0 +1,51 @@
+"""The compiled graph a case runs: validated, names resolved, shapes inferred.
+
+Both sides (manual and torch) walk the same `Graph`, so they cannot disagree about the
+structure, only about values. A `Graph` is built by `runner.compile` from a validated case model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.ops.spec import Op, Shape
+
+
+@dataclass(frozen=True)
+class Ref:
+    """An operand that names an input or an earlier node."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    op: Op
+    # Bound arguments by parameter name: Ref, a Python number (a literal operand), a list of
+    # those (list parameters), or a plain attribute value.
+    args: dict[str, Any]
+    shape: Shape
+    # Declared in the case (checked by default), as opposed to an anonymous sub-expression.
+    named: bool = True
+
+
+@dataclass(frozen=True)
+class Graph:
+    nodes: tuple[Node, ...]
+    output: str
+    # Every input and node: its static shape, and whether a gradient reaches it (float inputs
+    # that require grad, and nodes with such an operand in a differentiable position).
+    shapes: dict[str, Shape]
+    requires_grad: dict[str, bool]
+    _index: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._index.update({n.name: i for i, n in enumerate(self.nodes)})
+
+    def index(self, name: str) -> int:
+        return self._index[name]
+
+    def node(self, name: str) -> Node:
+        return self.nodes[self._index[name]]

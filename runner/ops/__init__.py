@@ -1,0 +1,30 @@
+"""The op registry: every family module contributes its `OPS` list; names are unique."""
+
+from __future__ import annotations
+
+from runner.ops import elementwise, linalg, nn, reductions, shape
+from runner.ops.spec import Op
+
+FAMILIES = (elementwise, reductions, linalg, shape, nn)
+
+
+def _build() -> dict[str, Op]:
+    registry: dict[str, Op] = {}
+    for family in FAMILIES:
+        for op in family.OPS:
+            if op.name in registry:
+                raise RuntimeError(f"op {op.name!r} is registered twice")
+            registry[op.name] = op
+    return registry
+
+
+REGISTRY: dict[str, Op] = _build()
+
+
+def public_ops() -> list[Op]:
+    """The ops a case may call by name, sorted by family then name (the catalogue's order)."""
+    order = {f.__name__.rsplit(".", 1)[-1]: i for i, f in enumerate(FAMILIES)}
+    return sorted(
+        (op for op in REGISTRY.values() if not op.hidden),
+        key=lambda op: (order.get(op.family, len(order)), op.name),
+    )

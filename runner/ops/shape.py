@@ -1,0 +1,7 @@
+"""shape ops."""
+
+from __future__ import annotations
+
+from runner.ops.spec import Op
+
+OPS: list[Op] = []

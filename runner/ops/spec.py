@@ -1,0 +1,173 @@
+"""What an op is: its signature, numpy forward, manual VJP, torch reference and shape rule.
+
+Every op of the catalogue is one `Op` value built in `runner/ops/<family>.py`. The engine, the
+torch side, the static checker, `gradcase ops` and the sweep test all read this one record, so
+adding an op touches one place (plus its cases).
+
+Calling conventions (all by keyword, keyed by parameter name):
+- ``forward(**args) -> ndarray`` where tensor parameters hold arrays (or a Python number for a
+  literal operand such as the ``2`` in ``x * 2``) and attribute parameters hold plain values.
+- ``vjp(g, out, **args) -> tuple`` with one entry per tensor parameter, in signature order
+  (a list for a ``tensors`` parameter, ``None`` where there is no gradient). A VJP may return the
+  gradient at the broadcast (output-side) shape: the engine sums it to the operand's shape once.
+- ``torch(t, **args)`` with ``t`` the torch module, so importing the registry never imports torch.
+- ``shape(**args) -> tuple[int, ...]`` with tensor parameters replaced by their shapes; raises
+  `ShapeError` with a message that names the numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+Shape = tuple[int, ...]
+Array = np.ndarray[Any, Any]
+
+ParamKind = Literal[
+    "tensor",  # one operand: a node, an input, or a numeric literal
+    "tensor?",  # an operand or None (conv bias, layer_norm weight)
+    "tensors",  # a list literal of operands, e.g. cat([a, b])
+    "tensors*",  # the remaining positional operands, e.g. einsum("ij,jk", a, b)
+    "int",
+    "int?",
+    "float",
+    "float?",  # a number or None (clamp's min and max)
+    "bool",
+    "str",
+    "dims",  # None, an int, or a list of ints (reductions)
+    "ints",  # an int or a list of ints (shapes, permutations, kernel sizes)
+]
+
+TENSOR_KINDS = frozenset({"tensor", "tensor?", "tensors", "tensors*"})
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
+class ShapeError(ValueError):
+    """An op's static shape rule rejected its operands or attributes."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: ParamKind
+    default: Any = REQUIRED
+    # False for operands that never get a gradient (indices, targets, masks).
+    grad: bool = True
+    choices: tuple[str, ...] = ()
+
+    @property
+    def is_tensor(self) -> bool:
+        return self.kind in TENSOR_KINDS
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One set of arguments for the registry-driven sweep test (arrays are float64 here; the sweep
+    casts floating arrays to each dtype it tests)."""
+
+    args: dict[str, Any]
+    note: str = ""
+
+
+SampleFn = Callable[[np.random.Generator], list[Sample]]
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    family: str
+    params: tuple[Param, ...]
+    forward: Callable[..., Any]
+    vjp: Callable[..., Sequence[Any]]
+    torch: Callable[..., Any]
+    shape: Callable[..., Shape]
+    samples: SampleFn
+    # The convention at non-differentiable points (ties, kinks, zeros), as torch has it.
+    note: str = ""
+    # Torch computes the op in float64 inside even for float32 inputs, or similar: float32 sweeps
+    # then need a looser tolerance than the default.
+    loose_float32: bool = False
+    hidden: bool = False  # internal ops (getitem, clone) that expressions create, not users
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tensor_params(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.params if p.is_tensor)
+
+    def signature(self) -> str:
+        parts = []
+        for p in self.params:
+            prefix = "*" if p.kind == "tensors*" else ""
+            text = f"{prefix}{p.name}"
+            if not p.required:
+                text += f"={p.default!r}"
+            parts.append(text)
+        return f"{self.name}({', '.join(parts)})"
+
+    def differentiable(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.tensor_params if p.grad)
+
+
+# --- shared shape helpers -------------------------------------------------------------------
+
+
+def broadcast_shapes(*shapes: Shape) -> Shape:
+    """numpy/torch broadcasting of shapes, with a message that names both shapes."""
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        listed = " and ".join(str(tuple(s)) for s in shapes)
+        raise ShapeError(f"shapes {listed} do not broadcast") from None
+
+
+def norm_dim(dim: int, ndim: int) -> int:
+    """A possibly negative dim as a non-negative index; torch treats a 0-d tensor as having one
+    addressable dim (-1 or 0)."""
+    size = max(ndim, 1)
+    if not -size <= dim < size:
+        raise ShapeError(
+            f"dim {dim} is out of range for a {ndim}-d tensor (expected {-size} to {size - 1})"
+        )
+    return dim % size
+
+
+def norm_dims(dims: int | Sequence[int] | None, ndim: int) -> tuple[int, ...]:
+    """Reduction dims as sorted non-negative indices; None (or []) means every dim."""
+    if dims is None:
+        return tuple(range(ndim))
+    if isinstance(dims, int):
+        dims = [dims]
+    if len(dims) == 0:
+        return tuple(range(ndim))
+    out = [norm_dim(d, ndim) for d in dims]
+    if len(set(out)) != len(out):
+        raise ShapeError(f"dim {list(dims)} names the same dim twice")
+    return tuple(sorted(d for d in out if d < ndim or ndim > 0)) if ndim else ()
+
+
+def reduced_shape(shape: Shape, dims: tuple[int, ...], keepdim: bool) -> Shape:
+    if keepdim:
+        return tuple(1 if i in dims else n for i, n in enumerate(shape))
+    return tuple(n for i, n in enumerate(shape) if i not in dims)
+
+
+def as_ints(value: int | Sequence[int]) -> tuple[int, ...]:
+    return (value,) if isinstance(value, int) else tuple(value)
+
+
+def no_grad(*_: Any, **__: Any) -> tuple[None, ...]:
+    return (None,)
