@@ -39,6 +39,7 @@ ParamKind = Literal[
     "str",
     "dims",  # None, an int, or a list of ints (reductions)
     "ints",  # an int or a list of ints (shapes, permutations, kernel sizes)
+    "index",  # internal: a subscript, a tuple of int | slice | None | Ellipsis (getitem)
 ]
 
 TENSOR_KINDS = frozenset({"tensor", "tensor?", "tensors", "tensors*"})
