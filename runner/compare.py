@@ -31,9 +31,7 @@ def compare(
     a = np.asarray(left, dtype=np.float64)
     b = np.asarray(right, dtype=np.float64)
     if a.shape != b.shape:
-        return Comparison(
-            ok=False, problem=f"shape {tuple(a.shape)} vs {tuple(b.shape)}", **base
-        )
+        return Comparison(ok=False, problem=f"shape {tuple(a.shape)} vs {tuple(b.shape)}", **base)
     if a.size == 0:
         return Comparison(ok=True, abs_err=0.0, rel_err=0.0, **base)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -43,7 +41,9 @@ def compare(
         diff = np.where(np.isnan(diff), np.inf, diff)
         allowed = atol + rtol * np.abs(b)
         excess = diff - allowed
-        rel = np.where(b != 0, diff / np.abs(np.where(b != 0, b, 1.0)), np.where(diff > 0, np.inf, 0.0))
+        rel = np.where(
+            b != 0, diff / np.abs(np.where(b != 0, b, 1.0)), np.where(diff > 0, np.inf, 0.0)
+        )
     worst = np.unravel_index(int(np.argmax(excess)), a.shape)
     ok = bool(np.all(diff <= allowed))
     return Comparison(

@@ -30,9 +30,7 @@ def sum_to(grad: Array, shape: Shape, *, what: str) -> Array:
     if grad.shape == tuple(shape):
         return grad
     lead = grad.ndim - len(shape)
-    ok = lead >= 0 and all(
-        g == s or s == 1 for g, s in zip(grad.shape[lead:], shape, strict=True)
-    )
+    ok = lead >= 0 and all(g == s or s == 1 for g, s in zip(grad.shape[lead:], shape, strict=True))
     if not ok:
         raise RuleError(
             f"{what}: the rule returned a gradient of shape {grad.shape}, which does not reduce "
@@ -54,7 +52,9 @@ def apply_vjp(
     try:
         raw = tuple(vjp(g, out, **args))
     except Exception as exc:  # a rule is user code: report it, don't crash the run
-        raise RuleError(f"{where}: the rule for {op.name} raised {type(exc).__name__}: {exc}") from exc
+        raise RuleError(
+            f"{where}: the rule for {op.name} raised {type(exc).__name__}: {exc}"
+        ) from exc
     params = op.tensor_params
     if len(raw) != len(params):
         raise RuleError(
@@ -67,7 +67,9 @@ def apply_vjp(
         if p.kind in ("tensors", "tensors*"):
             grads = list(grad) if grad is not None else [None] * len(value)
             result[p.name] = [
-                None if not p.grad else _fit(gi, vi, what=f"{where}: gradient of {op.name} for {p.name}[{i}]")
+                None
+                if not p.grad
+                else _fit(gi, vi, what=f"{where}: gradient of {op.name} for {p.name}[{i}]")
                 for i, (gi, vi) in enumerate(zip(grads, value, strict=True))
             ]
         else:
@@ -106,38 +108,40 @@ def _bind(node: Node, env: Mapping[str, Array]) -> dict[str, Any]:
     return {k: resolve(v) for k, v in node.args.items()}
 
 
-def run_manual(
+def forward(graph: Graph, inputs: Mapping[str, Array]) -> dict[str, Array]:
+    """Every node's value, in graph order, computed with the ops' numpy forwards."""
+    env: dict[str, Array] = dict(inputs)
+    for node in graph.nodes:
+        args = _bind(node, env)
+        try:
+            env[node.name] = np.asarray(node.op.forward(**args))
+        except Exception as exc:
+            raise RuleError(
+                f"node '{node.name}': forward of {node.op.name} raised {type(exc).__name__}: {exc}"
+            ) from exc
+    return env
+
+
+def backward(
     graph: Graph,
-    inputs: Mapping[str, Array],
+    values: Mapping[str, Array],
     upstream: Array,
     rules: Mapping[str, VJP] | None = None,
-) -> Result:
-    """Forward with numpy, then backward with the manual rules from ``graph.output``.
+) -> dict[str, Array]:
+    """Gradients from ``graph.output`` back to every node and input that requires grad.
 
     ``rules`` replaces the registry's VJP per node name, so a case can put its own rule under
     test without touching the catalogue.
     """
     rules = rules or {}
-    env: dict[str, Array] = dict(inputs)
-    bound: dict[str, dict[str, Any]] = {}
-    for node in graph.nodes:
-        bound[node.name] = _bind(node, env)
-        try:
-            env[node.name] = np.asarray(node.op.forward(**bound[node.name]))
-        except Exception as exc:
-            raise RuleError(
-                f"node '{node.name}': forward of {node.op.name} raised {type(exc).__name__}: {exc}"
-            ) from exc
-
     grads: dict[str, Array] = {graph.output: np.asarray(upstream)}
     for node in reversed(graph.nodes[: graph.index(graph.output) + 1]):
         g = grads.get(node.name)
         if g is None or not graph.requires_grad[node.name]:
             continue
         vjp = rules.get(node.name, node.op.vjp)
-        per_param = apply_vjp(
-            node.op, vjp, g, env[node.name], bound[node.name], where=f"node '{node.name}'"
-        )
+        args = _bind(node, values)
+        per_param = apply_vjp(node.op, vjp, g, values[node.name], args, where=f"node '{node.name}'")
         for pname, grad in per_param.items():
             arg = node.args[pname]
             pairs = zip(arg, grad, strict=True) if isinstance(arg, list) else [(arg, grad)]
@@ -145,4 +149,14 @@ def run_manual(
                 if isinstance(ref, Ref) and gi is not None and graph.requires_grad[ref.name]:
                     prev = grads.get(ref.name)
                     grads[ref.name] = gi if prev is None else prev + gi
-    return Result(values=env, grads=grads)
+    return grads
+
+
+def run_manual(
+    graph: Graph,
+    inputs: Mapping[str, Array],
+    upstream: Array,
+    rules: Mapping[str, VJP] | None = None,
+) -> Result:
+    values = forward(graph, inputs)
+    return Result(values=values, grads=backward(graph, values, upstream, rules))

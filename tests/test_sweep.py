@@ -69,7 +69,9 @@ def single_op_graph(op: Op, sample: Sample, dtype: str) -> tuple[Graph, dict[str
         if isinstance(r, Ref)
     )
     graph = Graph(
-        nodes=(Node("out", op, args, out_shape),), output="out", shapes=shapes,
+        nodes=(Node("out", op, args, out_shape),),
+        output="out",
+        shapes=shapes,
         requires_grad=requires,
     )
     return graph, inputs
@@ -80,7 +82,7 @@ def _cases() -> list[Any]:
     for op in REGISTRY.values():
         samples = op.samples(np.random.default_rng(0))
         assert samples, f"op {op.name} has no samples"
-        for i, sample in enumerate(samples):
+        for i in range(len(samples)):
             for dtype in DTYPES:
                 params.append(pytest.param(op, i, dtype, id=f"{op.name}-{i}-{dtype}"))
     return params
@@ -101,10 +103,18 @@ def test_op_matches_torch(op: Op, index: int, dtype: str) -> None:
         rtol, atol = rtol * 10, atol * 10
     where = f"{op.name} sample {index} ({sample.note}) {dtype}"
     value = manual.values["out"]
-    assert value.shape == graph.shapes["out"], f"{where}: static shape {graph.shapes['out']} vs forward {value.shape}"
-    assert value.dtype == ref.values["out"].dtype, f"{where}: dtype {value.dtype} vs torch {ref.values['out'].dtype}"
+    assert value.shape == graph.shapes["out"], (
+        f"{where}: static shape {graph.shapes['out']} vs forward {value.shape}"
+    )
+    assert value.dtype == ref.values["out"].dtype, (
+        f"{where}: dtype {value.dtype} vs torch {ref.values['out'].dtype}"
+    )
     checks = [("value out", value, ref.values["out"])]
-    checks += [(f"grad {n}", manual.grads.get(n), ref.grads.get(n)) for n in inputs if graph.requires_grad[n]]
+    checks += [
+        (f"grad {n}", manual.grads.get(n), ref.grads.get(n))
+        for n in inputs
+        if graph.requires_grad[n]
+    ]
     for label, left, right in checks:
         c = compare(left, right, sources=("manual", "torch"), rtol=rtol, atol=atol)
         assert c.ok, f"{where}: {label}: {c.model_dump(exclude_none=True)}"

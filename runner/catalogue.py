@@ -1,0 +1,52 @@
+"""The op catalogue as text: `gradcase ops` (one line per op) and docs/ops.md (generated; a test
+fails when the committed file is out of date)."""
+
+from __future__ import annotations
+
+from runner.ops import FAMILIES, public_ops
+from runner.ops.spec import Op
+
+
+def differentiable(op: Op) -> str:
+    grads = op.differentiable()
+    others = [p.name for p in op.tensor_params if not p.grad]
+    text = "grad: " + (", ".join(grads) if grads else "none")
+    return text + (f"; no grad: {', '.join(others)}" if others else "")
+
+
+def lines() -> list[str]:
+    ops = public_ops()
+    width = max(len(op.name) for op in ops)
+    return [
+        f"{op.name:<{width}}  {op.signature()}  [{differentiable(op)}]"
+        + (f"  {op.note}" if op.note else "")
+        for op in ops
+    ]
+
+
+def markdown() -> str:
+    ops = public_ops()
+    out = [
+        "# Op catalogue",
+        "",
+        "Generated from the registry by `gradcase ops --markdown` (`make docs`); "
+        "`tests/test_catalogue.py` fails when this file is out of date.",
+        "",
+        f"{len(ops)} ops. Names and parameters are torch's; every op's manual rule is swept "
+        "against torch autograd in float32 and float64 (`tests/test_sweep.py`). The convention "
+        "column states torch's choice at points where the derivative is not defined (ties, "
+        "kinks, zeros).",
+        "",
+    ]
+    for family in FAMILIES:
+        name = family.__name__.rsplit(".", 1)[-1]
+        members = [op for op in ops if op.family == name]
+        if not members:
+            continue
+        out += [f"## {name}", "", "| op | signature | gradient | convention |", "|---|---|---|---|"]
+        for op in members:
+            note = op.note.replace("|", "\\|") or "-"
+            sig = op.signature().replace("|", "\\|")
+            out.append(f"| `{op.name}` | `{sig}` | {differentiable(op)} | {note} |")
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,194 @@
+"""Graph expressions: Python expression syntax, parsed with `ast` and never evaluated.
+
+`parse` turns one expression into a small tree of `Call`s whose leaves are `Name`s, numbers and
+attribute literals. Only the forms listed in the README are accepted; anything else (attribute
+access, lambdas, comprehensions, comparisons) is rejected with the column of the offending part.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Any
+
+BINOPS: dict[type[ast.operator], str] = {
+    ast.Add: "add",
+    ast.Sub: "sub",
+    ast.Mult: "mul",
+    ast.Div: "div",
+    ast.Pow: "pow",
+    ast.MatMult: "matmul",
+}
+# Lowercase spellings YAML users reach for; a graph name of the same spelling wins.
+LITERAL_NAMES: dict[str, Any] = {
+    "True": True,
+    "False": False,
+    "None": None,
+    "true": True,
+    "false": False,
+    "none": None,
+    "null": None,
+}
+MAX_LENGTH = 10_000
+
+
+class ExprError(Exception):
+    def __init__(self, message: str, col: int = 0) -> None:
+        super().__init__(message)
+        self.col = col  # 0-based column inside the expression
+
+
+@dataclass(frozen=True)
+class Name:
+    id: str
+    col: int
+
+
+@dataclass(frozen=True)
+class Const:
+    """A literal: number, string, bool, None, or a (nested) list of those."""
+
+    value: Any
+    col: int
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """A list literal that holds at least one name or call (an operand list, e.g. cat([a, b]))."""
+
+    items: tuple[Expr, ...]
+    col: int
+
+
+@dataclass(frozen=True)
+class Call:
+    op: str
+    args: tuple[Expr, ...]
+    kwargs: tuple[tuple[str, Expr], ...]
+    col: int
+    # For binary operators and subscripts: the source text shown in messages.
+    via: str = ""
+
+
+Expr = Name | Const | ListOf | Call
+
+
+def parse(text: str, names: frozenset[str] = frozenset()) -> Expr:
+    """``names`` are the inputs and nodes in scope (so ``true`` can still name a tensor)."""
+    if len(text) > MAX_LENGTH:
+        raise ExprError(f"expression is {len(text)} characters long (at most {MAX_LENGTH})")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ExprError(f"invalid expression: {exc.msg}", max((exc.offset or 1) - 1, 0)) from None
+    lead = len(text) - len(text.lstrip())
+    return _Lower(names, lead).expr(tree.body)
+
+
+class _Lower:
+    def __init__(self, names: frozenset[str], lead: int) -> None:
+        self.names = names
+        self.lead = lead
+
+    def col(self, node: ast.AST) -> int:
+        return self.lead + getattr(node, "col_offset", 0)
+
+    def expr(self, node: ast.expr) -> Expr:
+        col = self.col(node)
+        if isinstance(node, ast.Name):
+            if node.id not in self.names and node.id in LITERAL_NAMES:
+                return Const(LITERAL_NAMES[node.id], col)
+            return Name(node.id, col)
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, bool | int | float | str) or node.value is None:
+                return Const(node.value, col)
+            raise ExprError(f"unsupported literal {node.value!r}", col)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+            inner = self.expr(node.operand)
+            if isinstance(node.op, ast.UAdd):
+                return inner
+            if (
+                isinstance(inner, Const)
+                and isinstance(inner.value, int | float)
+                and not isinstance(inner.value, bool)
+            ):
+                return Const(-inner.value, col)
+            return Call("neg", (inner,), (), col, via="unary -")
+        if isinstance(node, ast.BinOp):
+            op = BINOPS.get(type(node.op))
+            if op is None:
+                raise ExprError(
+                    f"operator {type(node.op).__name__} is not supported (use + - * / ** @)", col
+                )
+            return Call(
+                op,
+                (self.expr(node.left), self.expr(node.right)),
+                (),
+                col,
+                via=f"operator {_SYMBOL[op]}",
+            )
+        if isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name):
+                raise ExprError(
+                    "only registered ops can be called, by plain name (e.g. sum(x, dim=0))", col
+                )
+            if any(isinstance(a, ast.Starred) for a in node.args):
+                raise ExprError("*args is not supported", col)
+            kwargs = []
+            for kw in node.keywords:
+                if kw.arg is None:
+                    raise ExprError("**kwargs is not supported", self.col(kw.value))
+                kwargs.append((kw.arg, self.expr(kw.value)))
+            return Call(node.func.id, tuple(self.expr(a) for a in node.args), tuple(kwargs), col)
+        if isinstance(node, ast.List | ast.Tuple):
+            items = tuple(self.expr(e) for e in node.elts)
+            if all(isinstance(i, Const) for i in items):
+                return Const([i.value for i in items if isinstance(i, Const)], col)
+            return ListOf(items, col)
+        if isinstance(node, ast.Subscript):
+            return Call(
+                "getitem",
+                (self.expr(node.value),),
+                (("index", Const(self.index(node.slice), self.col(node.slice))),),
+                col,
+                via="subscript",
+            )
+        if isinstance(node, ast.Compare):
+            raise ExprError(
+                "comparisons are not supported; give a bool mask as an input "
+                "({values: ..., dtype: bool})",
+                col,
+            )
+        raise ExprError(f"{type(node).__name__} is not allowed in a graph expression", col)
+
+    def index(self, node: ast.expr) -> tuple[Any, ...]:
+        items = node.elts if isinstance(node, ast.Tuple) else [node]
+        return tuple(self.index_item(i) for i in items)
+
+    def index_item(self, node: ast.expr) -> Any:
+        if isinstance(node, ast.Slice):
+            parts = [
+                None if p is None else self.int_literal(p)
+                for p in (node.lower, node.upper, node.step)
+            ]
+            return slice(*parts)
+        if isinstance(node, ast.Constant) and (node.value is Ellipsis or node.value is None):
+            return node.value
+        return self.int_literal(node)
+
+    def int_literal(self, node: ast.expr) -> int:
+        value = self.expr(node)
+        if (
+            isinstance(value, Const)
+            and isinstance(value.value, int)
+            and not isinstance(value.value, bool)
+        ):
+            return value.value
+        raise ExprError(
+            "only basic indexing is supported: integers, slices, ..., None "
+            "(use gather or index_select for tensor indices)",
+            self.col(node),
+        )
+
+
+_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "matmul": "@"}

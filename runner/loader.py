@@ -1,0 +1,211 @@
+"""Finding case files and turning each into validated, compiled cases, or into problems.
+
+A file is read, parsed safely, validated against `schemas.case.Case` and compiled; every problem
+of a file is reported together, each at its ``file:line:col``. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any
+
+from pydantic import ValidationError
+
+from runner.compile import CompiledCase, compile_case
+from runner.diagnostics import CaseInvalid, Location, Problem, did_you_mean
+from runner.yaml_source import Document, Path, load_documents
+from schemas import case as case_models
+from schemas.case import Case
+
+SUFFIXES = (".yaml", ".yml")
+DEFAULT_ROOT = "cases"
+MAX_FILE_BYTES = 10 * 1024 * 1024
+
+
+@dataclass
+class Loaded:
+    cases: list[CompiledCase] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+class UsageError(Exception):
+    """A bad command line (a path that does not exist): exit status 2, no traceback."""
+
+
+def discover(paths: Sequence[str]) -> list[tuple[FsPath, FsPath]]:
+    """(file, root) pairs, sorted within each argument; a folder is searched recursively."""
+    found: list[tuple[FsPath, FsPath]] = []
+    for raw in paths or [DEFAULT_ROOT]:
+        path = FsPath(raw)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+            found += [(f, _root(f, path)) for f in files]
+        elif path.is_file():
+            found.append((path, _root(path, path.parent)))
+        else:
+            raise UsageError(f"no such file or folder: {raw}")
+    seen: set[FsPath] = set()
+    unique = []
+    for f, root in found:
+        if f.resolve() not in seen:
+            seen.add(f.resolve())
+            unique.append((f, root))
+    return unique
+
+
+def _root(file: FsPath, fallback: FsPath) -> FsPath:
+    """Case names are relative to the nearest enclosing ``cases`` folder, so a case keeps its
+    name however it is selected on the command line."""
+    for parent in file.resolve().parents:
+        if parent.name == DEFAULT_ROOT:
+            return parent
+    return fallback.resolve()
+
+
+def _display(file: FsPath) -> str:
+    try:
+        return os.path.relpath(file)
+    except ValueError:
+        return str(file)
+
+
+def load(paths: Sequence[str]) -> Loaded:
+    result = Loaded()
+    names: dict[str, Location] = {}
+    for file, root in discover(paths):
+        shown = _display(file)
+        try:
+            cases = load_file(file, root, shown)
+        except CaseInvalid as exc:
+            result.problems += exc.problems
+            continue
+        for c in cases:
+            where = Location(c.file, c.line, 1)
+            if c.name in names:
+                result.problems.append(
+                    Problem(
+                        where,
+                        f"case name '{c.name}' is already used by {names[c.name]}; "
+                        "names must be unique in a run",
+                    )
+                )
+                continue
+            names[c.name] = where
+            result.cases.append(c)
+    return result
+
+
+def load_file(file: FsPath, root: FsPath, shown: str) -> list[CompiledCase]:
+    try:
+        if file.stat().st_size > MAX_FILE_BYTES:
+            raise CaseInvalid(
+                [
+                    Problem(
+                        Location(shown, 1, 1), f"file is larger than {MAX_FILE_BYTES // 2**20} MiB"
+                    )
+                ]
+            )
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CaseInvalid([Problem(Location(shown, 1, 1), f"cannot read file: {exc}")]) from None
+    docs = load_documents(text, shown)
+    if not docs:
+        raise CaseInvalid([Problem(Location(shown, 1, 1), "file holds no case")])
+    stem = (
+        file.resolve().relative_to(root).with_suffix("").as_posix()
+        if file.resolve().is_relative_to(root)
+        else file.stem
+    )
+    problems: list[Problem] = []
+    cases = []
+    for i, doc in enumerate(docs):
+        default = stem if len(docs) == 1 else f"{stem}[{i}]"
+        try:
+            cases.append(compile_document(doc, default))
+        except CaseInvalid as exc:
+            problems += exc.problems
+    if problems:
+        raise CaseInvalid(problems)
+    return cases
+
+
+def compile_document(doc: Document, default_name: str) -> CompiledCase:
+    if not isinstance(doc.data, dict):
+        raise CaseInvalid([doc.problem((), "a case must be a mapping with inputs and graph")])
+    try:
+        case = Case.model_validate(doc.data)
+    except ValidationError as exc:
+        raise CaseInvalid(validation_problems(exc, doc)) from None
+    line = doc.where(()).line
+    return compile_case(case, doc, case.name or default_name, line)
+
+
+# --- pydantic errors as located problems ------------------------------------------------------
+
+FIELD_NAMES = sorted(
+    {
+        name
+        for model in vars(case_models).values()
+        if isinstance(model, type) and issubclass(model, case_models.BaseModel)
+        for name in model.model_fields
+    }
+)
+
+
+def validation_problems(exc: ValidationError, doc: Document) -> list[Problem]:
+    """One problem per offending node: union alternatives' messages are merged, branch tags
+    dropped from the path, pydantic's wording replaced where ours says more."""
+    grouped: dict[Path, list[str]] = {}
+    for err in exc.errors():
+        path, message = _explain(err, doc.data)
+        if message not in grouped.setdefault(path, []):
+            grouped[path].append(message)
+    problems = []
+    for path, messages in grouped.items():
+        at = ".".join(str(p) for p in path) or "case"
+        problems.append(doc.problem(path, f"{at}: {' or '.join(messages)}"))
+    return sorted(problems, key=lambda p: (p.where.line, p.where.col))
+
+
+def _explain(err: Any, data: Any) -> tuple[Path, str]:
+    loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("<"))]
+    kind = err["type"]
+    if "<mapping>" in err["loc"]:
+        return _data_path(loc, data)[0], (
+            "an input given as a mapping needs one of the keys random, fill or values"
+        )
+    if kind in ("extra_forbidden", "missing") and loc and isinstance(loc[-1], str):
+        path, _ = _data_path(loc[:-1], data)
+        key = loc[-1]
+        if kind == "missing":
+            return path, f"missing required key '{key}'"
+        return (*path, key), f"unknown key '{key}'{did_you_mean(key, FIELD_NAMES)}"
+    path, node = _data_path(loc, data)
+    msg = err["msg"].removeprefix("Value error, ")
+    msg = f"{msg[0].lower()}{msg[1:]}" if msg else kind
+    if kind == "literal_error":
+        msg += f", got {node!r}"
+    return path, msg
+
+
+def _data_path(loc: list[Any], data: Any) -> tuple[Path, Any]:
+    """The longest prefix of ``loc`` that exists in the data (union branch names such as
+    'float' or 'LongFormNode' are not in the data and are dropped), and the value there."""
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        if (
+            isinstance(node, dict)
+            and part in node
+            or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node))
+        ):
+            node = node[part]
+            path.append(part)
+    return tuple(path), node
+
+
+def iter_problems(loaded: Iterable[Problem]) -> list[str]:
+    return [str(p) for p in sorted(loaded, key=lambda p: p.where)]

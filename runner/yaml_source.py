@@ -1,0 +1,144 @@
+"""Safe YAML loading that remembers where every value came from.
+
+PyYAML's SafeLoader already refuses tags that construct Python objects; on top of it this loader
+rejects duplicate keys (plain PyYAML keeps the last one silently) and records the mark of every
+node by its path (``("graph", "c")``, ``("inputs", "a", 0)``), so later stages (pydantic, the
+graph compiler) can point at ``file:line:col`` of the node they reject.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from runner.diagnostics import CaseInvalid, Location, Problem
+
+Path = tuple[str | int, ...]
+
+# Aliases make a document a DAG; expanding one into a tree can blow up exponentially
+# ("billion laughs"). Far above any real case.
+MAX_VALUES = 1_000_000
+
+
+@dataclass
+class Document:
+    """One YAML document: its data and where each of its nodes is."""
+
+    file: str
+    data: Any
+    marks: dict[Path, Node] = field(default_factory=dict)
+
+    def where(self, path: Path, offset: int = 0) -> Location:
+        """The location of the deepest node on ``path`` that exists; ``offset`` moves the column
+        into a plain or quoted one-line scalar (e.g. to a sub-expression)."""
+        for cut in range(len(path), -1, -1):
+            node = self.marks.get(path[:cut])
+            if node is not None:
+                break
+        else:
+            return Location(self.file, 1, 1)
+        mark = node.start_mark
+        col = mark.column + 1
+        if cut == len(path) and offset and isinstance(node, ScalarNode):
+            if node.end_mark.line == mark.line and node.style in (None, "'", '"'):
+                col += offset + (1 if node.style else 0)
+        return Location(self.file, mark.line + 1, col)
+
+    def problem(self, path: Path, message: str, offset: int = 0) -> Problem:
+        return Problem(self.where(path, offset), message)
+
+
+class _Builder:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.loader = yaml.SafeLoader("")
+        self.count = 0
+        self.problems: list[Problem] = []
+
+    def at(self, node: Node) -> Location:
+        return Location(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def build(self, node: Node, path: Path, marks: dict[Path, Node]) -> Any:
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise CaseInvalid(
+                [
+                    Problem(
+                        self.at(node),
+                        "document expands to too many values "
+                        f"(more than {MAX_VALUES}); check its aliases",
+                    )
+                ]
+            )
+        marks.setdefault(path, node)
+        if isinstance(node, MappingNode):
+            self.loader.flatten_mapping(node)  # resolves `<<: *anchor` merge keys
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.build_scalar(key_node) if isinstance(key_node, ScalarNode) else None
+                if not isinstance(key, (str, int, float, bool)) or key is None:
+                    self.problems.append(
+                        Problem(self.at(key_node), "mapping keys must be plain scalars")
+                    )
+                    continue
+                key = str(key) if not isinstance(key, str) else key
+                if key in out:
+                    first = marks[(*path, key)]
+                    self.problems.append(
+                        Problem(
+                            self.at(key_node),
+                            f"duplicate key '{key}' (first defined at line "
+                            f"{first.start_mark.line + 1}); YAML keeps only one of them",
+                        )
+                    )
+                    continue
+                marks[(*path, key)] = key_node
+                out[key] = self.build(value_node, (*path, key), marks)
+                marks[(*path, key)] = value_node
+            return out
+        if isinstance(node, SequenceNode):
+            return [self.build(item, (*path, i), marks) for i, item in enumerate(node.value)]
+        return self.build_scalar(node)
+
+    def build_scalar(self, node: Node) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as exc:
+            raise CaseInvalid(
+                [
+                    Problem(
+                        self.at(node),
+                        f"{exc.problem}; case files may hold only "
+                        "plain data (no tags that construct objects)",
+                    )
+                ]
+            ) from None
+
+
+def load_documents(text: str, file: str) -> list[Document]:
+    """Every document of a YAML stream, or `CaseInvalid` with every problem found."""
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        message = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        raise CaseInvalid(
+            [Problem(Location(file, line, col), f"invalid YAML: {message}")]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise CaseInvalid([Problem(Location(file, 1, 1), f"invalid YAML: {exc}")]) from None
+    docs = []
+    builder = _Builder(file)
+    for node in nodes:
+        if node is None:
+            continue
+        doc = Document(file, None)
+        doc.data = builder.build(node, (), doc.marks)
+        docs.append(doc)
+    if builder.problems:
+        raise CaseInvalid(builder.problems)
+    return docs

@@ -1,0 +1,165 @@
+"""The case file, as strict pydantic models: exactly what a YAML case may hold.
+
+Every model forbids unknown keys and every default lives on its field. Semantic checks that need
+the op registry (op names, arity, shapes) happen after this, in `runner.compile`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    Tag,
+)
+
+FloatDType = Literal["float64", "float32"]
+DType = Literal["float64", "float32", "int64", "bool"]
+Number = float | int | bool
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def literal_shape(value: Any) -> tuple[int, ...]:
+    """The shape of a nested-list literal of numbers; ValueError names the ragged row."""
+    if isinstance(value, bool | int | float):
+        return ()
+    if not isinstance(value, list):
+        raise ValueError(
+            f"expected a number or a nested list of numbers, got {type(value).__name__}"
+        )
+    if not value:
+        return (0,)
+    shapes = [literal_shape(v) for v in value]
+    for i, s in enumerate(shapes[1:], start=1):
+        if s != shapes[0]:
+            raise ValueError(
+                f"ragged literal: element {i} has shape {s}, element 0 has shape {shapes[0]}"
+            )
+    return (len(value), *shapes[0])
+
+
+def _check_literal(value: Any) -> Any:
+    literal_shape(value)
+    return value
+
+
+TensorLiteral = Annotated[Any, AfterValidator(_check_literal)]
+
+
+class RandomInput(_Strict):
+    """``{random: normal|uniform|integers, shape, seed}`` drawn from ``numpy.random.default_rng``.
+
+    ``normal``: standard normal; ``uniform``: in [low, high), default [0, 1); ``integers``: int64
+    in [low, high), ``high`` required."""
+
+    random: Literal["normal", "uniform", "integers"]
+    shape: list[NonNegativeInt]
+    seed: int = 0
+    low: float | None = None
+    high: float | None = None
+    dtype: DType | None = None
+    requires_grad: bool | None = None
+
+
+class FillInput(_Strict):
+    """``{fill: value, shape}``: every element equal."""
+
+    fill: Number
+    shape: list[NonNegativeInt]
+    dtype: DType | None = None
+    requires_grad: bool | None = None
+
+
+class ValuesInput(_Strict):
+    """``{values: literal, dtype}``: a literal with an explicit dtype (integer indices, masks)."""
+
+    values: TensorLiteral
+    dtype: DType | None = None
+    requires_grad: bool | None = None
+
+
+def _input_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        for key in ("random", "fill", "values"):
+            if key in value:
+                return f"<{key}>"
+        return "<mapping>"
+    return "<literal>"
+
+
+class _NoKind(_Strict):
+    """A mapping that names none of random/fill/values (reported as such)."""
+
+    random: Literal["normal", "uniform", "integers"]
+
+
+InputSpec = Annotated[
+    Annotated[TensorLiteral, Tag("<literal>")]
+    | Annotated[RandomInput, Tag("<random>")]
+    | Annotated[FillInput, Tag("<fill>")]
+    | Annotated[ValuesInput, Tag("<values>")]
+    | Annotated[_NoKind, Tag("<mapping>")],
+    Discriminator(_input_kind),
+]
+
+
+class LongFormNode(_Strict):
+    """``{op: matmul, args: [a, b], kwargs: {}}``: args are names or numbers; kwargs literals."""
+
+    op: str
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+
+
+class RandomUpstream(_Strict):
+    random: Literal["normal", "uniform"]
+    seed: int = 0
+
+
+def _upstream_kind(value: Any) -> str:
+    return "<random>" if isinstance(value, dict) else "<literal>"
+
+
+Upstream = Annotated[
+    Annotated[TensorLiteral, Tag("<literal>")] | Annotated[RandomUpstream, Tag("<random>")],
+    Discriminator(_upstream_kind),
+]
+
+
+class Tolerance(_Strict):
+    """Applies to every comparison of the case when set; see `runner.compare` for the defaults."""
+
+    rtol: NonNegativeFloat | None = None
+    atol: NonNegativeFloat | None = None
+
+
+class Expect(_Strict):
+    value: dict[str, TensorLiteral] = {}
+    grad: dict[str, TensorLiteral] = {}
+
+
+class Case(_Strict):
+    # Default: the file's path under the case root, without suffix.
+    name: str | None = Field(default=None, min_length=1)
+    description: str = ""
+    tags: list[str] = []
+    dtype: FloatDType = "float64"
+    inputs: dict[str, InputSpec] = Field(min_length=1)
+    graph: dict[str, str | LongFormNode] = Field(min_length=1)
+    # Default: the last node.
+    output: str | None = None
+    # A number fills the output's shape (the notebook's ``(out.sum() * 3.3).backward()``).
+    upstream: Upstream = 1.0
+    # Default: every input that requires grad and every named node.
+    check: list[str] | None = None
+    tolerance: Tolerance = Tolerance()
+    expect: Expect = Expect()
