@@ -22,36 +22,34 @@ def compare(
     left: Any, right: Any, *, sources: tuple[Source, Source], rtol: float, atol: float
 ) -> Comparison:
     """``right`` is the reference: relative error is measured against it."""
-    base = {"left": sources[0], "right": sources[1], "rtol": rtol, "atol": atol}
+
+    def result(ok: bool, **found: Any) -> Comparison:
+        return Comparison(left=sources[0], right=sources[1], rtol=rtol, atol=atol, ok=ok, **found)
+
     if left is None or right is None:
-        missing = sources[0] if left is None else sources[1]
         if left is None and right is None:
-            return Comparison(ok=True, **base)
-        return Comparison(ok=False, problem=f"no gradient from {missing}", **base)
+            return result(True)
+        missing = sources[0] if left is None else sources[1]
+        return result(False, problem=f"no gradient from {missing}")
     a = np.asarray(left, dtype=np.float64)
     b = np.asarray(right, dtype=np.float64)
     if a.shape != b.shape:
-        return Comparison(ok=False, problem=f"shape {tuple(a.shape)} vs {tuple(b.shape)}", **base)
+        return result(False, problem=f"shape {tuple(a.shape)} vs {tuple(b.shape)}")
     if a.size == 0:
-        return Comparison(ok=True, abs_err=0.0, rel_err=0.0, **base)
-    with np.errstate(invalid="ignore", over="ignore"):
-        diff = np.abs(a - b)
+        return result(True, abs_err=0.0, rel_err=0.0)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         same = (a == b) | (np.isnan(a) & np.isnan(b))
-        diff = np.where(same, 0.0, diff)
-        diff = np.where(np.isnan(diff), np.inf, diff)
-        allowed = atol + rtol * np.abs(b)
-        excess = diff - allowed
-        rel = np.where(
-            b != 0, diff / np.abs(np.where(b != 0, b, 1.0)), np.where(diff > 0, np.inf, 0.0)
-        )
+        diff = np.where(same, 0.0, np.abs(a - b))
+        diff = np.where(np.isnan(diff), np.inf, diff)  # NaN on one side only
+        excess = np.where(same, -np.inf, diff - (atol + rtol * np.abs(b)))
+        excess = np.where(np.isnan(excess), np.inf, excess)  # inf vs finite, NaN reference
+        rel = np.where(diff == 0, 0.0, diff / np.abs(b))
     worst = np.unravel_index(int(np.argmax(excess)), a.shape)
-    ok = bool(np.all(diff <= allowed))
-    return Comparison(
-        ok=ok,
+    return result(
+        bool(np.all(excess <= 0)),
         worst_index=[int(i) for i in worst],
         left_value=float(a[worst]),
         right_value=float(b[worst]),
         abs_err=float(diff[worst]),
         rel_err=float(rel[worst]),
-        **base,
     )

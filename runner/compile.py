@@ -5,7 +5,7 @@ array is made here."""
 from __future__ import annotations
 
 import keyword
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from runner.diagnostics import CaseInvalid, Problem, did_you_mean
@@ -33,6 +33,11 @@ class InputPlan:
     dtype: str
     shape: Shape
     requires_grad: bool
+
+    @property
+    def spec_requires_grad(self) -> bool | None:
+        """What the case file said; None when it left requires_grad to the default."""
+        return getattr(self.spec, "requires_grad", None)
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,10 @@ class _Compiler:
         self.nodes: list[Node] = []
         self.inputs: dict[str, InputPlan] = {}
         self.failed: set[str] = set()  # nodes already reported: their users stay quiet
+        # Where each tensor is used as an operand torch cannot differentiate (a class weight,
+        # an index), and which tensors are used as differentiable operands.
+        self.nondiff_uses: dict[str, tuple[Path, int, str]] = {}
+        self.diff_uses: set[str] = set()
 
     def problem(self, path: Path, message: str, offset: int = 0) -> None:
         self.problems.append(self.doc.problem(path, message, offset))
@@ -118,8 +127,9 @@ class _Compiler:
                     path,
                     f"random: integers needs high > low, got low={spec.low or 0} high={spec.high}",
                 )
-            if dtype.startswith("float") or dtype == "bool":
-                self.problem(path, f"random: integers makes int64 values, not {dtype}")
+            if dtype == "bool":
+                self.problem(path, "random: integers makes integer values, not bool "
+                             "(use values: with dtype: bool)")
         elif spec.low is not None and spec.high is not None and spec.high < spec.low:
             self.problem(
                 path, f"random: uniform needs low <= high, got low={spec.low} high={spec.high}"
@@ -175,7 +185,7 @@ class _Compiler:
             term(a, positional[i] if i < len(positional) else None, (*path, "args", i))
             for i, a in enumerate(entry.args)
         )
-        kwargs = tuple((k, Const(v, 0)) for k, v in entry.kwargs.items())
+        kwargs = tuple((k, Const(v, 0), 0) for k, v in entry.kwargs.items())
         return Call(entry.op, args, kwargs, 0)
 
     def lower(self, expr: Expr, path: Path, target: str | None, counter: list[int]) -> Any:
@@ -235,32 +245,33 @@ class _Compiler:
                 given[p.name] = (p, a)
             given[rest.name] = (rest, ListOf(tuple(positional[len(head) :]), expr.col))
         else:
-            if len(positional) > len(params):
+            slots = [p for p in params if not p.kw_only]
+            if len(positional) > len(slots):
                 self.problem(
                     path,
-                    f"{label} takes at most {len(params)} positional arguments "
+                    f"{label} takes at most {len(slots)} positional arguments "
                     f"({op.signature()}), got {len(positional)}",
                     expr.col,
                 )
                 return None
-            for p, a in zip(params, positional, strict=False):
+            for p, a in zip(slots, positional, strict=False):
                 given[p.name] = (p, a)
         by_name = {p.name: p for p in params}
-        for key, value in expr.kwargs:
-            p = by_name.get(key)
-            if p is None or p.kind == "index" and not expr.via:
+        for key, value, col in expr.kwargs:
+            found = by_name.get(key)
+            if found is None or found.kind == "index" and not expr.via:
                 self.problem(
                     path,
                     f"{label} has no argument '{key}'"
                     f"{did_you_mean(key, by_name)} ({op.signature()})",
-                    value.col,
+                    col,
                 )
                 ok = False
             elif key in given:
-                self.problem(path, f"{label} got '{key}' twice", value.col)
+                self.problem(path, f"{label} got '{key}' twice", col)
                 ok = False
             else:
-                given[key] = (p, value)
+                given[key] = (found, value)
         bound: dict[str, Any] = {}
         for p in params:
             if p.name not in given:
@@ -302,6 +313,16 @@ class _Compiler:
         if p.is_tensor:
             if p.kind == "tensor?" and isinstance(value, Const) and value.value is None:
                 return None
+            if isinstance(value, Const) and op.family != "elementwise":
+                # torch takes a Python number only in elementwise ops; elsewhere the numpy and
+                # torch sides would not even agree on its dtype.
+                self.problem(
+                    path,
+                    f"{label}: '{p.name}' must be a tensor, not the literal {value.value!r}; "
+                    "declare it under inputs (with requires_grad: false for a constant)",
+                    value.col,
+                )
+                return _BAD
             operand = self.lower(value, path, None, counter)
             return _BAD if operand is None else operand
         if not isinstance(value, Const):
@@ -356,17 +377,37 @@ class _Compiler:
             name = f"{path[-1]}#{counter[0]}"
         else:
             name = target
-        refs = [
-            a
-            for p in op.tensor_params
-            if p.grad
-            for a in (args[p.name] if isinstance(args[p.name], list) else [args[p.name]])
-            if isinstance(a, Ref)
-        ]
+        refs = []
+        for p in op.tensor_params:
+            for a in args[p.name] if isinstance(args[p.name], list) else [args[p.name]]:
+                if isinstance(a, Ref) and p.grad:
+                    refs.append(a)
+                    self.diff_uses.add(a.name)
+                elif isinstance(a, Ref):
+                    self.nondiff_uses.setdefault(a.name, (path, expr.col, f"{label}: '{p.name}'"))
         self.requires[name] = any(self.requires[r.name] for r in refs)
         self.shapes[name] = shape
         self.nodes.append(Node(name, op, args, shape, named=target is not None))
         return Ref(name)
+
+    def settle_nondifferentiable(self) -> None:
+        """torch refuses a tensor that requires grad where an op cannot differentiate (e.g.
+        cross_entropy's weight). A float input used only there stops requiring grad, as if the
+        case said ``requires_grad: false``; anything else is reported."""
+        for name, (path, col, where) in self.nondiff_uses.items():
+            if not self.requires.get(name):
+                continue
+            plan = self.inputs.get(name)
+            if plan and plan.spec_requires_grad is None and name not in self.diff_uses:
+                self.inputs[name] = replace(plan, requires_grad=False)
+                self.requires[name] = False
+                continue
+            self.problem(
+                path,
+                f"{where} is not differentiable, but '{name}' requires grad there (torch "
+                "refuses it); pass a tensor that does not require grad (requires_grad: false)",
+                col,
+            )
 
     # --- output, upstream, check, expect -------------------------------------------------
     def compile_rest(self) -> tuple[str, tuple[str, ...], tuple[str, ...]] | None:
@@ -453,6 +494,7 @@ _KIND_TEXT = {
     "str": "a string",
     "dims": "None, an int or a list of ints",
     "ints": "an int or a list of ints",
+    "ints?": "an int, a list of ints or None",
     "index": "a subscript",
 }
 
@@ -496,6 +538,7 @@ def compile_case(case: Case, doc: Document, name: str, line: int) -> CompiledCas
     c = _Compiler(case, doc)
     c.compile_inputs()
     c.compile_graph()
+    c.settle_nondifferentiable()
     rest = c.compile_rest()
     if c.problems or rest is None:
         raise CaseInvalid(c.problems or [doc.problem(("graph",), "graph has no nodes")])

@@ -15,6 +15,7 @@ import numpy as np
 
 from runner.graph import Graph, Node, Ref
 from runner.ops.spec import Array, Op, Shape
+from runner.ops.spec import sum_to as reduce_to
 
 VJP = Callable[..., Sequence[Any]]
 
@@ -25,23 +26,14 @@ class RuleError(Exception):
 
 
 def sum_to(grad: Array, shape: Shape, *, what: str) -> Array:
-    """Sum a gradient at a broadcast shape back down to ``shape``."""
-    grad = np.asarray(grad)
-    if grad.shape == tuple(shape):
-        return grad
-    lead = grad.ndim - len(shape)
-    ok = lead >= 0 and all(g == s or s == 1 for g, s in zip(grad.shape[lead:], shape, strict=True))
-    if not ok:
+    """`spec.sum_to`, with a failure blamed on the rule that returned ``grad``."""
+    try:
+        return reduce_to(grad, shape)
+    except ValueError:
         raise RuleError(
-            f"{what}: the rule returned a gradient of shape {grad.shape}, which does not reduce "
-            f"to the operand's shape {tuple(shape)}"
-        )
-    if lead:
-        grad = grad.sum(axis=tuple(range(lead)))
-    axes = tuple(i for i, s in enumerate(shape) if s == 1 and grad.shape[i] != 1)
-    if axes:
-        grad = grad.sum(axis=axes, keepdims=True)
-    return grad
+            f"{what}: the rule returned a gradient of shape {np.shape(grad)}, which does not "
+            f"reduce to the operand's shape {tuple(shape)}"
+        ) from None
 
 
 def apply_vjp(

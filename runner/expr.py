@@ -64,7 +64,7 @@ class ListOf:
 class Call:
     op: str
     args: tuple[Expr, ...]
-    kwargs: tuple[tuple[str, Expr], ...]
+    kwargs: tuple[tuple[str, Expr, int], ...]  # name, value, column of the name
     col: int
     # For binary operators and subscripts: the source text shown in messages.
     via: str = ""
@@ -138,7 +138,7 @@ class _Lower:
             for kw in node.keywords:
                 if kw.arg is None:
                     raise ExprError("**kwargs is not supported", self.col(kw.value))
-                kwargs.append((kw.arg, self.expr(kw.value)))
+                kwargs.append((kw.arg, self.expr(kw.value), self.col(kw)))
             return Call(node.func.id, tuple(self.expr(a) for a in node.args), tuple(kwargs), col)
         if isinstance(node, ast.List | ast.Tuple):
             items = tuple(self.expr(e) for e in node.elts)
@@ -149,7 +149,7 @@ class _Lower:
             return Call(
                 "getitem",
                 (self.expr(node.value),),
-                (("index", Const(self.index(node.slice), self.col(node.slice))),),
+                (("index", Const(self.index(node.slice), self.col(node.slice)), col),),
                 col,
                 via="subscript",
             )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from runner.compile import CompiledCase, compile_case
 from runner.diagnostics import CaseInvalid, Location, Problem, did_you_mean
@@ -149,7 +149,7 @@ FIELD_NAMES = sorted(
     {
         name
         for model in vars(case_models).values()
-        if isinstance(model, type) and issubclass(model, case_models.BaseModel)
+        if isinstance(model, type) and issubclass(model, BaseModel)
         for name in model.model_fields
     }
 )
@@ -158,15 +158,17 @@ FIELD_NAMES = sorted(
 def validation_problems(exc: ValidationError, doc: Document) -> list[Problem]:
     """One problem per offending node: union alternatives' messages are merged, branch tags
     dropped from the path, pydantic's wording replaced where ours says more."""
-    grouped: dict[Path, list[str]] = {}
+    grouped: dict[tuple[Path, bool], list[str]] = {}
     for err in exc.errors():
         path, message = _explain(err, doc.data)
-        if message not in grouped.setdefault(path, []):
-            grouped[path].append(message)
+        # An unknown key is shown at the key itself, anything else at the offending value.
+        at_key = err["type"] == "extra_forbidden"
+        if message not in grouped.setdefault((path, at_key), []):
+            grouped[(path, at_key)].append(message)
     problems = []
-    for path, messages in grouped.items():
+    for (path, at_key), messages in grouped.items():
         at = ".".join(str(p) for p in path) or "case"
-        problems.append(doc.problem(path, f"{at}: {' or '.join(messages)}"))
+        problems.append(doc.problem(path, f"{at}: {' or '.join(messages)}", at_key=at_key))
     return sorted(problems, key=lambda p: (p.where.line, p.where.col))
 
 

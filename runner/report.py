@@ -3,7 +3,6 @@ count line) and the JSON model of `schemas.report` for machines."""
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -82,8 +81,8 @@ def write_json(report: Report, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(report.model_dump(mode="json"), f, indent=2)
-            f.write("\n")
+            # model_dump_json writes inf/NaN errors as null: the file stays valid JSON.
+            f.write(report.model_dump_json(indent=2) + "\n")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -21,6 +21,7 @@ Path = tuple[str | int, ...]
 # Aliases make a document a DAG; expanding one into a tree can blow up exponentially
 # ("billion laughs"). Far above any real case.
 MAX_VALUES = 1_000_000
+_PLAIN_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
 
 @dataclass
@@ -30,10 +31,15 @@ class Document:
     file: str
     data: Any
     marks: dict[Path, Node] = field(default_factory=dict)
+    keys: dict[Path, Node] = field(default_factory=dict)  # the key node of each mapping entry
 
-    def where(self, path: Path, offset: int = 0) -> Location:
-        """The location of the deepest node on ``path`` that exists; ``offset`` moves the column
-        into a plain or quoted one-line scalar (e.g. to a sub-expression)."""
+    def where(self, path: Path, offset: int = 0, at_key: bool = False) -> Location:
+        """The location of the deepest node on ``path`` that exists (of its key, with
+        ``at_key``); ``offset`` moves the column into a plain or quoted one-line scalar (e.g. to
+        a sub-expression)."""
+        if at_key and path in self.keys:
+            mark = self.keys[path].start_mark
+            return Location(self.file, mark.line + 1, mark.column + 1)
         for cut in range(len(path), -1, -1):
             node = self.marks.get(path[:cut])
             if node is not None:
@@ -47,8 +53,8 @@ class Document:
                 col += offset + (1 if node.style else 0)
         return Location(self.file, mark.line + 1, col)
 
-    def problem(self, path: Path, message: str, offset: int = 0) -> Problem:
-        return Problem(self.where(path, offset), message)
+    def problem(self, path: Path, message: str, offset: int = 0, at_key: bool = False) -> Problem:
+        return Problem(self.where(path, offset, at_key), message)
 
 
 class _Builder:
@@ -61,7 +67,8 @@ class _Builder:
     def at(self, node: Node) -> Location:
         return Location(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
-    def build(self, node: Node, path: Path, marks: dict[Path, Node]) -> Any:
+    def build(self, node: Node, path: Path, doc: Document) -> Any:
+        marks = doc.marks
         self.count += 1
         if self.count > MAX_VALUES:
             raise CaseInvalid(
@@ -74,6 +81,10 @@ class _Builder:
                 ]
             )
         marks.setdefault(path, node)
+        if not isinstance(node, ScalarNode) and node.tag not in _PLAIN_TAGS:
+            raise CaseInvalid([Problem(self.at(node), f"the tag {node.tag} is not allowed; case "
+                                       "files may hold only plain data (no tags that construct "
+                                       "objects)")])
         if isinstance(node, MappingNode):
             self.loader.flatten_mapping(node)  # resolves `<<: *anchor` merge keys
             out: dict[Any, Any] = {}
@@ -86,7 +97,7 @@ class _Builder:
                     continue
                 key = str(key) if not isinstance(key, str) else key
                 if key in out:
-                    first = marks[(*path, key)]
+                    first = doc.keys[(*path, key)]
                     self.problems.append(
                         Problem(
                             self.at(key_node),
@@ -95,12 +106,12 @@ class _Builder:
                         )
                     )
                     continue
-                marks[(*path, key)] = key_node
-                out[key] = self.build(value_node, (*path, key), marks)
+                doc.keys[(*path, key)] = key_node
                 marks[(*path, key)] = value_node
+                out[key] = self.build(value_node, (*path, key), doc)
             return out
         if isinstance(node, SequenceNode):
-            return [self.build(item, (*path, i), marks) for i, item in enumerate(node.value)]
+            return [self.build(item, (*path, i), doc) for i, item in enumerate(node.value)]
         return self.build_scalar(node)
 
     def build_scalar(self, node: Node) -> Any:
@@ -137,7 +148,7 @@ def load_documents(text: str, file: str) -> list[Document]:
         if node is None:
             continue
         doc = Document(file, None)
-        doc.data = builder.build(node, (), doc.marks)
+        doc.data = builder.build(node, (), doc)
         docs.append(doc)
     if builder.problems:
         raise CaseInvalid(builder.problems)

@@ -39,6 +39,7 @@ ParamKind = Literal[
     "str",
     "dims",  # None, an int, or a list of ints (reductions)
     "ints",  # an int or a list of ints (shapes, permutations, kernel sizes)
+    "ints?",  # the same or None (pooling's stride)
     "index",  # internal: a subscript, a tuple of int | slice | None | Ellipsis (getitem)
 ]
 
@@ -65,6 +66,9 @@ class Param:
     # False for operands that never get a gradient (indices, targets, masks).
     grad: bool = True
     choices: tuple[str, ...] = ()
+    # Keyword-only in torch (var's correction): a positional argument there is refused rather
+    # than silently bound, since torch would read it as another parameter.
+    kw_only: bool = False
 
     @property
     def is_tensor(self) -> bool:
@@ -111,7 +115,11 @@ class Op:
 
     def signature(self) -> str:
         parts = []
+        star = False
         for p in self.params:
+            if p.kw_only and not star and not any(q.kind == "tensors*" for q in self.params):
+                parts.append("*")
+                star = True
             prefix = "*" if p.kind == "tensors*" else ""
             text = f"{prefix}{p.name}"
             if not p.required:
@@ -168,6 +176,23 @@ def reduced_shape(shape: Shape, dims: tuple[int, ...], keepdim: bool) -> Shape:
 
 def as_ints(value: int | Sequence[int]) -> tuple[int, ...]:
     return (value,) if isinstance(value, int) else tuple(value)
+
+
+def sum_to(grad: Array, shape: Shape) -> Array:
+    """Sum a gradient at a broadcast shape back down to ``shape`` (torch's ``sum_to``); the
+    engine applies it after every rule. ValueError when ``grad`` cannot reduce to ``shape``."""
+    grad = np.asarray(grad)
+    if grad.shape == tuple(shape):
+        return grad
+    lead = grad.ndim - len(shape)
+    if lead < 0 or any(g != s and s != 1 for g, s in zip(grad.shape[lead:], shape, strict=True)):
+        raise ValueError(f"shape {grad.shape} does not reduce to {tuple(shape)}")
+    if lead:
+        grad = grad.sum(axis=tuple(range(lead)))
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad
 
 
 def no_grad(*_: Any, **__: Any) -> tuple[None, ...]:
