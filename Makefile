@@ -26,6 +26,7 @@ lint: $(BIN)/.installed
 
 docs: $(BIN)/.installed
 	$(BIN)/gradcase ops --markdown > docs/ops.md
+	$(BIN)/gradcase schema > schemas/case.schema.json
 
 clean:
 	rm -rf $(VENV) reports

@@ -1,0 +1,266 @@
+"""The CLI end to end, in-process: exit statuses, the report's lines, and every kind of bad input
+reported at its file:line:col by both `run` and `validate`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from runner.cli import main
+from schemas.report import Report
+from tests.conftest import ROOT
+
+WriteCase = Callable[..., Path]
+
+GOOD = """\
+name: t/hadamard
+inputs:
+  a: [[4.0, 5.0], [1.0, 3.0]]
+  b: [[2.0, 2.0], [2.0, 2.0]]
+graph:
+  c: a * b
+upstream: 3
+expect:
+  grad:
+    b: [[12.0, 15.0], [3.0, 9.0]]
+"""
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def test_passing_case_prints_one_line_and_the_count_line_last(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(GOOD)
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 0, out
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("PASSED t/hadamard")
+    assert lines[-1] == "1 passed, 0 failed"
+    report = Report.model_validate_json((tmp_path / "r.json").read_text())
+    assert report.summary.passed == 1
+    case = report.cases[0]
+    assert (case.name, case.status, case.line) == ("t/hadamard", "passed", 1)
+    assert {(t.tensor, t.kind) for t in case.tensors} == {
+        ("c", "value"), ("a", "grad"), ("b", "grad"), ("c", "grad")
+    }
+
+
+def test_wrong_golden_fails_with_the_worst_element(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(GOOD.replace("[3.0, 9.0]", "[3.0, 9.5]"))
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 1
+    assert out.strip().splitlines()[-1] == "0 passed, 1 failed"
+    assert ("t/hadamard: grad of 'b': manual vs expected differ at index [1, 1]: manual 9, "
+            "expected 9.5; abs error 0.5, rel error 0.0526316 (rtol 0.0001, atol 0.0001)") in out
+    assert "grad of 'b': torch vs expected differ at index [1, 1]" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    bad = [c for t in report["cases"][0]["tensors"] for c in t["comparisons"] if not c["ok"]]
+    assert [(c["left"], c["right"], c["worst_index"]) for c in bad] == [
+        ("manual", "expected", [1, 1]), ("torch", "expected", [1, 1])
+    ]
+
+
+def test_a_wrong_manual_rule_is_caught_by_torch(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The runner's core promise, through a case: a rule that disagrees with torch fails."""
+    from runner.compile import compile_case  # noqa: F401  (the case below must compile)
+    from runner.execute import execute
+    from runner.loader import load
+
+    loaded = load([str(write_case(GOOD))])
+    case = loaded.cases[0]
+    node = case.graph.node("c")
+    broken = type(node.op)(**{**node.op.__dict__, "vjp": lambda g, out, input, other:
+                              (g * other, g * other)})
+    object.__setattr__(node, "op", broken)
+    result = execute(case)
+    assert result.status == "failed"
+    assert any("grad of 'b': manual vs torch differ at index" in m for m in result.messages)
+
+
+def test_invalid_file_is_reported_and_valid_cases_still_run(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_case(GOOD, "good.yaml")
+    write_case("inputs: {a: [1.0]}\ngraph:\n  c: relu(b)\n", "bad.yaml")
+    code, out = run(capsys, "run", str(tmp_path / "cases"), "--report", str(tmp_path / "r.json"))
+    assert code == 2
+    assert "PASSED t/hadamard" in out
+    assert "bad.yaml:3:11: unknown name 'b'" in out
+    assert out.strip().splitlines()[-1] == "1 passed, 0 failed, 1 errors"
+
+
+# Each kind of bad input: the file, the (line, col) reported, and a part of the message.
+BAD_INPUTS: dict[str, tuple[str, tuple[int, int], str]] = {
+    "unknown-key": (
+        "inputs: {a: [1.0]}\ngraph: {c: relu(a)}\nupstrem: 2\n",
+        (3, 1), "unknown key 'upstrem'; did you mean 'upstream'?"),
+    "unknown-nested-key": (
+        "inputs:\n  a: {random: normal, shape: [2], sed: 1}\ngraph: {c: relu(a)}\n",
+        (2, 35), "inputs.a.sed: unknown key 'sed'; did you mean 'seed'?"),
+    "unknown-op": (
+        "inputs: {a: [1.0]}\ngraph:\n  c: rellu(a) * 2\n",
+        (3, 6), "unknown op 'rellu'; did you mean 'relu'"),
+    "too-many-arguments": (
+        "inputs: {a: [1.0]}\ngraph:\n  c: relu(a, a)\n",
+        (3, 6), "relu takes at most 1 positional arguments (relu(input)), got 2"),
+    "unknown-keyword": (
+        "inputs: {a: [1.0]}\ngraph:\n  c: add(a, a, alpah=2)\n",
+        (3, 16), "add has no argument 'alpah'"),
+    "missing-argument": (
+        "inputs: {a: [1.0]}\ngraph:\n  c: add(a)\n",
+        (3, 6), "add is missing its argument 'other'"),
+    "name-before-definition": (
+        "inputs: {a: [1.0]}\ngraph:\n  c: d * 2\n  d: relu(a)\n",
+        (3, 6), "unknown name 'd' (it is defined later in graph: order matters)"),
+    "unknown-name": (
+        "inputs: {alpha: [1.0]}\ngraph:\n  c: relu(alpah)\n",
+        (3, 11), "unknown name 'alpah'; did you mean 'alpha'?"),
+    "duplicate-key": (
+        "inputs: {a: [1.0]}\ngraph:\n  c: relu(a)\n  c: a * 2\n",
+        (4, 3), "duplicate key 'c'"),
+    "broadcast": (
+        "inputs:\n  a: [1.0, 2.0]\n  b: [1.0, 2.0, 3.0]\ngraph:\n  c: a + b\n",
+        (5, 6), "operator + (add): shapes (2,) and (3,) do not broadcast"),
+    "upstream-shape": (
+        "inputs: {a: [1.0, 2.0]}\ngraph:\n  c: relu(a)\nupstream: [1.0, 2.0, 3.0]\n",
+        (4, 11), "upstream has shape (3,) but output 'c' has shape (2,)"),
+    "expect-shape": (
+        "inputs: {a: [1.0, 2.0]}\ngraph:\n  c: relu(a)\nexpect:\n  grad:\n    a: [1.0]\n",
+        (6, 8), "expected grad of 'a' has shape (1,), but 'a' has shape (2,)"),
+    "python-tag": (
+        "inputs: {a: !!python/object/apply:os.system [echo hi]}\ngraph: {c: relu(a)}\n",
+        (1, 13), "case files may hold only plain data"),
+    "ragged": (
+        "inputs:\n  a: [[1.0, 2.0], [3.0]]\ngraph: {c: relu(a)}\n",
+        (2, 6), "ragged literal: element 1 has shape (1,), element 0 has shape (2,)"),
+    "yaml-syntax": (
+        "inputs: {a: [1.0, 2.0}\ngraph: {c: relu(a)}\n",
+        (1, 22), "invalid YAML"),
+    "expression-syntax": (
+        "inputs: {a: [1.0]}\ngraph:\n  c: relu(a +)\n",
+        (3, 14), "invalid expression"),
+    "not-allowed-syntax": (
+        "inputs: {a: [1.0]}\ngraph:\n  c: a.relu()\n",
+        (3, 6), "only registered ops can be called"),
+    "wrong-dtype-value": (
+        "dtype: float16\ninputs: {a: [1.0]}\ngraph: {c: relu(a)}\n",
+        (1, 8), "dtype: input should be 'float64' or 'float32'"),
+    "requires-grad-on-int": (
+        "inputs:\n  i: {values: [1, 2], dtype: int64, requires_grad: true}\n"
+        "  a: [1.0, 2.0]\ngraph: {c: a * 2}\n",
+        (2, 6), "only floating tensors can require gradients"),
+    "attribute-type": (
+        "inputs: {a: [1.0]}\ngraph:\n  c: add(a, a)\n  d: sum(c, keepdim=2)\n",
+        (4, 21), "sum: 'keepdim' must be True or False, got 2"),
+    "output-unknown": (
+        "inputs: {a: [1.0]}\ngraph: {c: relu(a)}\noutput: d\n",
+        (3, 9), "output 'd' is not a node of graph"),
+    "nothing-to-differentiate": (
+        "inputs: {a: {values: [1.0], requires_grad: false}}\ngraph: {c: relu(a)}\n",
+        (2, 8), "output 'c' does not depend on any input that requires grad"),
+    "check-unknown": (
+        "inputs: {a: [1.0]}\ngraph: {c: relu(a)}\ncheck: [a, cc]\n",
+        (3, 12), "check names 'cc', which is neither an input nor a node; did you mean 'c'?"),
+    "keyword-only-given-positionally": (
+        "inputs: {a: [1.0, 2.0]}\ngraph:\n  c: var(a, 0, 1)\n",
+        (3, 6), "var takes at most 2 positional arguments (var(input, dim=None, *, correction=1"),
+    "literal-operand-outside-elementwise": (
+        "inputs: {a: [1.0, 2.0]}\ngraph:\n  c: a * sum(2.0)\n",
+        (3, 14), "sum: 'input' must be a tensor, not the literal 2.0"),
+    "negative-slice-step": (
+        "inputs: {a: [1.0, 2.0]}\ngraph:\n  c: a[::-1]\n",
+        (3, 6), "step"),
+    "matmul-inner-dims": (
+        "inputs:\n  a: {fill: 1.0, shape: [2, 3]}\n  b: {fill: 1.0, shape: [4, 5]}\n"
+        "graph:\n  c: a @ b\n",
+        (5, 6), "operator @ (matmul): matmul: (2, 3) @ (4, 5): inner dims 3 and 4 differ"),
+    "bad-choice": (
+        "inputs: {a: [1.0]}\ngraph:\n  c: gelu(a, approximate='tanhh')\n",
+        (3, 26), "gelu: 'approximate' must be one of 'none', 'tanh', got 'tanhh'"),
+    "missing-inputs": (
+        "graph: {c: relu(a)}\n",
+        (1, 1), "missing required key 'inputs'"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_INPUTS))
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_bad_input_is_located(
+    kind: str, command: str, write_case: WriteCase, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text, (line, col), message = BAD_INPUTS[kind]
+    path = write_case(text, f"{kind}.yaml")
+    extra = ["--report", str(tmp_path / "r.json")] if command == "run" else []
+    code, out = run(capsys, command, str(path), *extra)
+    assert code == 2, out
+    assert "Traceback" not in out
+    located = [ln for ln in out.splitlines() if f"{kind}.yaml:{line}:{col}:" in ln]
+    assert located and message in located[0], out
+
+
+def test_all_problems_of_a_file_are_reported_together(
+    write_case: WriteCase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case("inputs: {a: [1.0]}\ngraph:\n  c: relu(b)\n  d: mull(a, a)\n")
+    code, out = run(capsys, "validate", str(path))
+    assert code == 2
+    assert "case.yaml:3:11: error: unknown name 'b'" in out
+    assert "case.yaml:4:6: error: unknown op 'mull'; did you mean 'mul'" in out
+
+
+def test_duplicate_case_names_in_a_run(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_case(GOOD, "one.yaml")
+    write_case(GOOD, "two.yaml")
+    code, out = run(capsys, "validate", str(tmp_path / "cases"))
+    assert code == 2
+    assert "two.yaml:1:1: error: case name 't/hadamard' is already used by" in out
+
+
+def test_default_name_is_the_path_under_cases(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_case(GOOD.replace("name: t/hadamard\n", ""), "fam/prod.yml")
+    code, out = run(capsys, "list", str(tmp_path / "cases"))
+    assert (code, out.strip()) == (0, "fam/prod")
+
+
+def test_missing_path_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run(capsys, "validate", "no/such/dir")
+    assert code == 2
+    assert "no such file or folder: no/such/dir" in out
+
+
+def test_commands_that_do_not_run_cases_do_not_import_torch() -> None:
+    script = (
+        "import sys; from runner.cli import main\n"
+        "for argv in (['validate', 'cases'], ['list', 'cases'], ['ops'], ['schema']):\n"
+        "    main(argv)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_console_script_help() -> None:
+    proc = subprocess.run([sys.executable, "-m", "runner", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert "run" in proc.stdout and "validate" in proc.stdout
