@@ -414,6 +414,8 @@ class _Compiler:
         if not self.nodes or self.problems:
             return None
         output = self.case.output or self.nodes[-1].name
+        if output in self.failed:
+            return None
         if output not in self.shapes or output in self.inputs:
             known = [n.name for n in self.nodes if n.named]
             self.problem(
@@ -444,6 +446,8 @@ class _Compiler:
         else:
             checks = tuple(self.case.check)
             for i, name in enumerate(checks):
+                if name in self.failed:
+                    continue
                 if name not in self.shapes or name not in self.inputs and name not in named:
                     self.problem(
                         ("check", i),
@@ -460,6 +464,8 @@ class _Compiler:
         for kind, table in (("value", self.case.expect.value), ("grad", self.case.expect.grad)):
             for name, literal in table.items():
                 where: Path = ("expect", kind, name)
+                if name in self.failed:
+                    continue
                 if name not in self.shapes or name not in self.inputs and name not in named:
                     self.problem(
                         where,
@@ -533,9 +539,13 @@ def _check_attr(p: Param, v: Any) -> str:
     return "" if ok else f"must be {_KIND_TEXT[kind]}, got {v!r}"
 
 
-def compile_case(case: Case, doc: Document, name: str, line: int) -> CompiledCase:
-    """Raises `CaseInvalid` with every problem found."""
+def compile_case(
+    case: Case, doc: Document, name: str, line: int, quiet: frozenset[str] = frozenset()
+) -> CompiledCase:
+    """Raises `CaseInvalid` with every problem found. Names in ``quiet`` were reported already
+    (by validation): their uses are not reported again."""
     c = _Compiler(case, doc)
+    c.failed |= quiet
     c.compile_inputs()
     c.compile_graph()
     c.settle_nondifferentiable()

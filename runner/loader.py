@@ -6,6 +6,7 @@ of a file is reported together, each at its ``file:line:col``. Nothing here impo
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -138,9 +139,34 @@ def compile_document(doc: Document, default_name: str) -> CompiledCase:
     try:
         case = Case.model_validate(doc.data)
     except ValidationError as exc:
-        raise CaseInvalid(validation_problems(exc, doc)) from None
+        problems = validation_problems(exc, doc)
+        raise CaseInvalid(problems + _problems_beyond(exc, doc)) from None
     line = doc.where(()).line
     return compile_case(case, doc, case.name or default_name, line)
+
+
+def _problems_beyond(exc: ValidationError, doc: Document) -> list[Problem]:
+    """The graph's problems in a file whose model did not validate, so one run reports every
+    problem of the file: the entries pydantic rejected are left out (and uses of those names
+    stay quiet), the rest is compiled."""
+    data = copy.deepcopy(doc.data)
+    quiet: set[str] = set()
+    for err in exc.errors():
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("<"))]
+        if not loc or not isinstance(data, dict) or loc[0] not in data:
+            continue
+        head, table = loc[0], data[loc[0]]
+        if head in ("inputs", "graph") and len(loc) > 1 and isinstance(table, dict):
+            table.pop(loc[1], None)
+            quiet.add(str(loc[1]))
+        else:
+            data.pop(head)
+    try:
+        case = Case.model_validate(data)
+        compile_case(case, doc, "", 1, quiet=frozenset(quiet))
+    except (ValidationError, CaseInvalid) as more:
+        return more.problems if isinstance(more, CaseInvalid) else []
+    return []
 
 
 # --- pydantic errors as located problems ------------------------------------------------------

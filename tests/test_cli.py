@@ -223,6 +223,21 @@ def test_all_problems_of_a_file_are_reported_together(
     assert "case.yaml:4:6: error: unknown op 'mull'; did you mean 'mul'" in out
 
 
+def test_schema_and_graph_problems_of_a_file_are_reported_together(
+    write_case: WriteCase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(
+        "inputs:\n  a: [1.0]\n  b: {random: normal, shape: [1], sed: 2}\n"
+        "graph:\n  c: relu(a) + b\n  d: mull(c, c)\nupstream: {random: cauchy}\n"
+    )
+    code, out = run(capsys, "validate", str(path))
+    assert code == 2
+    assert "case.yaml:3:35: error: inputs.b.sed: unknown key 'sed'" in out
+    assert "case.yaml:7:20: error: upstream.random: input should be 'normal' or 'uniform'" in out
+    assert "case.yaml:6:6: error: unknown op 'mull'" in out
+    assert "'b'" not in out.split("sed")[-1], "uses of the rejected input are not reported again"
+
+
 def test_duplicate_case_names_in_a_run(
     write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
