@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.graph import Graph, Node, Ref
+from runner.graph import Graph, Ref
 from runner.ops.spec import Array, Op, Shape
 from runner.ops.spec import sum_to as reduce_to
 
@@ -89,22 +89,11 @@ class Result:
     grads: dict[str, Array]
 
 
-def _bind(node: Node, env: Mapping[str, Array]) -> dict[str, Any]:
-    def resolve(arg: Any) -> Any:
-        if isinstance(arg, Ref):
-            return env[arg.name]
-        if isinstance(arg, list):
-            return [resolve(a) for a in arg]
-        return arg
-
-    return {k: resolve(v) for k, v in node.args.items()}
-
-
 def forward(graph: Graph, inputs: Mapping[str, Array]) -> dict[str, Array]:
     """Every node's value, in graph order, computed with the ops' numpy forwards."""
     env: dict[str, Array] = dict(inputs)
     for node in graph.nodes:
-        args = _bind(node, env)
+        args = node.bind(env)
         try:
             env[node.name] = np.asarray(node.op.forward(**args))
         except Exception as exc:
@@ -132,7 +121,7 @@ def backward(
         if g is None or not graph.requires_grad[node.name]:
             continue
         vjp = rules.get(node.name, node.op.vjp)
-        args = _bind(node, values)
+        args = node.bind(values)
         per_param = apply_vjp(node.op, vjp, g, values[node.name], args, where=f"node '{node.name}'")
         for pname, grad in per_param.items():
             arg = node.args[pname]

@@ -6,6 +6,7 @@ structure, only about values. A `Graph` is built by `runner.compile` from a vali
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,19 @@ class Node:
     shape: Shape
     # Declared in the case (checked by default), as opposed to an anonymous sub-expression.
     named: bool = True
+
+    def bind(self, env: Mapping[str, Any]) -> dict[str, Any]:
+        """The arguments with every `Ref` replaced by its value in ``env`` (arrays on the manual
+        side, tensors on the torch side)."""
+
+        def resolve(arg: Any) -> Any:
+            if isinstance(arg, Ref):
+                return env[arg.name]
+            if isinstance(arg, list):
+                return [resolve(a) for a in arg]
+            return arg
+
+        return {k: resolve(v) for k, v in self.args.items()}
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from runner.engine import Result
-from runner.graph import Graph, Ref
+from runner.graph import Graph
 from runner.ops.spec import Array
 
 
@@ -49,22 +49,15 @@ def _run(
             tensor.requires_grad_(True)
         env[name] = tensor
 
-    def resolve(arg: Any) -> Any:
-        if isinstance(arg, Ref):
-            return env[arg.name]
-        if isinstance(arg, list):
-            return [resolve(a) for a in arg]
-        return arg
-
     for node in graph.nodes:
-        args = {}
-        for p in node.op.params:
-            value = resolve(node.args[p.name])
-            if p.is_tensor and isinstance(value, list):
-                value = [to_torch(torch, v, device) for v in value]
-            elif p.is_tensor:
-                value = to_torch(torch, value, device)
-            args[p.name] = value
+        args = node.bind(env)
+        for p in node.op.tensor_params:
+            value = args[p.name]
+            # Literal operands (Python numbers) become tensors here.
+            if isinstance(value, list):
+                args[p.name] = [to_torch(torch, v, device) for v in value]
+            else:
+                args[p.name] = to_torch(torch, value, device)
         out = node.op.torch(torch, **args)
         if out.requires_grad and not out.is_leaf:
             out.retain_grad()
