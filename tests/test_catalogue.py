@@ -42,3 +42,18 @@ def test_conventions_at_kinks_and_ties_are_stated() -> None:
     notes = {op.name: op.note for op in public_ops()}
     for name in ("relu", "abs", "max", "amax", "maximum", "prod", "norm", "sign", "clamp"):
         assert notes.get(name), f"{name} states no convention at its non-differentiable points"
+
+
+def test_every_op_has_a_case_in_its_family_folder_with_a_random_upstream() -> None:
+    """An all-ones upstream hides a rule that ignores or transposes it."""
+    from runner.loader import load
+    from schemas.case import RandomUpstream
+
+    covered: dict[str, set[str]] = {}
+    for case in load([str(ROOT / "cases")]).cases:
+        if isinstance(case.model.upstream, RandomUpstream):
+            family = case.file.replace("\\", "/").split("cases/", 1)[-1].split("/", 1)[0]
+            for node in case.graph.nodes:
+                covered.setdefault(node.op.name, set()).add(family)
+    missing = [op.name for op in public_ops() if op.family not in covered.get(op.name, set())]
+    assert not missing, f"ops without a random-upstream case in cases/<family>/: {missing}"
