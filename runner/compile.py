@@ -5,8 +5,11 @@ array is made here."""
 from __future__ import annotations
 
 import keyword
+import math
 from dataclasses import dataclass, replace
 from typing import Any
+
+import numpy as np
 
 from runner.diagnostics import CaseInvalid, Problem, did_you_mean
 from runner.expr import Call, Const, Expr, ExprError, ListOf, Name, parse
@@ -23,6 +26,10 @@ from schemas.case import (
     ValuesInput,
     literal_shape,
 )
+
+# A case checks a rule on small tensors; far larger shapes are a typo or hostile, and would only
+# exhaust memory.
+MAX_ELEMENTS = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -111,10 +118,33 @@ class _Compiler:
                 continue
             if isinstance(spec, RandomInput):
                 self.check_random(spec, dtype, path)
+            if isinstance(spec, ValuesInput):
+                self.check_values(spec.values, dtype, path)
+            if math.prod(shape) > MAX_ELEMENTS:
+                self.problem(
+                    path,
+                    f"input '{name}' has shape {shape}, "
+                    f"{math.prod(shape)} elements (at most {MAX_ELEMENTS})",
+                )
+                continue
             requires = default_grad if explicit is None else explicit
             self.inputs[name] = InputPlan(spec, dtype, shape, requires)
             self.shapes[name] = shape
             self.requires[name] = requires
+
+    def check_values(self, values: Any, dtype: str, path: Path) -> None:
+        """An explicit integer or bool dtype must not silently truncate the numbers given."""
+        flat = np.asarray(values, dtype=object).reshape(-1).tolist()
+        if dtype == "int64":
+            bad = [v for v in flat if isinstance(v, float) and not v.is_integer()]
+            what = "integers"
+        elif dtype == "bool":
+            bad = [v for v in flat if not isinstance(v, bool)]
+            what = "true or false"
+        else:
+            return
+        if bad:
+            self.problem(path, f"dtype {dtype} needs {what}, got {bad[0]!r}")
 
     def check_random(self, spec: RandomInput, dtype: str, path: Path) -> None:
         if spec.random == "normal" and (spec.low is not None or spec.high is not None):
@@ -128,8 +158,11 @@ class _Compiler:
                     f"random: integers needs high > low, got low={spec.low or 0} high={spec.high}",
                 )
             if dtype == "bool":
-                self.problem(path, "random: integers makes integer values, not bool "
-                             "(use values: with dtype: bool)")
+                self.problem(
+                    path,
+                    "random: integers makes integer values, not bool "
+                    "(use values: with dtype: bool)",
+                )
         elif spec.low is not None and spec.high is not None and spec.high < spec.low:
             self.problem(
                 path, f"random: uniform needs low <= high, got low={spec.low} high={spec.high}"
@@ -164,7 +197,10 @@ class _Compiler:
                 )
                 continue
             before = len(self.problems)
-            self.lower(expr, path, name, [0])
+            try:
+                self.lower(expr, path, name, [0])
+            except RecursionError:
+                self.problem(path, "expression nests too deeply; split it into named nodes")
             if len(self.problems) > before:
                 self.shapes.pop(name, None)
                 self.failed.add(name)
@@ -385,6 +421,14 @@ class _Compiler:
                     self.diff_uses.add(a.name)
                 elif isinstance(a, Ref):
                     self.nondiff_uses.setdefault(a.name, (path, expr.col, f"{label}: '{p.name}'"))
+        if math.prod(shape) > MAX_ELEMENTS:
+            self.problem(
+                path,
+                f"{label}: the result would have shape {shape}, "
+                f"{math.prod(shape)} elements (at most {MAX_ELEMENTS})",
+                expr.col,
+            )
+            return None
         self.requires[name] = any(self.requires[r.name] for r in refs)
         self.shapes[name] = shape
         self.nodes.append(Node(name, op, args, shape, named=target is not None))

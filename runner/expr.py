@@ -81,8 +81,13 @@ def parse(text: str, names: frozenset[str] = frozenset()) -> Expr:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise ExprError(f"invalid expression: {exc.msg}", max((exc.offset or 1) - 1, 0)) from None
+    except (RecursionError, MemoryError, ValueError) as exc:  # absurd nesting, NUL bytes
+        raise ExprError(f"invalid expression: {type(exc).__name__}") from None
     lead = len(text) - len(text.lstrip())
-    return _Lower(names, lead).expr(tree.body)
+    try:
+        return _Lower(names, lead).expr(tree.body)
+    except RecursionError:
+        raise ExprError("expression nests too deeply; split it into named nodes") from None
 
 
 class _Lower:

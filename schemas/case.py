@@ -63,7 +63,7 @@ class RandomInput(_Strict):
 
     random: Literal["normal", "uniform", "integers"]
     shape: list[NonNegativeInt]
-    seed: int = 0
+    seed: NonNegativeInt = 0
     low: float | None = None
     high: float | None = None
     dtype: DType | None = None
@@ -122,7 +122,7 @@ class LongFormNode(_Strict):
 
 class RandomUpstream(_Strict):
     random: Literal["normal", "uniform"]
-    seed: int = 0
+    seed: NonNegativeInt = 0
 
 
 def _upstream_kind(value: Any) -> str:

@@ -191,6 +191,25 @@ BAD_INPUTS: dict[str, tuple[str, tuple[int, int], str]] = {
     "bad-choice": (
         "inputs: {a: [1.0]}\ngraph:\n  c: gelu(a, approximate='tanhh')\n",
         (3, 26), "gelu: 'approximate' must be one of 'none', 'tanh', got 'tanhh'"),
+    "int-values-that-are-not-integers": (
+        "inputs:\n  i: {values: [1, 2.5], dtype: int64}\n  a: [1.0, 2.0]\n"
+        "graph: {c: a * 2}\n",
+        (2, 6), "dtype int64 needs integers, got 2.5"),
+    "huge-shape": (
+        "inputs:\n  a: {random: normal, shape: [100000, 100000]}\ngraph: {c: relu(a)}\n",
+        (2, 6), "input 'a' has shape (100000, 100000), 10000000000 elements"),
+    "huge-result": (
+        "inputs:\n  a: {fill: 1.0, shape: [5000]}\ngraph:\n  c: outer(a, a) * outer(a, a)\n",
+        (4, 6), "outer: the result would have shape (5000, 5000), 25000000 elements"),
+    "negative-seed": (
+        "inputs:\n  a: {random: normal, shape: [2], seed: -1}\ngraph: {c: relu(a)}\n",
+        (2, 41), "inputs.a.seed: input should be greater than or equal to 0"),
+    "absurd-nesting": (
+        "inputs: {a: [1.0]}\ngraph:\n  c: " + "(" * 3000 + "a" + ")" * 3000 + "\n",
+        (3, 206), "invalid expression: too many nested parentheses"),
+    "long-chain": (
+        "inputs: {a: [1.0]}\ngraph:\n  c: " + " + ".join(["a"] * 2400) + "\n",
+        (3, 6), "expression nests too deeply; split it into named nodes"),
     "missing-inputs": (
         "graph: {c: relu(a)}\n",
         (1, 1), "missing required key 'inputs'"),
@@ -236,6 +255,16 @@ def test_schema_and_graph_problems_of_a_file_are_reported_together(
     assert "case.yaml:7:20: error: upstream.random: input should be 'normal' or 'uniform'" in out
     assert "case.yaml:6:6: error: unknown op 'mull'" in out
     assert "'b'" not in out.split("sed")[-1], "uses of the rejected input are not reported again"
+
+
+def test_alias_bombs_are_refused(write_case: WriteCase, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = ["a0: &a0 [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]"]
+    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
+              f"*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 9)]
+    path = write_case("\n".join(lines) + "\ninputs: {x: *a8}\ngraph: {c: relu(x)}\n")
+    code, out = run(capsys, "validate", str(path))
+    assert code == 2
+    assert "document expands to too many values" in out
 
 
 def test_duplicate_case_names_in_a_run(
