@@ -27,6 +27,9 @@ from schemas.case import (
     literal_shape,
 )
 
+# torch.max(input, other) and torch.min(input, other) are the elementwise maximum and minimum.
+TENSOR_OVERLOADS = {"max": "maximum", "min": "minimum"}
+
 # A case checks a rule on small tensors; far larger shapes are a typo or hostile, and would only
 # exhaust memory.
 MAX_ELEMENTS = 10_000_000
@@ -260,6 +263,9 @@ class _Compiler:
             names = [o.name for o in public_ops()]
             self.problem(path, f"unknown op '{expr.op}'{did_you_mean(expr.op, names)}", expr.col)
             return None
+        overload = TENSOR_OVERLOADS.get(op.name)
+        if overload and len(expr.args) > 1 and not isinstance(expr.args[1], Const):
+            op = REGISTRY[overload]
         args = self.bind(op, expr, path, target, counter)
         if args is None:
             return None
@@ -282,6 +288,13 @@ class _Compiler:
             given[rest.name] = (rest, ListOf(tuple(positional[len(head) :]), expr.col))
         else:
             slots = [p for p in params if not p.kw_only]
+            if len(positional) > len(slots) and slots[-1].kind == "ints":
+                # Tensor-method spelling, reshape(x, 2, 3) for reshape(x, [2, 3]), as torch
+                # accepts for x.reshape(2, 3).
+                extra = positional[len(slots) - 1 :]
+                if all(isinstance(a, Const) and _is_int(a.value) for a in extra):
+                    values = [a.value for a in extra if isinstance(a, Const)]
+                    positional = [*positional[: len(slots) - 1], Const(values, extra[0].col)]
             if len(positional) > len(slots):
                 self.problem(
                     path,

@@ -308,3 +308,19 @@ def test_console_script_help() -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
     assert "run" in proc.stdout and "validate" in proc.stdout
+
+
+def test_torch_spellings_max_of_two_tensors_and_method_style_sizes(write_case: WriteCase) -> None:
+    from runner.loader import load
+
+    path = write_case(
+        "inputs:\n  a: [[1.0, 5.0], [3.0, 3.0]]\n  b: [[2.0, 4.0], [3.0, 0.0]]\ngraph:\n"
+        "  m: max(a, b)\n  n: min(a, 1)\n  r: reshape(m, 4, 1)\n  p: permute(r, 1, 0)\n"
+    )
+    loaded = load([str(path)])
+    assert not loaded.problems, loaded.problems
+    graph = loaded.cases[0].graph
+    assert graph.node("m").op.name == "maximum"  # torch.max(input, other)
+    assert (graph.node("n").op.name, graph.node("n").args["dim"]) == ("min", 1)
+    assert graph.node("r").args["shape"] == [4, 1]
+    assert graph.node("p").shape == (1, 4)
