@@ -13,6 +13,7 @@ from runner.ops.nn_loss import OPS as LOSS_OPS
 from runner.ops.nn_loss import log_softmax, softmax
 from runner.ops.nn_loss_pointwise import OPS as POINTWISE_LOSS_OPS
 from runner.ops.nn_norm import OPS as NORM_OPS
+from runner.ops.nn_pool import OPS as POOL_OPS
 from runner.ops.spec import (
     Array,
     Op,
@@ -222,6 +223,7 @@ def _embedding_torch(t: Any, input: Any, weight: Any, max_norm: float | None, **
 
 OPS: list[Op] = [
     *CONV_OPS,
+    *POOL_OPS,
     # --- softmax over a dim ---
     Op(
         name="softmax",
