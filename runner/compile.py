@@ -85,10 +85,23 @@ def plan_input(spec: Any, case_dtype: str) -> tuple[str, Shape, bool]:
     return dtype, shape, dtype.startswith("float")
 
 
+def _written_as_integers(spec: Any) -> bool:
+    """A plain literal (or values without a dtype) whose numbers are all written as integers."""
+    if isinstance(spec, ValuesInput) and spec.dtype is None:
+        spec = spec.values
+    elif isinstance(spec, RandomInput | FillInput | ValuesInput):
+        return False
+    flat = np.asarray(spec, dtype=object).reshape(-1).tolist()
+    return bool(flat) and all(isinstance(v, int) and not isinstance(v, bool) for v in flat)
+
+
 class _Compiler:
-    def __init__(self, case: Case, doc: Document) -> None:
+    def __init__(self, case: Case, doc: Document, as_int64: frozenset[str] = frozenset()) -> None:
         self.case = case
         self.doc = doc
+        # Integer-written literals used only as indices or class targets (see Param.integer).
+        self.as_int64 = as_int64
+        self.integer_only: dict[str, bool] = {}
         self.problems: list[Problem] = []
         self.shapes: dict[str, Shape] = {}
         self.requires: dict[str, bool] = {}
@@ -111,6 +124,8 @@ class _Compiler:
                 self.problem(path, f"input name '{name}' is not a valid identifier")
                 continue
             dtype, shape, default_grad = plan_input(spec, self.case.dtype)
+            if name in self.as_int64:
+                dtype, default_grad = "int64", False
             explicit = getattr(spec, "requires_grad", None)
             if explicit and not dtype.startswith("float"):
                 self.problem(
@@ -429,6 +444,8 @@ class _Compiler:
         refs = []
         for p in op.tensor_params:
             for a in args[p.name] if isinstance(args[p.name], list) else [args[p.name]]:
+                if isinstance(a, Ref):
+                    self.integer_only[a.name] = self.integer_only.get(a.name, True) and p.integer
                 if isinstance(a, Ref) and p.grad:
                     refs.append(a)
                     self.diff_uses.add(a.name)
@@ -601,10 +618,21 @@ def compile_case(
 ) -> CompiledCase:
     """Raises `CaseInvalid` with every problem found. Names in ``quiet`` were reported already
     (by validation): their uses are not reported again."""
-    c = _Compiler(case, doc)
-    c.failed |= quiet
-    c.compile_inputs()
-    c.compile_graph()
+    def front(as_int64: frozenset[str]) -> _Compiler:
+        c = _Compiler(case, doc, as_int64)
+        c.failed |= quiet
+        c.compile_inputs()
+        c.compile_graph()
+        return c
+
+    c = front(frozenset())
+    as_int64 = frozenset(
+        name
+        for name, plan in c.inputs.items()
+        if c.integer_only.get(name) and _written_as_integers(plan.spec)
+    )
+    if as_int64:  # again with those inputs as int64: their dtype and requires_grad change
+        c = front(as_int64)
     c.settle_nondifferentiable()
     rest = c.compile_rest()
     if c.problems or rest is None:

@@ -324,3 +324,20 @@ def test_torch_spellings_max_of_two_tensors_and_method_style_sizes(write_case: W
     assert (graph.node("n").op.name, graph.node("n").args["dim"]) == ("min", 1)
     assert graph.node("r").args["shape"] == [4, 1]
     assert graph.node("p").shape == (1, 4)
+
+
+def test_integer_literals_used_only_as_indices_or_targets_are_int64(write_case: WriteCase) -> None:
+    from runner.loader import load
+
+    path = write_case(
+        "inputs:\n  logits: [[1.0, 2.0, 0.5], [0.1, 0.2, 3.0]]\n  target: [2, 0]\n"
+        "  table: [[1, 2], [3, 4], [5, 6]]\n  ids: [[0, 2], [2, 1]]\ngraph:\n"
+        "  loss: cross_entropy(logits, target)\n  emb: embedding(ids, table)\n"
+        "  total: loss + sum(emb)\n"
+    )
+    loaded = load([str(path)])
+    assert not loaded.problems, loaded.problems
+    case = loaded.cases[0]
+    dtypes = {name: plan.dtype for name, plan in case.inputs.items()}
+    assert dtypes == {"logits": "float64", "target": "int64", "table": "float64", "ids": "int64"}
+    assert case.checks == ("logits", "table", "loss", "emb", "total")

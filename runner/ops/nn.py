@@ -271,7 +271,7 @@ OPS: list[Op] = [
         name="embedding",
         family=FAMILY,
         params=(
-            Param("input", "tensor", grad=False),
+            Param("input", "tensor", grad=False, integer=True),
             Param("weight", "tensor"),
             Param("padding_idx", "int?", None),
             Param("max_norm", "float?", None),

@@ -341,7 +341,8 @@ OPS: list[Op] = [
         family=FAMILY,
         params=(
             Param("input", "tensor"),
-            Param("target", "tensor"),  # class indices (never a gradient) or probabilities
+            # class indices (never a gradient) or probabilities
+            Param("target", "tensor", integer=True),
             Param("weight", "tensor?", None, grad=False),
             Param("ignore_index", "int", -100),
             _reduction(),
@@ -362,7 +363,7 @@ OPS: list[Op] = [
         family=FAMILY,
         params=(
             Param("input", "tensor"),
-            Param("target", "tensor", grad=False),
+            Param("target", "tensor", grad=False, integer=True),
             Param("weight", "tensor?", None, grad=False),
             Param("ignore_index", "int", -100),
             _reduction(),

@@ -297,7 +297,7 @@ OPS: list[Op] = [
     Op(
         name="gather", family=FAMILY,
         params=(Param("input", "tensor"), Param("dim", "int"),
-                Param("index", "tensor", grad=False)),
+                Param("index", "tensor", grad=False, integer=True)),
         forward=_take(_gather_at, _gather_shape),
         vjp=_put(_gather_at),
         torch=lambda t, input, dim, index: t.gather(input, dim, index),
@@ -309,7 +309,7 @@ OPS: list[Op] = [
     Op(
         name="index_select", family=FAMILY,
         params=(Param("input", "tensor"), Param("dim", "int"),
-                Param("index", "tensor", grad=False)),
+                Param("index", "tensor", grad=False, integer=True)),
         forward=_take(_index_select_at, _index_select_shape),
         vjp=_put(_index_select_at),
         torch=lambda t, input, dim, index: t.index_select(input, dim, index),
