@@ -9,45 +9,15 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-
+from runner.binding import KIND_TEXT, check_attr, label, match, resolve_overload
 from runner.diagnostics import CaseInvalid, Problem, did_you_mean
 from runner.expr import Call, Const, Expr, ExprError, ListOf, Name, parse
 from runner.graph import Graph, Node, Ref
+from runner.inputs import MAX_ELEMENTS, InputPlan, plan_input, written_as_integers
 from runner.ops import REGISTRY, public_ops
 from runner.ops.spec import Op, Param, Shape, ShapeError
 from runner.yaml_source import Document, Path
-from schemas.case import (
-    Case,
-    FillInput,
-    LongFormNode,
-    RandomInput,
-    RandomUpstream,
-    ValuesInput,
-    literal_shape,
-)
-
-# torch.max(input, other) and torch.min(input, other) are the elementwise maximum and minimum.
-TENSOR_OVERLOADS = {"max": "maximum", "min": "minimum"}
-
-# A case checks a rule on small tensors; far larger shapes are a typo or hostile, and would only
-# exhaust memory.
-MAX_ELEMENTS = 10_000_000
-
-
-@dataclass(frozen=True)
-class InputPlan:
-    """How to make one input: its validated spec, resolved dtype and requires_grad."""
-
-    spec: Any
-    dtype: str
-    shape: Shape
-    requires_grad: bool
-
-    @property
-    def spec_requires_grad(self) -> bool | None:
-        """What the case file said; None when it left requires_grad to the default."""
-        return getattr(self.spec, "requires_grad", None)
+from schemas.case import Case, LongFormNode, RandomUpstream, literal_shape
 
 
 @dataclass(frozen=True)
@@ -60,39 +30,6 @@ class CompiledCase:
     graph: Graph
     checks: tuple[str, ...]  # names whose gradients are compared
     values: tuple[str, ...]  # nodes whose forward values are compared
-
-
-def _literal_dtype(value: Any, case_dtype: str) -> str:
-    flat = value
-    while isinstance(flat, list) and flat:
-        flat = flat[0]
-    return "bool" if isinstance(flat, bool) else case_dtype
-
-
-def plan_input(spec: Any, case_dtype: str) -> tuple[str, Shape, bool]:
-    """dtype, shape and the default requires_grad of one input spec."""
-    if isinstance(spec, RandomInput):
-        default = "int64" if spec.random == "integers" else case_dtype
-        dtype, shape = spec.dtype or default, tuple(spec.shape)
-    elif isinstance(spec, FillInput):
-        default = "bool" if isinstance(spec.fill, bool) else case_dtype
-        dtype, shape = spec.dtype or default, tuple(spec.shape)
-    elif isinstance(spec, ValuesInput):
-        dtype = spec.dtype or _literal_dtype(spec.values, case_dtype)
-        shape = literal_shape(spec.values)
-    else:
-        dtype, shape = _literal_dtype(spec, case_dtype), literal_shape(spec)
-    return dtype, shape, dtype.startswith("float")
-
-
-def _written_as_integers(spec: Any) -> bool:
-    """A plain literal (or values without a dtype) whose numbers are all written as integers."""
-    if isinstance(spec, ValuesInput) and spec.dtype is None:
-        spec = spec.values
-    elif isinstance(spec, RandomInput | FillInput | ValuesInput):
-        return False
-    flat = np.asarray(spec, dtype=object).reshape(-1).tolist()
-    return bool(flat) and all(isinstance(v, int) and not isinstance(v, bool) for v in flat)
 
 
 class _Compiler:
@@ -122,69 +59,17 @@ class _Compiler:
             path: Path = ("inputs", name)
             if not name.isidentifier() or keyword.iskeyword(name):
                 self.problem(path, f"input name '{name}' is not a valid identifier")
+                self.failed.add(name)
                 continue
-            dtype, shape, default_grad = plan_input(spec, self.case.dtype)
-            if name in self.as_int64:
-                dtype, default_grad = "int64", False
-            explicit = getattr(spec, "requires_grad", None)
-            if explicit and not dtype.startswith("float"):
-                self.problem(
-                    path,
-                    f"input '{name}' is {dtype}: only floating tensors can "
-                    "require gradients (drop requires_grad)",
-                )
+            plan, problems = plan_input(name, spec, self.case.dtype, name in self.as_int64)
+            for message in problems:
+                self.problem(path, message)
+            if problems:
+                self.failed.add(name)
                 continue
-            if isinstance(spec, RandomInput):
-                self.check_random(spec, dtype, path)
-            if isinstance(spec, ValuesInput):
-                self.check_values(spec.values, dtype, path)
-            if math.prod(shape) > MAX_ELEMENTS:
-                self.problem(
-                    path,
-                    f"input '{name}' has shape {shape}, "
-                    f"{math.prod(shape)} elements (at most {MAX_ELEMENTS})",
-                )
-                continue
-            requires = default_grad if explicit is None else explicit
-            self.inputs[name] = InputPlan(spec, dtype, shape, requires)
-            self.shapes[name] = shape
-            self.requires[name] = requires
-
-    def check_values(self, values: Any, dtype: str, path: Path) -> None:
-        """An explicit integer or bool dtype must not silently truncate the numbers given."""
-        flat = np.asarray(values, dtype=object).reshape(-1).tolist()
-        if dtype == "int64":
-            bad = [v for v in flat if isinstance(v, float) and not v.is_integer()]
-            what = "integers"
-        elif dtype == "bool":
-            bad = [v for v in flat if not isinstance(v, bool)]
-            what = "true or false"
-        else:
-            return
-        if bad:
-            self.problem(path, f"dtype {dtype} needs {what}, got {bad[0]!r}")
-
-    def check_random(self, spec: RandomInput, dtype: str, path: Path) -> None:
-        if spec.random == "normal" and (spec.low is not None or spec.high is not None):
-            self.problem(path, "low/high apply to random: uniform or integers, not normal")
-        if spec.random == "integers":
-            if spec.high is None:
-                self.problem(path, "random: integers needs high (values are in [low, high))")
-            elif spec.high <= (spec.low or 0):
-                self.problem(
-                    path,
-                    f"random: integers needs high > low, got low={spec.low or 0} high={spec.high}",
-                )
-            if dtype == "bool":
-                self.problem(
-                    path,
-                    "random: integers makes integer values, not bool "
-                    "(use values: with dtype: bool)",
-                )
-        elif spec.low is not None and spec.high is not None and spec.high < spec.low:
-            self.problem(
-                path, f"random: uniform needs low <= high, got low={spec.low} high={spec.high}"
-            )
+            self.inputs[name] = plan
+            self.shapes[name] = plan.shape
+            self.requires[name] = plan.requires_grad
 
     # --- graph ---------------------------------------------------------------------------
     def compile_graph(self) -> None:
@@ -278,85 +163,32 @@ class _Compiler:
             names = [o.name for o in public_ops()]
             self.problem(path, f"unknown op '{expr.op}'{did_you_mean(expr.op, names)}", expr.col)
             return None
-        overload = TENSOR_OVERLOADS.get(op.name)
-        if overload and len(expr.args) > 1 and not isinstance(expr.args[1], Const):
-            op = REGISTRY[overload]
-        args = self.bind(op, expr, path, target, counter)
+        op = resolve_overload(op, expr)
+        args = self.bind(op, expr, path, counter)
         if args is None:
             return None
         return self.emit(op, args, expr, path, target, counter)
 
-    def bind(
-        self, op: Op, expr: Call, path: Path, target: str | None, counter: list[int]
-    ) -> dict[str, Any] | None:
-        label = f"{op.name}" if not expr.via else f"{expr.via} ({op.name})"
-        params = list(op.params)
-        given: dict[str, tuple[Param, Expr]] = {}
-        ok = True
-        rest = next((p for p in params if p.kind == "tensors*"), None)
-        fixed = [p for p in params if p is not rest]
-        positional = list(expr.args)
-        if rest is not None:
-            head = fixed[: params.index(rest)]
-            for p, a in zip(head, positional, strict=False):
-                given[p.name] = (p, a)
-            given[rest.name] = (rest, ListOf(tuple(positional[len(head) :]), expr.col))
-        else:
-            slots = [p for p in params if not p.kw_only]
-            if len(positional) > len(slots) and slots[-1].kind == "ints":
-                # Tensor-method spelling, reshape(x, 2, 3) for reshape(x, [2, 3]), as torch
-                # accepts for x.reshape(2, 3).
-                extra = positional[len(slots) - 1 :]
-                if all(isinstance(a, Const) and _is_int(a.value) for a in extra):
-                    values = [a.value for a in extra if isinstance(a, Const)]
-                    positional = [*positional[: len(slots) - 1], Const(values, extra[0].col)]
-            if len(positional) > len(slots):
-                self.problem(
-                    path,
-                    f"{label} takes at most {len(slots)} positional arguments "
-                    f"({op.signature()}), got {len(positional)}",
-                    expr.col,
-                )
-                return None
-            for p, a in zip(slots, positional, strict=False):
-                given[p.name] = (p, a)
-        by_name = {p.name: p for p in params}
-        for key, value, col in expr.kwargs:
-            found = by_name.get(key)
-            if found is None or found.kind == "index" and not expr.via:
-                self.problem(
-                    path,
-                    f"{label} has no argument '{key}'"
-                    f"{did_you_mean(key, by_name)} ({op.signature()})",
-                    col,
-                )
-                ok = False
-            elif key in given:
-                self.problem(path, f"{label} got '{key}' twice", col)
-                ok = False
-            else:
-                given[key] = (found, value)
+    def bind(self, op: Op, expr: Call, path: Path, counter: list[int]) -> dict[str, Any] | None:
+        """Every parameter's value: operands lowered to `Ref`s or numbers, attributes checked
+        against their kinds, defaults filled in. None when a problem was reported."""
+        matched = match(op, expr)
+        for message, col in matched.errors:
+            self.problem(path, message, col)
         bound: dict[str, Any] = {}
-        for p in params:
-            if p.name not in given:
-                if p.required:
-                    self.problem(
-                        path,
-                        f"{label} is missing its argument '{p.name}' ({op.signature()})",
-                        expr.col,
-                    )
-                    ok = False
-                else:
-                    bound[p.name] = p.default
+        for p in op.params:
+            if p.name not in matched.given:
+                bound[p.name] = p.default
                 continue
-            value = self.argument(op, p, given[p.name][1], path, counter, label)
-            if value is _BAD:
-                ok = False
-            bound[p.name] = value
-        return bound if ok else None
+            bound[p.name] = self.argument(
+                op, p, matched.given[p.name], path, counter, label(op, expr)
+            )
+        if matched.errors or any(v is _BAD for v in bound.values()):
+            return None
+        return bound
 
     def argument(
-        self, op: Op, p: Param, value: Expr, path: Path, counter: list[int], label: str
+        self, op: Op, p: Param, value: Expr, path: Path, counter: list[int], who: str
     ) -> Any:
         if p.kind in ("tensors", "tensors*"):
             items: tuple[Expr, ...]
@@ -366,11 +198,11 @@ class _Compiler:
                 items = tuple(Const(v, value.col) for v in value.value)
             else:
                 self.problem(
-                    path, f"{label}: '{p.name}' takes a list of tensors, e.g. [a, b]", value.col
+                    path, f"{who}: '{p.name}' takes a list of tensors, e.g. [a, b]", value.col
                 )
                 return _BAD
             if not items:
-                self.problem(path, f"{label}: '{p.name}' needs at least one tensor", value.col)
+                self.problem(path, f"{who}: '{p.name}' needs at least one tensor", value.col)
                 return _BAD
             out = [self.lower(i, path, None, counter) for i in items]
             return _BAD if any(o is None for o in out) else out
@@ -382,7 +214,7 @@ class _Compiler:
                 # torch sides would not even agree on its dtype.
                 self.problem(
                     path,
-                    f"{label}: '{p.name}' must be a tensor, not the literal {value.value!r}; "
+                    f"{who}: '{p.name}' must be a tensor, not the literal {value.value!r}; "
                     "declare it under inputs (with requires_grad: false for a constant)",
                     value.col,
                 )
@@ -392,14 +224,14 @@ class _Compiler:
         if not isinstance(value, Const):
             self.problem(
                 path,
-                f"{label}: '{p.name}' must be a literal "
-                f"({_KIND_TEXT[p.kind]}), not a tensor expression",
+                f"{who}: '{p.name}' must be a literal "
+                f"({KIND_TEXT[p.kind]}), not a tensor expression",
                 value.col,
             )
             return _BAD
-        error = _check_attr(p, value.value)
+        error = check_attr(p, value.value)
         if error:
-            self.problem(path, f"{label}: '{p.name}' {error}", value.col)
+            self.problem(path, f"{who}: '{p.name}' {error}", value.col)
             return _BAD
         return value.value
 
@@ -425,15 +257,15 @@ class _Compiler:
             else args[p.name]
             for p in op.params
         }
-        label = op.name if not expr.via else f"{expr.via} ({op.name})"
+        where = label(op, expr)
         try:
             shape = tuple(op.shape(**shape_args))
         except ShapeError as exc:
-            self.problem(path, f"{label}: {exc}", expr.col)
+            self.problem(path, f"{where}: {exc}", expr.col)
             return None
         except Exception as exc:  # a shape rule that crashes is a bug, but not the user's
             self.problem(
-                path, f"{label}: could not infer the shape ({type(exc).__name__}: {exc})", expr.col
+                path, f"{where}: could not infer the shape ({type(exc).__name__}: {exc})", expr.col
             )
             return None
         if target is None:
@@ -450,11 +282,11 @@ class _Compiler:
                     refs.append(a)
                     self.diff_uses.add(a.name)
                 elif isinstance(a, Ref):
-                    self.nondiff_uses.setdefault(a.name, (path, expr.col, f"{label}: '{p.name}'"))
+                    self.nondiff_uses.setdefault(a.name, (path, expr.col, f"{where}: '{p.name}'"))
         if math.prod(shape) > MAX_ELEMENTS:
             self.problem(
                 path,
-                f"{label}: the result would have shape {shape}, "
+                f"{where}: the result would have shape {shape}, "
                 f"{math.prod(shape)} elements (at most {MAX_ELEMENTS})",
                 expr.col,
             )
@@ -565,52 +397,6 @@ class _Bad:
 
 
 _BAD: Any = _Bad()
-_KIND_TEXT = {
-    "int": "an int",
-    "int?": "an int or None",
-    "float": "a number",
-    "float?": "a number or None",
-    "bool": "True or False",
-    "str": "a string",
-    "dims": "None, an int or a list of ints",
-    "ints": "an int or a list of ints",
-    "ints?": "an int, a list of ints or None",
-    "index": "a subscript",
-}
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _check_attr(p: Param, v: Any) -> str:
-    """Empty when ``v`` fits the parameter kind, else what is wrong."""
-    kind = p.kind
-    optional = kind.endswith("?") or kind == "dims"
-    if v is None:
-        return "" if optional else f"must be {_KIND_TEXT[kind]}, not None"
-    base = kind.rstrip("?")
-    if base == "int":
-        ok = _is_int(v)
-    elif base == "float":
-        ok = _is_int(v) or isinstance(v, float)
-    elif base == "bool":
-        ok = isinstance(v, bool)
-    elif base == "str":
-        if not isinstance(v, str):
-            ok = False
-        elif p.choices and v not in p.choices:
-            return (
-                f"must be one of {', '.join(repr(c) for c in p.choices)}, got {v!r}"
-                f"{did_you_mean(v, p.choices)}"
-            )
-        else:
-            ok = True
-    elif base in ("dims", "ints"):
-        ok = _is_int(v) or isinstance(v, list) and all(_is_int(i) for i in v)
-    else:
-        ok = True
-    return "" if ok else f"must be {_KIND_TEXT[kind]}, got {v!r}"
 
 
 def compile_case(
@@ -618,6 +404,7 @@ def compile_case(
 ) -> CompiledCase:
     """Raises `CaseInvalid` with every problem found. Names in ``quiet`` were reported already
     (by validation): their uses are not reported again."""
+
     def front(as_int64: frozenset[str]) -> _Compiler:
         c = _Compiler(case, doc, as_int64)
         c.failed |= quiet
@@ -629,7 +416,7 @@ def compile_case(
     as_int64 = frozenset(
         name
         for name, plan in c.inputs.items()
-        if c.integer_only.get(name) and _written_as_integers(plan.spec)
+        if c.integer_only.get(name) and written_as_integers(plan.spec)
     )
     if as_int64:  # again with those inputs as int64: their dtype and requires_grad change
         c = front(as_int64)

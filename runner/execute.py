@@ -51,7 +51,7 @@ def _checks(case: CompiledCase, device: str) -> list[TensorCheck]:
     inputs = {name: make_input(plan) for name, plan in case.inputs.items()}
     values = forward(graph, inputs)
     out = values[graph.output]
-    upstream = make_upstream(case, graph.shapes[graph.output], out.dtype)
+    upstream = make_upstream(case.model.upstream, graph.shapes[graph.output], out.dtype)
     grads = backward(graph, values, upstream)
     ref = run_torch(graph, inputs, upstream, device)
 

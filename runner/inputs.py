@@ -1,4 +1,5 @@
-"""Making the arrays a case declares: inputs and the upstream gradient.
+"""A case's tensors: planning each input from its spec (dtype, shape, requires_grad, problems),
+and making the arrays of inputs and upstream.
 
 Deterministic: every random array comes from its own ``numpy.random.default_rng(seed)``, so a
 case's arrays depend only on the case.
@@ -6,13 +7,129 @@ case's arrays depend only on the case.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from runner.compile import CompiledCase, InputPlan
 from runner.ops.spec import Array, Shape
-from schemas.case import FillInput, RandomInput, RandomUpstream, ValuesInput
+from schemas.case import FillInput, RandomInput, RandomUpstream, ValuesInput, literal_shape
+
+# A case checks a rule on small tensors; far larger shapes are a typo or hostile, and would only
+# exhaust memory.
+MAX_ELEMENTS = 10_000_000
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """How to make one input: its validated spec, resolved dtype and requires_grad."""
+
+    spec: Any
+    dtype: str
+    shape: Shape
+    requires_grad: bool
+
+    @property
+    def spec_requires_grad(self) -> bool | None:
+        """What the case file said; None when it left requires_grad to the default."""
+        return getattr(self.spec, "requires_grad", None)
+
+
+def _literal_dtype(value: Any, case_dtype: str) -> str:
+    flat = value
+    while isinstance(flat, list) and flat:
+        flat = flat[0]
+    return "bool" if isinstance(flat, bool) else case_dtype
+
+
+def plan_input(
+    name: str, spec: Any, case_dtype: str, as_int64: bool = False
+) -> tuple[InputPlan, list[str]]:
+    """The plan of one input and the problems of its spec. ``as_int64``: an integer-written
+    literal used only as indices or class targets (see `Param.integer`)."""
+    if isinstance(spec, RandomInput):
+        default = "int64" if spec.random == "integers" else case_dtype
+        dtype, shape = spec.dtype or default, tuple(spec.shape)
+    elif isinstance(spec, FillInput):
+        default = "bool" if isinstance(spec.fill, bool) else case_dtype
+        dtype, shape = spec.dtype or default, tuple(spec.shape)
+    elif isinstance(spec, ValuesInput):
+        dtype = spec.dtype or _literal_dtype(spec.values, case_dtype)
+        shape = literal_shape(spec.values)
+    else:
+        dtype, shape = _literal_dtype(spec, case_dtype), literal_shape(spec)
+    if as_int64:
+        dtype = "int64"
+    floating = dtype.startswith("float")
+    explicit = getattr(spec, "requires_grad", None)
+    problems = []
+    if explicit and not floating:
+        problems.append(
+            f"input '{name}' is {dtype}: only floating tensors can require gradients "
+            "(drop requires_grad)"
+        )
+    if math.prod(shape) > MAX_ELEMENTS:
+        problems.append(
+            f"input '{name}' has shape {shape}, {math.prod(shape)} elements (at most "
+            f"{MAX_ELEMENTS})"
+        )
+    if isinstance(spec, RandomInput):
+        problems += _random_problems(spec, dtype)
+    if isinstance(spec, ValuesInput):
+        problems += _values_problems(spec.values, dtype)
+    requires = floating if explicit is None else explicit and floating
+    return InputPlan(spec, dtype, shape, requires), problems
+
+
+def _values_problems(values: Any, dtype: str) -> list[str]:
+    """An explicit integer or bool dtype must not silently truncate the numbers given."""
+    flat = np.asarray(values, dtype=object).reshape(-1).tolist()
+    if dtype == "int64":
+        bad = [v for v in flat if isinstance(v, float) and not v.is_integer()]
+        what = "integers"
+    elif dtype == "bool":
+        bad = [v for v in flat if not isinstance(v, bool)]
+        what = "true or false"
+    else:
+        return []
+    return [f"dtype {dtype} needs {what}, got {bad[0]!r}"] if bad else []
+
+
+def _random_problems(spec: RandomInput, dtype: str) -> list[str]:
+    low, high = spec.low, spec.high
+    if spec.random == "normal":
+        return (
+            ["low/high apply to random: uniform or integers, not normal"]
+            if low is not None or high is not None
+            else []
+        )
+    if spec.random == "uniform":
+        return (
+            [f"random: uniform needs low <= high, got low={low} high={high}"]
+            if low is not None and high is not None and high < low
+            else []
+        )
+    problems = []
+    if high is None:
+        problems.append("random: integers needs high (values are in [low, high))")
+    elif high <= (low or 0):
+        problems.append(f"random: integers needs high > low, got low={low or 0} high={high}")
+    if dtype == "bool":
+        problems.append(
+            "random: integers makes integer values, not bool (use values: with dtype: bool)"
+        )
+    return problems
+
+
+def written_as_integers(spec: Any) -> bool:
+    """A plain literal (or values without a dtype) whose numbers are all written as integers."""
+    if isinstance(spec, ValuesInput) and spec.dtype is None:
+        spec = spec.values
+    elif isinstance(spec, RandomInput | FillInput | ValuesInput):
+        return False
+    flat = np.asarray(spec, dtype=object).reshape(-1).tolist()
+    return bool(flat) and all(isinstance(v, int) and not isinstance(v, bool) for v in flat)
 
 
 def make_input(plan: InputPlan) -> Array:
@@ -37,8 +154,8 @@ def make_input(plan: InputPlan) -> Array:
     return np.array(data).astype(plan.dtype).reshape(plan.shape)
 
 
-def make_upstream(case: CompiledCase, shape: Shape, dtype: np.dtype[Any]) -> Array:
-    spec = case.model.upstream
+def make_upstream(spec: Any, shape: Shape, dtype: np.dtype[Any]) -> Array:
+    """A number fills ``shape``; a literal is the gradient itself; a random spec draws one."""
     if isinstance(spec, RandomUpstream):
         rng = np.random.default_rng(spec.seed)
         data = rng.normal(size=shape) if spec.random == "normal" else rng.uniform(size=shape)

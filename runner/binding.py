@@ -1,0 +1,132 @@
+"""Matching a call's arguments to an op's signature, as Python (and torch) would: positional
+then keyword, variadic operands, keyword-only parameters, and whether a literal fits a
+parameter's kind. Nothing here lowers an operand; `runner.compile` does that."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.diagnostics import did_you_mean
+from runner.expr import Call, Const, Expr, ListOf
+from runner.ops import REGISTRY
+from runner.ops.spec import Op, Param
+
+# torch.max(input, other) and torch.min(input, other) are the elementwise maximum and minimum.
+TENSOR_OVERLOADS = {"max": "maximum", "min": "minimum"}
+
+KIND_TEXT = {
+    "int": "an int",
+    "int?": "an int or None",
+    "float": "a number",
+    "float?": "a number or None",
+    "bool": "True or False",
+    "str": "a string",
+    "dims": "None, an int or a list of ints",
+    "ints": "an int or a list of ints",
+    "ints?": "an int, a list of ints or None",
+    "index": "a subscript",
+}
+
+
+@dataclass
+class Match:
+    """Which expression each parameter got, and what did not fit (message, column)."""
+
+    given: dict[str, Expr] = field(default_factory=dict)
+    errors: list[tuple[str, int]] = field(default_factory=list)
+
+
+def label(op: Op, call: Call) -> str:
+    """How messages name the call: ``sum``, or ``operator @ (matmul)``."""
+    return op.name if not call.via else f"{call.via} ({op.name})"
+
+
+def resolve_overload(op: Op, call: Call) -> Op:
+    overload = TENSOR_OVERLOADS.get(op.name)
+    if overload and len(call.args) > 1 and not isinstance(call.args[1], Const):
+        return REGISTRY[overload]
+    return op
+
+
+def match(op: Op, call: Call) -> Match:
+    m = Match()
+    name = label(op, call)
+    params = list(op.params)
+    positional = list(call.args)
+    rest = next((p for p in params if p.kind == "tensors*"), None)
+    if rest is not None:
+        head = params[: params.index(rest)]
+        m.given.update({p.name: a for p, a in zip(head, positional, strict=False)})
+        m.given[rest.name] = ListOf(tuple(positional[len(head) :]), call.col)
+    else:
+        slots = [p for p in params if not p.kw_only]
+        if len(positional) > len(slots) and slots[-1].kind == "ints":
+            # The tensor-method spelling: reshape(x, 2, 3) for reshape(x, [2, 3]), as torch
+            # accepts x.reshape(2, 3).
+            extra = positional[len(slots) - 1 :]
+            if all(isinstance(a, Const) and is_int(a.value) for a in extra):
+                values = [a.value for a in extra if isinstance(a, Const)]
+                positional = [*positional[: len(slots) - 1], Const(values, extra[0].col)]
+        if len(positional) > len(slots):
+            m.errors.append(
+                (
+                    f"{name} takes at most {len(slots)} positional arguments "
+                    f"({op.signature()}), got {len(positional)}",
+                    call.col,
+                )
+            )
+            return m
+        m.given.update({p.name: a for p, a in zip(slots, positional, strict=False)})
+    by_name = {p.name: p for p in params}
+    for key, value, col in call.kwargs:
+        found = by_name.get(key)
+        if found is None or found.kind == "index" and not call.via:
+            m.errors.append(
+                (
+                    f"{name} has no argument '{key}'{did_you_mean(key, by_name)} "
+                    f"({op.signature()})",
+                    col,
+                )
+            )
+        elif key in m.given:
+            m.errors.append((f"{name} got '{key}' twice", col))
+        else:
+            m.given[key] = value
+    for p in params:
+        if p.name not in m.given and p.required:
+            m.errors.append(
+                (f"{name} is missing its argument '{p.name}' ({op.signature()})", call.col)
+            )
+    return m
+
+
+def is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_attr(p: Param, v: Any) -> str:
+    """Empty when the literal ``v`` fits the parameter's kind, else what is wrong with it."""
+    kind = p.kind
+    if v is None:
+        optional = kind.endswith("?") or kind == "dims"
+        return "" if optional else f"must be {KIND_TEXT[kind]}, not None"
+    base = kind.rstrip("?")
+    if base == "int":
+        ok = is_int(v)
+    elif base == "float":
+        ok = is_int(v) or isinstance(v, float)
+    elif base == "bool":
+        ok = isinstance(v, bool)
+    elif base == "str":
+        if isinstance(v, str) and p.choices and v not in p.choices:
+            return (
+                f"must be one of {', '.join(repr(c) for c in p.choices)}, got {v!r}"
+                f"{did_you_mean(v, p.choices)}"
+            )
+        ok = isinstance(v, str)
+    elif base in ("dims", "ints"):
+        ok = is_int(v) or isinstance(v, list) and all(is_int(i) for i in v)
+    else:
+        ok = True
+    return "" if ok else f"must be {KIND_TEXT[kind]}, got {v!r}"
