@@ -71,7 +71,8 @@ def match(op: Op, call: Call) -> Match:
         if len(positional) > len(slots):
             m.errors.append(
                 (
-                    f"{name} takes at most {len(slots)} positional arguments "
+                    f"{name} takes at most {len(slots)} positional "
+                    f"argument{'s' if len(slots) != 1 else ''} "
                     f"({op.signature()}), got {len(positional)}",
                     call.col,
                 )

@@ -30,6 +30,7 @@ class CompiledCase:
     graph: Graph
     checks: tuple[str, ...]  # names whose gradients are compared
     values: tuple[str, ...]  # nodes whose forward values are compared
+    locations: dict[str, str]  # node -> file:line:col of its expression
 
 
 class _Compiler:
@@ -44,21 +45,22 @@ class _Compiler:
         self.requires: dict[str, bool] = {}
         self.nodes: list[Node] = []
         self.inputs: dict[str, InputPlan] = {}
+        self.locations: dict[str, str] = {}  # node -> file:line:col of its expression
         self.failed: set[str] = set()  # nodes already reported: their users stay quiet
         # Where each tensor is used as an operand torch cannot differentiate (a class weight,
         # an index), and which tensors are used as differentiable operands.
         self.nondiff_uses: dict[str, tuple[Path, int, str]] = {}
         self.diff_uses: set[str] = set()
 
-    def problem(self, path: Path, message: str, offset: int = 0) -> None:
-        self.problems.append(self.doc.problem(path, message, offset))
+    def problem(self, path: Path, message: str, offset: int = 0, at_key: bool = False) -> None:
+        self.problems.append(self.doc.problem(path, message, offset, at_key))
 
     # --- inputs --------------------------------------------------------------------------
     def compile_inputs(self) -> None:
         for name, spec in self.case.inputs.items():
             path: Path = ("inputs", name)
             if not name.isidentifier() or keyword.iskeyword(name):
-                self.problem(path, f"input name '{name}' is not a valid identifier")
+                self.problem(path, f"input name '{name}' is not a valid identifier", at_key=True)
                 self.failed.add(name)
                 continue
             plan, problems = plan_input(name, spec, self.case.dtype, name in self.as_int64)
@@ -74,39 +76,43 @@ class _Compiler:
     # --- graph ---------------------------------------------------------------------------
     def compile_graph(self) -> None:
         for name, entry in self.case.graph.items():
-            path: Path = ("graph", name)
-            if not name.isidentifier() or keyword.iskeyword(name):
-                self.problem(path, f"node name '{name}' is not a valid identifier")
-                continue
             if name in self.inputs:
-                self.problem(path, f"node '{name}' has the name of an input; pick another name")
-                continue
-            try:
-                expr = (
-                    self.long_form(entry, path)
-                    if isinstance(entry, LongFormNode)
-                    else parse(entry, frozenset(self.shapes))
-                )
-            except ExprError as exc:
-                self.problem(path, str(exc), exc.col)
-                continue
-            if isinstance(expr, Name):  # `d: c` is a copy, so d gets a gradient of its own
-                expr = Call("clone", (expr,), (), expr.col)
-            if not isinstance(expr, Call):
                 self.problem(
-                    path,
-                    f"node '{name}' must apply an op; put constants under "
-                    "inputs with requires_grad: false",
+                    ("graph", name), f"node '{name}' has the name of an input; pick another name"
                 )
-                continue
-            before = len(self.problems)
-            try:
-                self.lower(expr, path, name, [0])
-            except RecursionError:
-                self.problem(path, "expression nests too deeply; split it into named nodes")
-            if len(self.problems) > before:
+            elif not self.compile_node(name, entry):
+                # Reported here, or where a name it uses failed: its users stay quiet.
                 self.shapes.pop(name, None)
                 self.failed.add(name)
+
+    def compile_node(self, name: str, entry: str | LongFormNode) -> bool:
+        path: Path = ("graph", name)
+        if not name.isidentifier() or keyword.iskeyword(name):
+            self.problem(path, f"node name '{name}' is not a valid identifier", at_key=True)
+            return False
+        try:
+            expr = (
+                self.long_form(entry, path)
+                if isinstance(entry, LongFormNode)
+                else parse(entry, frozenset(self.shapes))
+            )
+        except ExprError as exc:
+            self.problem(path, str(exc), exc.col)
+            return False
+        if isinstance(expr, Name):  # `d: c` is a copy, so d gets a gradient of its own
+            expr = Call("clone", (expr,), (), expr.col)
+        if not isinstance(expr, Call):
+            self.problem(
+                path,
+                f"node '{name}' must apply an op; put constants under inputs with "
+                "requires_grad: false",
+            )
+            return False
+        try:
+            return self.lower(expr, path, name, [0]) is not None
+        except RecursionError:
+            self.problem(path, "expression nests too deeply; split it into named nodes")
+            return False
 
     def long_form(self, entry: LongFormNode, path: Path) -> Expr:
         op = REGISTRY.get(entry.op)
@@ -261,7 +267,9 @@ class _Compiler:
         try:
             shape = tuple(op.shape(**shape_args))
         except ShapeError as exc:
-            self.problem(path, f"{where}: {exc}", expr.col)
+            # Shape rules often name their op already ("matmul: (2, 3) @ ...").
+            message = str(exc).removeprefix(f"{op.name}: ")
+            self.problem(path, f"{where}: {message}", expr.col)
             return None
         except Exception as exc:  # a shape rule that crashes is a bug, but not the user's
             self.problem(
@@ -294,6 +302,7 @@ class _Compiler:
         self.requires[name] = any(self.requires[r.name] for r in refs)
         self.shapes[name] = shape
         self.nodes.append(Node(name, op, args, shape, named=target is not None))
+        self.locations[name] = str(self.doc.where(path, expr.col))
         return Ref(name)
 
     def settle_nondifferentiable(self) -> None:
@@ -316,79 +325,110 @@ class _Compiler:
             )
 
     # --- output, upstream, check, expect -------------------------------------------------
+    def reaching(self, output: str) -> set[str]:
+        """The inputs and nodes a gradient from ``output`` reaches (torch leaves the others'
+        .grad as None): ``output`` and, recursively, its differentiable operands that require
+        grad."""
+        nodes = {n.name: n for n in self.nodes}
+        reached, todo = {output}, [output]
+        while todo:
+            node = nodes.get(todo.pop())
+            if node is None:
+                continue
+            for p in node.op.tensor_params:
+                arg = node.args[p.name]
+                for a in arg if isinstance(arg, list) else [arg]:
+                    if p.grad and isinstance(a, Ref) and self.requires[a.name]:
+                        if a.name not in reached:
+                            reached.add(a.name)
+                            todo.append(a.name)
+        return reached
+
+    def why_no_grad(self, name: str, output: str) -> str:
+        if not self.requires[name]:
+            return "an integer or bool tensor, requires_grad: false, or computed from those"
+        return f"the output '{output}' does not depend on it"
+
     def compile_rest(self) -> tuple[str, tuple[str, ...], tuple[str, ...]] | None:
-        if not self.nodes or self.problems:
-            return None
-        output = self.case.output or self.nodes[-1].name
+        """Checks of output, upstream, check and expect; they run even when the graph had
+        problems, so a file's problems are reported together. None when anything is wrong."""
+        named = [n.name for n in self.nodes if n.named]
+        known = [*self.inputs, *named]
+        output = self.case.output or list(self.case.graph)[-1]
+        ok = False
         if output in self.failed:
-            return None
-        if output not in self.shapes or output in self.inputs:
-            known = [n.name for n in self.nodes if n.named]
+            pass
+        elif output not in named:
             self.problem(
                 ("output",),
-                f"output '{output}' is not a node of graph{did_you_mean(output, known)}",
+                f"output '{output}' is not a node of graph{did_you_mean(output, named)}",
             )
-            return None
-        if not self.requires[output]:
+        elif not self.requires[output]:
             self.problem(
-                ("output",) if self.case.output else ("graph",),
+                ("output",) if self.case.output else ("graph", output),
                 f"output '{output}' does not depend on any input that requires grad; "
                 "there is nothing to differentiate",
             )
-            return None
-        out_shape = self.shapes[output]
-        if not isinstance(self.case.upstream, RandomUpstream):
-            up_shape = literal_shape(self.case.upstream)
+        else:
+            ok = True
+        reached = self.reaching(output) if ok else set()
+        if ok and not isinstance(self.case.upstream, RandomUpstream):
+            up_shape, out_shape = literal_shape(self.case.upstream), self.shapes[output]
             if up_shape != () and up_shape != out_shape:
                 self.problem(
                     ("upstream",),
-                    f"upstream has shape {up_shape} but output "
-                    f"'{output}' has shape {out_shape} (a number fills any shape)",
+                    f"upstream has shape {up_shape} but output '{output}' has shape "
+                    f"{out_shape} (a number fills any shape)",
                 )
-        named = [n.name for n in self.nodes if n.named]
-        upto = {n.name for n in self.nodes[: [n.name for n in self.nodes].index(output) + 1]}
         if self.case.check is None:
-            checks = tuple(n for n in [*self.inputs, *named] if self.requires[n])
+            checks = tuple(n for n in known if n in reached)
         else:
             checks = tuple(self.case.check)
             for i, name in enumerate(checks):
                 if name in self.failed:
                     continue
-                if name not in self.shapes or name not in self.inputs and name not in named:
+                if name not in known:
                     self.problem(
                         ("check", i),
-                        f"check names '{name}', which is neither an "
-                        f"input nor a node{did_you_mean(name, [*self.inputs, *named])}",
+                        f"check names '{name}', which is neither an input nor a node"
+                        f"{did_you_mean(name, known)}",
                     )
-                elif not self.requires[name]:
+                elif ok and name not in reached:
                     self.problem(
                         ("check", i),
-                        f"'{name}' never gets a gradient (an integer or "
-                        "bool tensor, requires_grad: false, or no such operand upstream)",
+                        f"'{name}' never gets a gradient ({self.why_no_grad(name, output)})",
                     )
-        values = tuple(n for n in named if n in upto or n in checks)
         for kind, table in (("value", self.case.expect.value), ("grad", self.case.expect.grad)):
             for name, literal in table.items():
                 where: Path = ("expect", kind, name)
                 if name in self.failed:
                     continue
-                if name not in self.shapes or name not in self.inputs and name not in named:
+                if name not in known:
                     self.problem(
                         where,
-                        f"expect.{kind} names '{name}', which is neither an "
-                        f"input nor a node{did_you_mean(name, [*self.inputs, *named])}",
+                        f"expect.{kind} names '{name}', which is neither an input nor a node"
+                        f"{did_you_mean(name, known)}",
                     )
                     continue
-                if kind == "grad" and not self.requires[name]:
-                    self.problem(where, f"expect.grad names '{name}', which never gets a gradient")
+                if kind == "grad" and ok and name not in reached:
+                    self.problem(
+                        where,
+                        f"expect.grad names '{name}', which never gets a gradient "
+                        f"({self.why_no_grad(name, output)})",
+                    )
                     continue
                 shape = literal_shape(literal)
                 if shape != self.shapes[name]:
                     self.problem(
                         where,
-                        f"expected {kind} of '{name}' has shape {shape}, but "
-                        f"'{name}' has shape {self.shapes[name]}",
+                        f"expected {kind} of '{name}' has shape {shape}, but '{name}' has shape "
+                        f"{self.shapes[name]}",
                     )
+        if self.problems or not ok:
+            return None
+        order = [n.name for n in self.nodes]
+        upto = set(order[: order.index(output) + 1])
+        values = tuple(n for n in named if n in upto or n in checks)
         return output, checks, values
 
 
@@ -422,8 +462,11 @@ def compile_case(
         c = front(as_int64)
     c.settle_nondifferentiable()
     rest = c.compile_rest()
-    if c.problems or rest is None:
-        raise CaseInvalid(c.problems or [doc.problem(("graph",), "graph has no nodes")])
+    if rest is None:
+        # Without problems of its own, the case failed only through names already reported
+        # (``quiet``).
+        assert c.problems or quiet, "a case refused without a problem to show"
+        raise CaseInvalid(c.problems)
     output, checks, values = rest
     graph = Graph(nodes=tuple(c.nodes), output=output, shapes=c.shapes, requires_grad=c.requires)
     return CompiledCase(
@@ -435,4 +478,5 @@ def compile_case(
         graph=graph,
         checks=checks,
         values=values,
+        locations=c.locations,
     )

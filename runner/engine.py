@@ -22,7 +22,10 @@ VJP = Callable[..., Sequence[Any]]
 
 class RuleError(Exception):
     """A manual rule returned something the engine cannot use (wrong shape, not an array, or it
-    raised). The message names the op, the operand and the shapes."""
+    raised). The message names the op, the operand and the shapes; ``node`` is the graph node
+    whose rule it was, for the report to locate."""
+
+    node: str | None = None
 
 
 def sum_to(grad: Array, shape: Shape, *, what: str) -> Array:
@@ -95,11 +98,16 @@ def forward(graph: Graph, inputs: Mapping[str, Array]) -> dict[str, Array]:
     for node in graph.nodes:
         args = node.bind(env)
         try:
-            env[node.name] = np.asarray(node.op.forward(**args))
+            # inf and NaN are legitimate values here (torch computes them too); the comparison
+            # judges them, numpy's warnings would only be noise.
+            with np.errstate(all="ignore"):
+                env[node.name] = np.asarray(node.op.forward(**args))
         except Exception as exc:
-            raise RuleError(
+            error = RuleError(
                 f"node '{node.name}': forward of {node.op.name} raised {type(exc).__name__}: {exc}"
-            ) from exc
+            )
+            error.node = node.name
+            raise error from exc
     return env
 
 
@@ -122,14 +130,22 @@ def backward(
             continue
         vjp = rules.get(node.name, node.op.vjp)
         args = node.bind(values)
-        per_param = apply_vjp(node.op, vjp, g, values[node.name], args, where=f"node '{node.name}'")
+        try:
+            with np.errstate(all="ignore"):
+                per_param = apply_vjp(
+                    node.op, vjp, g, values[node.name], args, where=f"node '{node.name}'"
+                )
+        except RuleError as error:
+            error.node = node.name
+            raise
         for pname, grad in per_param.items():
             arg = node.args[pname]
             pairs = zip(arg, grad, strict=True) if isinstance(arg, list) else [(arg, grad)]
             for ref, gi in pairs:
                 if isinstance(ref, Ref) and gi is not None and graph.requires_grad[ref.name]:
                     prev = grads.get(ref.name)
-                    grads[ref.name] = gi if prev is None else prev + gi
+                    with np.errstate(all="ignore"):
+                        grads[ref.name] = gi if prev is None else prev + gi
     return grads
 
 

@@ -26,6 +26,8 @@ def execute(case: CompiledCase, device: str = "cpu") -> CaseResult:
         tensors = _checks(case, device)
     except Exception as exc:  # rules and torch may raise anything; one case must not stop a run
         text = str(exc) if isinstance(exc, RuleError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, RuleError) and exc.node in case.locations:
+            text = f"{case.locations[exc.node]}: {text}"
         return CaseResult(
             name=case.name,
             file=case.file,

@@ -79,10 +79,10 @@ def load(paths: Sequence[str]) -> Loaded:
     for file, root in discover(paths):
         shown = _display(file)
         try:
-            cases = load_file(file, root, shown)
+            cases, problems = load_file(file, root, shown)
         except CaseInvalid as exc:
-            result.problems += exc.problems
-            continue
+            cases, problems = [], exc.problems
+        result.problems += problems
         for c in cases:
             where = Location(c.file, c.line, 1)
             if c.name in names:
@@ -99,7 +99,11 @@ def load(paths: Sequence[str]) -> Loaded:
     return result
 
 
-def load_file(file: FsPath, root: FsPath, shown: str) -> list[CompiledCase]:
+def load_file(
+    file: FsPath, root: FsPath, shown: str
+) -> tuple[list[CompiledCase], list[Problem]]:
+    """The valid cases of a file and the problems of the others (each YAML document is a case
+    of its own). Raises `CaseInvalid` when the file as a whole cannot be read."""
     try:
         if file.stat().st_size > MAX_FILE_BYTES:
             raise CaseInvalid(
@@ -128,9 +132,7 @@ def load_file(file: FsPath, root: FsPath, shown: str) -> list[CompiledCase]:
             cases.append(compile_document(doc, default))
         except CaseInvalid as exc:
             problems += exc.problems
-    if problems:
-        raise CaseInvalid(problems)
-    return cases
+    return cases, problems
 
 
 def compile_document(doc: Document, default_name: str) -> CompiledCase:
@@ -186,6 +188,8 @@ def validation_problems(exc: ValidationError, doc: Document) -> list[Problem]:
     dropped from the path, pydantic's wording replaced where ours says more."""
     grouped: dict[tuple[Path, bool], list[str]] = {}
     for err in exc.errors():
+        if _other_branch(err, doc.data):
+            continue
         path, message = _explain(err, doc.data)
         # An unknown key is shown at the key itself, anything else at the offending value.
         at_key = err["type"] == "extra_forbidden"
@@ -198,9 +202,29 @@ def validation_problems(exc: ValidationError, doc: Document) -> list[Problem]:
     return sorted(problems, key=lambda p: (p.where.line, p.where.col))
 
 
+def _other_branch(err: Any, data: Any) -> bool:
+    """An error of the string form of a graph node whose value is a long-form mapping: the
+    mapping's own errors say what is wrong."""
+    loc = err["loc"]
+    return (
+        len(loc) >= 3 and loc[0] == "graph" and loc[2] == "str"
+        and isinstance(data.get("graph"), dict) and isinstance(data["graph"].get(loc[1]), dict)
+    )
+
+
 def _explain(err: Any, data: Any) -> tuple[Path, str]:
     loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("<"))]
     kind = err["type"]
+    if len(loc) >= 2 and loc[0] == "graph" and isinstance(data.get("graph"), dict):
+        node = data["graph"].get(loc[1])
+        if not isinstance(node, str | dict):
+            return ("graph", loc[1]), (
+                f"node '{loc[1]}' must be an expression string (such as 'a @ b') or "
+                f"{{op, args, kwargs}}, got {node!r}; constants go under inputs"
+            )
+    if kind == "too_short" and loc in (["inputs"], ["graph"]):
+        what = "input" if loc == ["inputs"] else "node"
+        return (loc[0],), f"needs at least one {what}"
     if "<mapping>" in err["loc"]:
         return _data_path(loc, data)[0], (
             "an input given as a mapping needs one of the keys random, fill or values"

@@ -89,8 +89,12 @@ class _Builder:
                                        "files may hold only plain data (no tags that construct "
                                        "objects)")])
         if isinstance(node, MappingNode):
-            self.loader.flatten_mapping(node)  # resolves `<<: *anchor` merge keys
+            # Merge keys (`<<: *base`) put the merged pairs first; a key written in the mapping
+            # itself then overrides them, as YAML says. Only keys written twice are duplicates.
+            written = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
+            self.loader.flatten_mapping(node)
             out: dict[Any, Any] = {}
+            seen_written: set[str] = set()
             for key_node, value_node in node.value:
                 key = self.build_scalar(key_node) if isinstance(key_node, ScalarNode) else None
                 if not isinstance(key, (str, int, float, bool)) or key is None:
@@ -99,7 +103,7 @@ class _Builder:
                     )
                     continue
                 key = str(key) if not isinstance(key, str) else key
-                if key in out:
+                if id(key_node) in written and key in seen_written:
                     first = doc.keys[(*path, key)]
                     self.problems.append(
                         Problem(
@@ -109,6 +113,8 @@ class _Builder:
                         )
                     )
                     continue
+                if id(key_node) in written:
+                    seen_written.add(key)
                 doc.keys[(*path, key)] = key_node
                 marks[(*path, key)] = value_node
                 out[key] = self.build(value_node, (*path, key), doc)

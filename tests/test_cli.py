@@ -116,7 +116,7 @@ BAD_INPUTS: dict[str, tuple[str, tuple[int, int], str]] = {
         (3, 6), "unknown op 'rellu'; did you mean 'relu'"),
     "too-many-arguments": (
         "inputs: {a: [1.0]}\ngraph:\n  c: relu(a, a)\n",
-        (3, 6), "relu takes at most 1 positional arguments (relu(input)), got 2"),
+        (3, 6), "relu takes at most 1 positional argument (relu(input)), got 2"),
     "unknown-keyword": (
         "inputs: {a: [1.0]}\ngraph:\n  c: add(a, a, alpah=2)\n",
         (3, 16), "add has no argument 'alpah'"),
@@ -171,7 +171,7 @@ BAD_INPUTS: dict[str, tuple[str, tuple[int, int], str]] = {
         (3, 9), "output 'd' is not a node of graph"),
     "nothing-to-differentiate": (
         "inputs: {a: {values: [1.0], requires_grad: false}}\ngraph: {c: relu(a)}\n",
-        (2, 8), "output 'c' does not depend on any input that requires grad"),
+        (2, 12), "output 'c' does not depend on any input that requires grad"),
     "check-unknown": (
         "inputs: {a: [1.0]}\ngraph: {c: relu(a)}\ncheck: [a, cc]\n",
         (3, 12), "check names 'cc', which is neither an input nor a node; did you mean 'c'?"),
@@ -187,7 +187,7 @@ BAD_INPUTS: dict[str, tuple[str, tuple[int, int], str]] = {
     "matmul-inner-dims": (
         "inputs:\n  a: {fill: 1.0, shape: [2, 3]}\n  b: {fill: 1.0, shape: [4, 5]}\n"
         "graph:\n  c: a @ b\n",
-        (5, 6), "operator @ (matmul): matmul: (2, 3) @ (4, 5): inner dims 3 and 4 differ"),
+        (5, 6), "operator @ (matmul): (2, 3) @ (4, 5): inner dims 3 and 4 differ"),
     "bad-choice": (
         "inputs: {a: [1.0]}\ngraph:\n  c: gelu(a, approximate='tanhh')\n",
         (3, 26), "gelu: 'approximate' must be one of 'none', 'tanh', got 'tanhh'"),
@@ -341,3 +341,75 @@ def test_integer_literals_used_only_as_indices_or_targets_are_int64(write_case: 
     dtypes = {name: plan.dtype for name, plan in case.inputs.items()}
     assert dtypes == {"logits": "float64", "target": "int64", "table": "float64", "ids": "int64"}
     assert case.checks == ("logits", "table", "loss", "emb", "total")
+
+
+def test_a_key_written_after_a_merge_overrides_it(write_case: WriteCase) -> None:
+    from runner.loader import load
+
+    path = write_case(
+        "inputs:\n  x: &spec {random: uniform, shape: [3], seed: 1, low: 0.5, high: 2.0}\n"
+        "  y:\n    <<: *spec\n    seed: 2\ngraph:\n  c: x * y\n"
+    )
+    loaded = load([str(path)])
+    assert not loaded.problems, loaded.problems
+    assert loaded.cases[0].inputs["y"].spec.seed == 2
+
+
+def test_graph_check_and_expect_problems_are_reported_together(
+    write_case: WriteCase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(
+        "inputs: {x: [1.0, 2.0]}\ngraph:\n  y: tahn(x)\n  w: y * 2\ncheck: [nope, w]\n"
+        "expect:\n  grad:\n    x: [1.0]\n"
+    )
+    code, out = run(capsys, "validate", str(path))
+    assert code == 2
+    problems = [line.split("error: ", 1)[1] for line in out.splitlines() if "error: " in line]
+    assert problems == [
+        "unknown op 'tahn'; did you mean 'tan' or 'tanh' or 'atan'?",
+        "check names 'nope', which is neither an input nor a node",
+        "expected grad of 'x' has shape (1,), but 'x' has shape (2,)",
+    ], "w failed through y: it is not reported again"
+
+
+def test_what_never_gets_a_gradient_is_found_before_running(
+    write_case: WriteCase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(
+        "inputs:\n  x: [1.0, 2.0]\n  unused: [3.0]\ngraph:\n  y: relu(x)\n  after: y * 10\n"
+        "output: y\nexpect:\n  grad:\n    after: [0.0, 0.0]\n"
+    )
+    code, out = run(capsys, "validate", str(path))
+    assert code == 2
+    assert ("case.yaml:10:12: error: expect.grad names 'after', which never gets a gradient "
+            "(the output 'y' does not depend on it)") in out
+    from runner.loader import load
+
+    fixed = write_case(path.read_text().split("expect:")[0], "fixed.yaml")
+    assert load([str(fixed)]).cases[0].checks == ("x", "y"), "unused inputs are not checked"
+
+
+def test_one_bad_document_does_not_stop_the_others(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(GOOD + "---\ninputs: {x: [1.0]}\ngraph:\n  c: 2.0\n")
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 2
+    assert "PASSED t/hadamard" in out
+    assert ("case.yaml:14:6: graph.c: node 'c' must be an expression string (such as 'a @ b') "
+            "or {op, args, kwargs}, got 2.0; constants go under inputs") in out
+    assert out.strip().splitlines()[-1] == "1 passed, 0 failed, 1 errors"
+
+
+def test_a_forward_that_raises_is_an_error_at_its_node(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(
+        "inputs:\n  x: {random: normal, shape: [2, 3], seed: 0}\n"
+        "  t: {values: [3, 0], dtype: int64}\ngraph:\n  y: cross_entropy(x, t)\n"
+    )
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 1
+    assert ("case.yaml:5:6: node 'y': forward of cross_entropy raised IndexError: target 3 is "
+            "out of bounds for 3 classes") in out
+    assert out.strip().splitlines()[-1] == "0 passed, 0 failed, 1 errors"
