@@ -103,7 +103,8 @@ def match(op: Op, call: Call) -> Match:
 
 
 def is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    """An int that torch takes (int64), not a bool."""
+    return isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63
 
 
 def check_attr(p: Param, v: Any) -> str:
@@ -116,7 +117,7 @@ def check_attr(p: Param, v: Any) -> str:
     if base == "int":
         ok = is_int(v)
     elif base == "float":
-        ok = is_int(v) or isinstance(v, float)
+        ok = is_int(v) or isinstance(v, float) and v == v  # NaN is no attribute value
     elif base == "bool":
         ok = isinstance(v, bool)
     elif base == "str":

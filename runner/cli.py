@@ -91,8 +91,10 @@ def _validate(paths: Sequence[str], *, listing: bool) -> int:
 
 def _run(paths: Sequence[str], report_path: Path, select: str | None) -> int:
     from runner.execute import execute
-    from runner.report import build, case_line, render, write_json
+    from runner.report import build, case_line, count_line, details, write_json
 
+    if report_path.is_dir():
+        raise UsageError(f"--report {report_path} is a folder; give a file path")
     loaded = load(paths)
     cases = [c for c in loaded.cases if select is None or select in c.name]
     results = []
@@ -101,10 +103,12 @@ def _run(paths: Sequence[str], report_path: Path, select: str | None) -> int:
         results.append(result)
         print(case_line(result), flush=True)
     report = build(results, loaded.problems)
-    write_json(report, report_path)
-    # The per-case lines were streamed already; the count line stays the last line.
-    rest = render(report).split("\n")[len(results) :]
-    print("\n".join([*rest[:-1], f"report: {report_path}", rest[-1]]))
+    try:
+        write_json(report, report_path)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {report_path}: {exc.strerror}") from None
+    # The count line stays the last line.
+    print("\n".join([*details(report), f"report: {report_path}", count_line(report.summary)]))
     if loaded.problems:
         return EXIT_INVALID
     return EXIT_FAILED if report.summary.failed or report.summary.errors else EXIT_OK

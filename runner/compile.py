@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from runner.binding import KIND_TEXT, check_attr, label, match, resolve_overload
+from runner.binding import KIND_TEXT, check_attr, is_int, label, match, resolve_overload
 from runner.diagnostics import CaseInvalid, Problem, did_you_mean
 from runner.expr import Call, Const, Expr, ExprError, ListOf, Name, parse
 from runner.graph import Graph, Node, Ref
@@ -151,7 +151,7 @@ class _Compiler:
                 return None
             return Ref(expr.id)
         if isinstance(expr, Const):
-            if isinstance(expr.value, int | float) and not isinstance(expr.value, bool):
+            if isinstance(expr.value, float) or is_int(expr.value):
                 return expr.value
             self.problem(
                 path, f"expected a tensor operand, got the literal {expr.value!r}", expr.col
@@ -285,7 +285,11 @@ class _Compiler:
         for p in op.tensor_params:
             for a in args[p.name] if isinstance(args[p.name], list) else [args[p.name]]:
                 if isinstance(a, Ref):
-                    self.integer_only[a.name] = self.integer_only.get(a.name, True) and p.integer
+                    integer = p.integer and not (
+                        # a target shaped like the input holds class probabilities
+                        op.name == "cross_entropy" and self.shapes[a.name] == shape_args["input"]
+                    )
+                    self.integer_only[a.name] = self.integer_only.get(a.name, True) and integer
                 if isinstance(a, Ref) and p.grad:
                     refs.append(a)
                     self.diff_uses.add(a.name)

@@ -101,7 +101,11 @@ def forward(graph: Graph, inputs: Mapping[str, Array]) -> dict[str, Array]:
             # inf and NaN are legitimate values here (torch computes them too); the comparison
             # judges them, numpy's warnings would only be noise.
             with np.errstate(all="ignore"):
-                env[node.name] = np.asarray(node.op.forward(**args))
+                env[node.name] = value = np.asarray(node.op.forward(**args))
+            if value.shape != node.shape:
+                raise ValueError(
+                    f"it returned shape {value.shape}, the op's shape rule says {node.shape}"
+                )
         except Exception as exc:
             error = RuleError(
                 f"node '{node.name}': forward of {node.op.name} raised {type(exc).__name__}: {exc}"

@@ -85,18 +85,21 @@ def parse(text: str, names: frozenset[str] = frozenset()) -> Expr:
         raise ExprError(f"invalid expression: {type(exc).__name__}") from None
     lead = len(text) - len(text.lstrip())
     try:
-        return _Lower(names, lead).expr(tree.body)
+        return _Lower(names, lead, text.strip()).expr(tree.body)
     except RecursionError:
         raise ExprError("expression nests too deeply; split it into named nodes") from None
 
 
 class _Lower:
-    def __init__(self, names: frozenset[str], lead: int) -> None:
+    def __init__(self, names: frozenset[str], lead: int, text: str) -> None:
         self.names = names
         self.lead = lead
+        self.encoded = text.encode()
 
     def col(self, node: ast.AST) -> int:
-        return self.lead + getattr(node, "col_offset", 0)
+        # ast counts UTF-8 bytes; messages count characters.
+        offset = getattr(node, "col_offset", 0)
+        return self.lead + len(self.encoded[:offset].decode("utf-8", errors="ignore"))
 
     def expr(self, node: ast.expr) -> Expr:
         col = self.col(node)
@@ -105,6 +108,8 @@ class _Lower:
                 return Const(LITERAL_NAMES[node.id], col)
             return Name(node.id, col)
         if isinstance(node, ast.Constant):
+            if isinstance(node.value, int) and not -(2**63) <= node.value < 2**63:
+                raise ExprError(f"integer literal {node.value} does not fit in int64", col)
             if isinstance(node.value, bool | int | float | str) or node.value is None:
                 return Const(node.value, col)
             raise ExprError(f"unsupported literal {node.value!r}", col)

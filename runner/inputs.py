@@ -37,10 +37,10 @@ class InputPlan:
 
 
 def _literal_dtype(value: Any, case_dtype: str) -> str:
-    flat = value
-    while isinstance(flat, list) and flat:
-        flat = flat[0]
-    return "bool" if isinstance(flat, bool) else case_dtype
+    """bool when every element is true or false (a mask), else floating, as torch.tensor makes
+    [True, 0.5] floating."""
+    flat = np.asarray(value, dtype=object).reshape(-1).tolist()
+    return "bool" if flat and all(isinstance(v, bool) for v in flat) else case_dtype
 
 
 def plan_input(
@@ -78,6 +78,8 @@ def plan_input(
         problems += _random_problems(spec, dtype)
     if isinstance(spec, ValuesInput):
         problems += _values_problems(spec.values, dtype)
+    if isinstance(spec, FillInput):
+        problems += _values_problems(spec.fill, dtype)
     requires = floating if explicit is None else explicit and floating
     return InputPlan(spec, dtype, shape, requires), problems
 
@@ -86,8 +88,12 @@ def _values_problems(values: Any, dtype: str) -> list[str]:
     """An explicit integer or bool dtype must not silently truncate the numbers given."""
     flat = np.asarray(values, dtype=object).reshape(-1).tolist()
     if dtype == "int64":
-        bad = [v for v in flat if isinstance(v, float) and not v.is_integer()]
-        what = "integers"
+        bad = [
+            v
+            for v in flat
+            if isinstance(v, float) and not v.is_integer() or not -(2**63) <= v < 2**63
+        ]
+        what = "integers that fit in int64"
     elif dtype == "bool":
         bad = [v for v in flat if not isinstance(v, bool)]
         what = "true or false"
@@ -98,6 +104,11 @@ def _values_problems(values: Any, dtype: str) -> list[str]:
 
 def _random_problems(spec: RandomInput, dtype: str) -> list[str]:
     low, high = spec.low, spec.high
+    if spec.random != "integers" and not dtype.startswith("float"):
+        return [
+            f"random: {spec.random} makes floats, which dtype {dtype} would truncate "
+            "(use random: integers, or values:)"
+        ]
     if spec.random == "normal":
         return (
             ["low/high apply to random: uniform or integers, not normal"]
@@ -111,6 +122,8 @@ def _random_problems(spec: RandomInput, dtype: str) -> list[str]:
             else []
         )
     problems = []
+    if any(v is not None and not float(v).is_integer() for v in (low, high)):
+        problems.append(f"random: integers needs integer bounds, got low={low} high={high}")
     if high is None:
         problems.append("random: integers needs high (values are in [low, high))")
     elif high <= (low or 0):

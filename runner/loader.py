@@ -222,6 +222,8 @@ def _explain(err: Any, data: Any) -> tuple[Path, str]:
                 f"node '{loc[1]}' must be an expression string (such as 'a @ b') or "
                 f"{{op, args, kwargs}}, got {node!r}; constants go under inputs"
             )
+    if kind == "string_pattern_mismatch" and loc == ["name"]:
+        return ("name",), "a case name is one line of printable text"
     if kind == "too_short" and loc in (["inputs"], ["graph"]):
         what = "input" if loc == ["inputs"] else "node"
         return (loc[0],), f"needs at least one {what}"

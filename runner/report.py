@@ -62,17 +62,22 @@ def case_line(r: CaseResult) -> str:
     return f"{r.status.upper():6} {r.name}  ({r.file}:{r.line}, {r.duration * 1000:.0f} ms)"
 
 
-def render(report: Report) -> str:
-    lines = [case_line(r) for r in report.cases]
-    lines += [f"INVALID {d.file}:{d.line}:{d.col}: {d.message}" for d in report.diagnostics]
+def details(report: Report) -> list[str]:
+    """What follows the per-case lines: invalid files, then each failure's details."""
+    lines = [f"INVALID {d.file}:{d.line}:{d.col}: {d.message}" for d in report.diagnostics]
     bad = [r for r in report.cases if r.status != "passed"]
     if bad:
         lines.append("")
         for r in bad:
             lines.append(f"--- {r.status.upper()} {r.name} ({r.file}:{r.line})")
             lines += [f"  {m}" for m in r.messages]
-    lines.append(count_line(report.summary))
-    return "\n".join(lines)
+    return lines
+
+
+def render(report: Report) -> str:
+    """The whole text report; the count line is the last line."""
+    lines = [case_line(r) for r in report.cases] + details(report)
+    return "\n".join([*lines, count_line(report.summary)])
 
 
 def write_json(report: Report, path: Path) -> None:

@@ -17,12 +17,16 @@ from runner.graph import Graph
 from runner.ops.spec import Array
 
 
-def to_torch(t: Any, value: Any, device: str) -> Any:
-    """A Python number operand becomes a 0-d tensor (torch's promotion then treats it like a
-    scalar, as numpy does a Python number)."""
+def to_torch(t: Any, value: Any, device: str, float_dtype: Any = None) -> Any:
+    """Arrays become tensors; a Python number operand becomes a 0-d tensor that promotes as
+    torch's wrapped Python scalars do: a float takes the dtype of the op's floating operand
+    (``x - 0.1`` in float64 subtracts 0.1, not float32(0.1), and a 0-d float32 operand stays
+    float32), or the default dtype beside integer ones."""
     if isinstance(value, np.ndarray):
         return t.from_numpy(value.copy()).to(device)  # copy(): C order, and 0-d stays 0-d
-    if isinstance(value, (bool, int, float)):
+    if isinstance(value, float):
+        return t.tensor(value, dtype=float_dtype, device=device)
+    if isinstance(value, (bool, int)):
         return t.tensor(value, device=device)
     return value
 
@@ -51,14 +55,26 @@ def _run(
 
     for node in graph.nodes:
         args = node.bind(env)
+        operands = [
+            v
+            for p in node.op.tensor_params
+            for v in (args[p.name] if isinstance(args[p.name], list) else [args[p.name]])
+        ]
+        floating = next(
+            (v.dtype for v in operands if isinstance(v, torch.Tensor) and v.is_floating_point()),
+            None,
+        )
         for p in node.op.tensor_params:
             value = args[p.name]
-            # Literal operands (Python numbers) become tensors here.
             if isinstance(value, list):
-                args[p.name] = [to_torch(torch, v, device) for v in value]
+                args[p.name] = [to_torch(torch, v, device, floating) for v in value]
             else:
-                args[p.name] = to_torch(torch, value, device)
+                args[p.name] = to_torch(torch, value, device, floating)
         out = node.op.torch(torch, **args)
+        if any(out is v for v in operands):
+            # Some torch ops return their input itself (flatten of a 1-D tensor): the node must
+            # be a tensor of its own, or its .grad would be its input's.
+            out = out.view_as(out)
         if out.requires_grad and not out.is_leaf:
             out.retain_grad()
         env[node.name] = out

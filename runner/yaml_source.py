@@ -8,6 +8,7 @@ graph compiler) can point at ``file:line:col`` of the node they reject.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,9 +22,22 @@ Path = tuple[str | int, ...]
 # Aliases make a document a DAG; expanding one into a tree can blow up exponentially
 # ("billion laughs"). Far above any real case.
 MAX_VALUES = 1_000_000
+
+
 # libyaml's parser, where PyYAML was built with it, composes the same nodes (with their marks)
 # about ten times faster; constructing values stays with the pure-Python SafeLoader.
-_COMPOSER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+class _Composer(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    pass
+
+
+# YAML 1.1 reads 1e-5 (no dot) as a string; people write tolerances that way, and YAML 1.2 and
+# JSON read it as a number, so this loader does too.
+_Composer.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+_COMPOSER: Any = _Composer
 _PLAIN_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
 
@@ -65,12 +79,28 @@ class _Builder:
         self.file = file
         self.loader = yaml.SafeLoader("")
         self.count = 0
+        self.open: set[int] = set()  # collections being built: an alias back to one is a cycle
         self.problems: list[Problem] = []
 
     def at(self, node: Node) -> Location:
         return Location(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
     def build(self, node: Node, path: Path, doc: Document) -> Any:
+        if id(node) in self.open:
+            raise CaseInvalid(
+                [Problem(self.at(node), "recursive alias: a mapping or list that contains itself")]
+            )
+        if isinstance(node, ScalarNode):
+            self.count += 1
+            doc.marks.setdefault(path, node)
+            return self.build_scalar(node)
+        self.open.add(id(node))
+        try:
+            return self.build_collection(node, path, doc)
+        finally:
+            self.open.discard(id(node))
+
+    def build_collection(self, node: Node, path: Path, doc: Document) -> Any:
         marks = doc.marks
         self.count += 1
         if self.count > MAX_VALUES:
@@ -84,15 +114,29 @@ class _Builder:
                 ]
             )
         marks.setdefault(path, node)
-        if not isinstance(node, ScalarNode) and node.tag not in _PLAIN_TAGS:
-            raise CaseInvalid([Problem(self.at(node), f"the tag {node.tag} is not allowed; case "
-                                       "files may hold only plain data (no tags that construct "
-                                       "objects)")])
+        if node.tag not in _PLAIN_TAGS:
+            raise CaseInvalid(
+                [
+                    Problem(
+                        self.at(node),
+                        f"the tag {node.tag} is not allowed; case "
+                        "files may hold only plain data (no tags that construct "
+                        "objects)",
+                    )
+                ]
+            )
         if isinstance(node, MappingNode):
             # Merge keys (`<<: *base`) put the merged pairs first; a key written in the mapping
             # itself then overrides them, as YAML says. Only keys written twice are duplicates.
             written = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
-            self.loader.flatten_mapping(node)
+            try:
+                self.loader.flatten_mapping(node)
+            except yaml.constructor.ConstructorError as exc:
+                mark = exc.problem_mark
+                where = (
+                    Location(self.file, mark.line + 1, mark.column + 1) if mark else self.at(node)
+                )
+                raise CaseInvalid([Problem(where, f"invalid merge key: {exc.problem}")]) from None
             out: dict[Any, Any] = {}
             seen_written: set[str] = set()
             for key_node, value_node in node.value:
@@ -119,9 +163,8 @@ class _Builder:
                 marks[(*path, key)] = value_node
                 out[key] = self.build(value_node, (*path, key), doc)
             return out
-        if isinstance(node, SequenceNode):
-            return [self.build(item, (*path, i), doc) for i, item in enumerate(node.value)]
-        return self.build_scalar(node)
+        assert isinstance(node, SequenceNode)
+        return [self.build(item, (*path, i), doc) for i, item in enumerate(node.value)]
 
     def build_scalar(self, node: Node) -> Any:
         try:
@@ -154,8 +197,8 @@ def load_documents(text: str, file: str) -> list[Document]:
     docs = []
     builder = _Builder(file)
     for node in nodes:
-        if node is None:
-            continue
+        if node is None or isinstance(node, ScalarNode) and node.tag.endswith(":null"):
+            continue  # an empty document, e.g. after a trailing ---
         doc = Document(file, None)
         doc.data = builder.build(node, (), doc)
         docs.append(doc)

@@ -149,7 +149,7 @@ class Expect(_Strict):
 
 class Case(_Strict):
     # Default: the file's path under the case root, without suffix.
-    name: str | None = Field(default=None, min_length=1)
+    name: str | None = Field(default=None, min_length=1, pattern=r"^[^\x00-\x1f\x7f]+$")
     description: str = ""
     tags: list[str] = []
     dtype: FloatDType = "float64"

@@ -194,7 +194,7 @@ BAD_INPUTS: dict[str, tuple[str, tuple[int, int], str]] = {
     "int-values-that-are-not-integers": (
         "inputs:\n  i: {values: [1, 2.5], dtype: int64}\n  a: [1.0, 2.0]\n"
         "graph: {c: a * 2}\n",
-        (2, 6), "dtype int64 needs integers, got 2.5"),
+        (2, 6), "dtype int64 needs integers that fit in int64, got 2.5"),
     "huge-shape": (
         "inputs:\n  a: {random: normal, shape: [100000, 100000]}\ngraph: {c: relu(a)}\n",
         (2, 6), "input 'a' has shape (100000, 100000), 10000000000 elements"),
@@ -413,3 +413,54 @@ def test_a_forward_that_raises_is_an_error_at_its_node(
     assert ("case.yaml:5:6: node 'y': forward of cross_entropy raised IndexError: target 3 is "
             "out of bounds for 3 classes") in out
     assert out.strip().splitlines()[-1] == "0 passed, 0 failed, 1 errors"
+
+
+YAML_EDGES: dict[str, tuple[str, str]] = {
+    "merge-of-a-scalar": ("inputs: {<<: 5, x: [1.0]}\ngraph: {y: relu(x)}\n",
+                          "case.yaml:1:14: error: invalid merge key"),
+    "recursive-alias": ("inputs: &a {x: [1.0], z: *a}\ngraph: {y: relu(x)}\n",
+                        "case.yaml:1:9: error: recursive alias"),
+    "name-with-newline": ('name: "a\\nb"\ninputs: {x: [1.0]}\ngraph: {y: relu(x)}\n',
+                          "case.yaml:1:7: error: name: a case name is one line of printable text"),
+    "huge-int-literal": ("inputs: {x: [[1.0]]}\ngraph:\n  y: tril(x, 99999999999999999999)\n",
+                         "case.yaml:3:14: error: integer literal 99999999999999999999 does not "
+                         "fit in int64"),
+    "truncating-fill": ("inputs:\n  i: {fill: 1.7, shape: [2], dtype: int64}\n  x: [1.0]\n"
+                        "graph: {y: relu(x)}\n",
+                        "case.yaml:2:6: error: dtype int64 needs integers that fit in int64, "
+                        "got 1.7"),
+    "empty-max": ("inputs:\n  x: {random: normal, shape: [0, 3]}\ngraph:\n  y: amax(x, dim=0)\n",
+                  "case.yaml:4:6: error: amax: cannot reduce an empty slice: dim 0 of (0, 3)"),
+}
+
+
+@pytest.mark.parametrize("kind", list(YAML_EDGES))
+def test_odd_input_is_a_located_error_not_a_traceback(
+    kind: str, write_case: WriteCase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text, expected = YAML_EDGES[kind]
+    code, out = run(capsys, "validate", str(write_case(text)))
+    assert code == 2
+    assert expected in out, out
+
+
+def test_yaml_12_numbers_and_a_trailing_document_marker(write_case: WriteCase) -> None:
+    from runner.loader import load
+
+    path = write_case(
+        "name: t\ninputs: {x: [1e-3, 2.5E2]}\ngraph: {y: relu(x)}\n"
+        "tolerance: {rtol: 1e-5, atol: 1e-8}\n---\n"
+    )
+    loaded = load([str(path)])
+    assert not loaded.problems, loaded.problems
+    (case,) = loaded.cases
+    assert case.name == "t"
+    assert (case.model.tolerance.rtol, case.model.inputs["x"]) == (1e-5, [1e-3, 250.0])
+
+
+def test_a_report_path_that_is_a_folder_is_a_usage_error(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run(capsys, "run", str(write_case(GOOD)), "--report", str(tmp_path))
+    assert code == 2
+    assert f"gradcase: error: --report {tmp_path} is a folder; give a file path" in out

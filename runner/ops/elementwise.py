@@ -246,10 +246,12 @@ OPS: list[Op] = [
     binary(
         "atan2",
         np.arctan2,
-        lambda g, o, a, b: g * b / (a * a + b * b),
-        lambda g, o, a, b: g * -a / (a * a + b * b),
+        # torch's atan2_backward: 0 at (0, 0), where the formula is 0/0.
+        lambda g, o, a, b: np.where(a * a + b * b == 0, 0, g * b / (a * a + b * b)),
+        lambda g, o, a, b: np.where(a * a + b * b == 0, 0, g * -a / (a * a + b * b)),
         lambda t, a, b: t.atan2(a, b),
         floating=True,
+        note="gradient 0 at (0, 0)",
     ),
     binary(
         "pow",

@@ -136,6 +136,8 @@ def _addmm_samples(rng: np.random.Generator) -> list[Sample]:
 
 def addmm_forward(input: Any, mat1: Array, mat2: Array, beta: float, alpha: float) -> Array:
     prod = alpha * np.matmul(mat1, mat2)
+    if alpha == 0:  # torch skips the product then: NaN and inf in it do not propagate
+        prod = np.zeros_like(prod)
     if beta == 0:  # torch ignores input then: NaN and inf in it do not propagate
         return np.asarray(np.broadcast_to(prod, np.broadcast_shapes(np.shape(input), prod.shape)))
     return np.asarray(beta * input + prod)
@@ -263,8 +265,9 @@ OPS: list[Op] = [
         ),
         shape=addmm_shape,
         samples=_addmm_samples,
-        note="beta = 0 ignores input (NaN and inf in it do not propagate); its gradient is then "
-        "g * 0",
+        note="beta = 0 ignores input and alpha = 0 the product in the forward (NaN and inf "
+        "there do not propagate); the gradients are still g * beta and alpha * (g @ mat2.T), "
+        "alpha * (mat1.T @ g)",
     ),
     # --- trace ---
     Op(

@@ -23,6 +23,7 @@ from runner.ops.spec import (
     ShapeError,
     broadcast_shapes,
     norm_dim,
+    sum_to,
 )
 
 FAMILY = "nn"
@@ -99,6 +100,24 @@ def _linear_shape(input: Shape, weight: Shape, bias: Shape | None) -> Shape:
     return out
 
 
+def _linear(input: Array, weight: Array, bias: Array | None = None) -> Array:
+    out = np.matmul(input, np.asarray(weight).T)
+    if bias is None:
+        return np.asarray(out)
+    # On torch's addmm path the bias expands to (rows, out) before the result takes its shape,
+    # so a (1, out) bias on a 1-d input still gives (out,).
+    shape = _linear_shape(input.shape, weight.shape, bias.shape)
+    return np.asarray(_add_bias(out, bias)).reshape(shape)
+
+
+def _add_bias(out: Array, bias: Array) -> Array:
+    try:
+        np.broadcast_shapes(out.shape, bias.shape)
+    except ValueError:
+        return out.reshape(-1, out.shape[-1] if out.ndim else 1) + bias
+    return out + bias
+
+
 def _linear_vjp(
     g: Array, out: Array, input: Array, weight: Array, bias: Array | None
 ) -> tuple[Array, Array, Array | None]:
@@ -106,7 +125,13 @@ def _linear_vjp(
     g2 = g if weight.ndim == 2 else np.asarray(g)[..., None]
     lead = list(range(g2.ndim - 1))
     gw = np.tensordot(g2, input, axes=(lead, lead))
-    return g2 @ w2, gw.reshape(weight.shape), (g if bias is not None else None)
+    gb = None
+    if bias is not None:
+        try:
+            gb = sum_to(g, bias.shape)
+        except ValueError:  # the addmm path: the bias was added at (rows, out)
+            gb = sum_to(np.asarray(g).reshape(-1, g.shape[-1] if g.ndim else 1), bias.shape)
+    return g2 @ w2, gw.reshape(weight.shape), gb
 
 
 def _linear_samples(rng: np.random.Generator) -> list[Sample]:
@@ -126,6 +151,7 @@ def _linear_samples(rng: np.random.Generator) -> list[Sample]:
         s((2, 3), (3,), None, "1-d weight"),
         s((5, 2, 3), (3,), (), "1-d weight, 0-d bias"),
         s((2, 1), (4, 1), (4,), "one input feature"),
+        s((3,), (2, 3), (1, 2), "1-d input, (1, out) bias: the result is still (out,)"),
     ]
 
 
@@ -257,9 +283,7 @@ OPS: list[Op] = [
             Param("weight", "tensor"),
             Param("bias", "tensor?", None),
         ),
-        forward=lambda input, weight, bias=None: np.asarray(
-            np.matmul(input, np.asarray(weight).T) + (0 if bias is None else bias)
-        ),
+        forward=_linear,
         vjp=_linear_vjp,
         torch=lambda t, input, weight, bias: t.nn.functional.linear(input, weight, bias),
         shape=_linear_shape,

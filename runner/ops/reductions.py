@@ -15,6 +15,7 @@ from runner.ops.reductions_rules import (
     logsumexp,
     logsumexp_check,
     no_empty_dims,
+    no_empty_extremum,
     no_keepdim_without_dim,
     norm_vjp,
     prod_vjp,
@@ -148,6 +149,7 @@ OPS: list[Op] = [
                 input, dim=[] if dim is None else dim, keepdim=keepdim
             ),
             samples=both(sweep(DIMS_CASES, ties), fixed(("NaN by row", PEAKS, {"dim": 1}))),
+            check=no_empty_extremum(name),
             note="ties split the gradient evenly along the reduced dims (1/count); a NaN in a "
             "slice makes the whole slice's gradient NaN",
         )

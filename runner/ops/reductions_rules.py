@@ -182,6 +182,8 @@ def prod_vjp(g: Array, out: Array, x: Array, dims: tuple[int, ...], full: bool) 
     if not (x == 0).any():
         return g * (out / x)
     if full:
+        if (x == 0).sum() > 1:  # torch returns zeros outright, whatever else the input holds
+            return np.zeros(x.shape, dtype=np.result_type(g, x))
         return g * others_product(x.reshape(-1), 0).reshape(x.shape)
     return g * others_product(x, dims[0])
 
@@ -214,7 +216,7 @@ def spread_vjp(g: Array, out: Array, x: Array, dims: tuple[int, ...], full: bool
 def logsumexp(x: Array, dims: tuple[int, ...], full: bool) -> Array:
     """torch's shift: infinite maxima are replaced by 0, so all -inf gives -inf, not NaN."""
     x = x if is_floating(x) else x.astype(np.float32)
-    m = np.amax(x, axis=dims, keepdims=True)
+    m = np.amax(x, axis=dims, keepdims=True, initial=-np.inf)  # an empty slice gives -inf
     m = np.where(np.isinf(m), 0, m)
     return np.asarray(np.log(np.sum(np.exp(x - m), axis=dims, keepdims=True)) + m)
 
@@ -311,6 +313,23 @@ def no_keepdim_without_dim(name: str) -> Callable[..., None]:
         if dim is None and keepdim:
             raise ShapeError(
                 f"dim=None takes no keepdim (torch.{name}(input) has none); pass a dim"
+            )
+        if name in ("max", "min"):
+            no_empty_extremum(name)(shape, dim, keepdim)
+
+    return check
+
+
+def no_empty_extremum(name: str) -> Callable[..., None]:
+    """max, min, amax, amin have no identity: torch refuses to reduce an empty slice."""
+
+    def check(shape: Shape, dim: Any, keepdim: bool, **_: Any) -> None:
+        dims = norm_dims(dim, len(shape)) if dim != [] else tuple(range(len(shape)))
+        empty = [d for d in dims if shape[d] == 0]
+        if empty or (dim is None and 0 in shape):
+            raise ShapeError(
+                f"cannot reduce an empty slice: dim {empty[0] if empty else None} of {shape} "
+                f"has size 0 (torch refuses it: {name} has no identity)"
             )
 
     return check
