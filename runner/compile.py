@@ -210,6 +210,14 @@ class _Compiler:
             if not items:
                 self.problem(path, f"{who}: '{p.name}' needs at least one tensor", value.col)
                 return _BAD
+            if op.family != "elementwise" and any(isinstance(i, Const) for i in items):
+                self.problem(
+                    path,
+                    f"{who}: '{p.name}' takes tensors, not literals; declare "
+                    "constants under inputs",
+                    value.col,
+                )
+                return _BAD
             out = [self.lower(i, path, None, counter) for i in items]
             return _BAD if any(o is None for o in out) else out
         if p.is_tensor:

@@ -11,14 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from runner.ops.elementwise_unary import (
-    FAMILY,
-    UNARY_OPS,
-    float_dtype,
-    operand,
-    result_type,
-    unary,
-)
+from runner.ops.dtypes import float_dtype, operand, result_type
+from runner.ops.elementwise_unary import FAMILY, UNARY_OPS, unary
 from runner.ops.spec import Array, Op, Param, Sample, Shape, broadcast_shapes
 
 BINARY_SHAPES: tuple[tuple[Shape, Shape], ...] = (

@@ -1,6 +1,5 @@
-"""Unary elementwise ops, one row each (numpy forward, derivative, torch reference), and torch's
-dtype rules, which the binary half in `runner.ops.elementwise` shares. That module's `OPS` holds
-these rows too."""
+"""Unary elementwise ops, one row each (numpy forward, derivative, torch reference). The binary
+half is in `runner.ops.elementwise`, whose `OPS` holds these rows too."""
 
 from __future__ import annotations
 
@@ -10,67 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from runner.ops.dtypes import float_dtype, operand, result_type
 from runner.ops.spec import Array, Op, Param, Sample, Shape, ShapeError
 
 FAMILY = "elementwise"
 UNARY_SHAPES: tuple[Shape, ...] = ((), (5,), (2, 3))
 NAN = float("nan")
-
-# --- torch's dtype rules -------------------------------------------------------------------
-
-_CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2}
-
-
-def torch_dtype(x: Any) -> np.dtype[Any]:
-    """A Python float literal is a float32 tensor on the torch side (the default dtype), not the
-    float64 numpy would make of it."""
-    if isinstance(x, bool):
-        return np.dtype(bool)
-    if isinstance(x, int):
-        return np.dtype(np.int64)
-    if isinstance(x, float):
-        return np.dtype(np.float32)
-    return np.asarray(x).dtype
-
-
-def _promote(a: np.dtype[Any] | None, b: np.dtype[Any] | None) -> np.dtype[Any] | None:
-    # Across categories torch keeps the higher one as is (int64 with float32 is float32, where
-    # numpy says float64); within one it widens as numpy does.
-    if a is None or b is None:
-        return a if b is None else b
-    ca, cb = _CATEGORY[a.kind], _CATEGORY[b.kind]
-    return np.promote_types(a, b) if ca == cb else (a if ca > cb else b)
-
-
-def _combine(higher: np.dtype[Any] | None, lower: np.dtype[Any] | None) -> np.dtype[Any] | None:
-    if higher is None or lower is None:
-        return higher if lower is None else lower
-    return _promote(higher, lower) if _CATEGORY[lower.kind] > _CATEGORY[higher.kind] else higher
-
-
-def result_type(*operands: Any) -> np.dtype[Any]:
-    """torch.result_type: dimensioned tensors decide, then 0-d tensors, then Python numbers; a
-    lower tier only counts when its category (bool < int < float) is higher. None is skipped."""
-    tiers: list[np.dtype[Any] | None] = [None, None, None]
-    for x in operands:
-        if x is None:
-            continue
-        tier = 2 if not isinstance(x, np.ndarray | np.generic) else int(np.ndim(x) == 0)
-        tiers[tier] = _promote(tiers[tier], torch_dtype(x))
-    found = _combine(tiers[0], _combine(tiers[1], tiers[2]))
-    assert found is not None, "result_type needs at least one operand"
-    return found
-
-
-def float_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
-    """Integer and bool tensors go through a floating op (exp, true division) in torch's default
-    dtype, float32."""
-    return dtype if dtype.kind == "f" else np.dtype(np.float32)
-
-
-def operand(x: Any, dtype: np.dtype[Any] | None = None) -> Array:
-    return np.asarray(x, dtype=torch_dtype(x) if dtype is None else dtype)
-
 
 # --- the builder ---------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from runner.ops.dtypes import result_type
 from runner.ops.spec import Array, Op, Param, Sample, Shape, ShapeError, norm_dim
 
 FAMILY = "nn"
@@ -47,10 +48,9 @@ def _spread(g: Array, shape: Shape, reduction: str) -> Array:
 
 
 def _ftype(*xs: Any) -> np.dtype[Any]:
-    """torch's result dtype among floating operands: tensors with dims outrank 0-d ones."""
-    fl = [x for x in xs if isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating)]
-    ranked = [x.dtype for x in fl if x.ndim] or [x.dtype for x in fl] or [np.dtype(np.float32)]
-    return np.result_type(*ranked)
+    """torch's result dtype among the floating operands; float32 when there are none."""
+    floating = [x for x in xs if isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating)]
+    return result_type(*floating) if floating else np.dtype(np.float32)
 
 
 # --- softmax forwards (the ops are in nn.py) ---

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from runner.ops.dtypes import operand
 from runner.ops.spec import (
     Array,
     Op,
@@ -26,15 +27,6 @@ from runner.ops.spec import (
 FAMILY = "reductions"
 DIMS = Param("dim", "dims", None)
 ONE_D = Param("dim", "int?", None)  # torch's prod, max and min take one int dim
-
-
-def as_tensor(x: Any) -> Array:
-    """A literal operand as the torch side makes it (`torch.tensor(2.0)` is float32)."""
-    if isinstance(x, np.ndarray):
-        return x
-    if isinstance(x, bool):
-        return np.asarray(x)
-    return np.asarray(x, dtype=np.int64 if isinstance(x, int) else np.float32)
 
 
 def is_floating(x: Array) -> bool:
@@ -84,7 +76,7 @@ def reduction(
         return norm_dims(d, x.ndim), d is None or x.ndim == 0
 
     def forward(input: Any, dim: Any = None, keepdim: bool = False, **kw: Any) -> Array:
-        x = as_tensor(input)
+        x = operand(input)
         dims, full = bind(x, dim)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             kept = np.asarray(f(x, dims, full, **kw))
@@ -136,7 +128,7 @@ def scan(
         return x.reshape(x.shape or (1,))
 
     def forward(input: Any, dim: int) -> Array:
-        x = as_tensor(input)
+        x = operand(input)
         return f(lifted(x), norm_dim(dim, x.ndim)).reshape(x.shape)
 
     def vjp(g: Array, out: Array, input: Array, dim: int) -> tuple[Array]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from runner.ops.dtypes import result_type
 from runner.ops.spec import Array, Op, Param, Sample, Shape, ShapeError, as_ints, norm_dim
 
 FAMILY = "shape"
@@ -40,15 +41,6 @@ def distinct(dims: Sequence[int], ndim: int, what: str) -> tuple[int, ...]:
     if len(set(out)) != len(out):
         raise ShapeError(f"{what} {list(dims)} names the same dim twice")
     return out
-
-
-def promote(arrays: Sequence[Any]) -> np.dtype[Any]:
-    """torch's promotion among tensors: an integer or bool joined with a float takes the float's
-    dtype (numpy would widen int64 with float32 to float64). A Python float in the list is the
-    torch side's ``torch.tensor(value)``: float32."""
-    dtypes = [np.dtype(np.float32) if type(a) is float else np.asarray(a).dtype for a in arrays]
-    floats = [d for d in dtypes if np.issubdtype(d, np.floating)]
-    return np.result_type(*(floats or dtypes))
 
 
 def randn(rng: np.random.Generator, *shape: int) -> Array:
@@ -138,9 +130,9 @@ def _cat(tensors: Sequence[Any], dim: int) -> Array:
     arrays = [np.asarray(t) for t in tensors]
     kept = [a for a in arrays if not _legacy_empty(a.shape)]
     if not kept:
-        return np.zeros((0,), promote(tensors))
+        return np.zeros((0,), result_type(*tensors))
     joined = np.concatenate(kept, axis=norm_dim(dim, kept[0].ndim))
-    return joined.astype(promote(tensors), copy=False)
+    return joined.astype(result_type(*tensors), copy=False)
 
 
 def _cat_vjp(g: Array, tensors: Sequence[Any], dim: int) -> list[Array]:
@@ -166,7 +158,7 @@ def _stack_shape(tensors: Sequence[Shape], dim: int) -> Shape:
 
 def _stack(tensors: Sequence[Any], dim: int) -> Array:
     arrays = [np.asarray(t) for t in tensors]
-    return np.stack(arrays, axis=new_dim(dim, arrays[0].ndim)).astype(promote(tensors))
+    return np.stack(arrays, axis=new_dim(dim, arrays[0].ndim)).astype(result_type(*tensors))
 
 
 # --- masks and padding ---
