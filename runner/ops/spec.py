@@ -168,7 +168,7 @@ def norm_dims(dims: int | Sequence[int] | None, ndim: int) -> tuple[int, ...]:
     out = [norm_dim(d, ndim) for d in dims]
     if len(set(out)) != len(out):
         raise ShapeError(f"dim {list(dims)} names the same dim twice")
-    return tuple(sorted(d for d in out if d < ndim or ndim > 0)) if ndim else ()
+    return tuple(sorted(out)) if ndim else ()
 
 
 def reduced_shape(shape: Shape, dims: tuple[int, ...], keepdim: bool) -> Shape:
