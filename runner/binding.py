@@ -110,6 +110,12 @@ def is_int(v: Any) -> bool:
 def check_attr(p: Param, v: Any) -> str:
     """Empty when the literal ``v`` fits the parameter's kind, else what is wrong with it."""
     kind = p.kind
+    if isinstance(v, str) and p.choices and kind != "str":
+        # A number-like parameter that also takes named values (conv's padding='same').
+        if v in p.choices:
+            return ""
+        named = ", ".join(repr(c) for c in p.choices)
+        return f"must be {KIND_TEXT[kind]} or one of {named}, got {v!r}{did_you_mean(v, p.choices)}"
     if v is None:
         optional = kind.endswith("?") or kind == "dims"
         return "" if optional else f"must be {KIND_TEXT[kind]}, not None"

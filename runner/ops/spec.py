@@ -65,6 +65,8 @@ class Param:
     default: Any = REQUIRED
     # False for operands that never get a gradient (indices, targets, masks).
     grad: bool = True
+    # For "str": the values allowed. For other kinds: named values allowed besides the kind's
+    # own (conv's padding="same", norm's p="fro").
     choices: tuple[str, ...] = ()
     # Keyword-only in torch (var's correction): a positional argument there is refused rather
     # than silently bound, since torch would read it as another parameter.
