@@ -16,7 +16,7 @@ from runner.compile import CompiledCase
 from runner.engine import RuleError, backward, forward
 from runner.inputs import make_input, make_upstream
 from runner.report import failure_messages
-from runner.torch_side import run_torch
+from runner.torch_side import TorchError, run_torch
 from schemas.report import CaseResult, Comparison, Source, TensorCheck
 
 
@@ -25,9 +25,11 @@ def execute(case: CompiledCase, device: str = "cpu") -> CaseResult:
     try:
         tensors = _checks(case, device)
     except Exception as exc:  # rules and torch may raise anything; one case must not stop a run
-        text = str(exc) if isinstance(exc, RuleError) else f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, RuleError) and exc.node in case.locations:
-            text = f"{case.locations[exc.node]}: {text}"
+        located = isinstance(exc, RuleError | TorchError)
+        text = str(exc) if located else f"{type(exc).__name__}: {exc}"
+        node = getattr(exc, "node", None)
+        if node in case.locations:
+            text = f"{case.locations[node]}: {text}"
         return CaseResult(
             name=case.name,
             file=case.file,

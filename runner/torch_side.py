@@ -17,6 +17,12 @@ from runner.graph import Graph
 from runner.ops.spec import Array
 
 
+class TorchError(Exception):
+    """The reference side failed at ``node``: torch refused an op the static checks accepted."""
+
+    node: str | None = None
+
+
 def to_torch(t: Any, value: Any, device: str, float_dtype: Any = None) -> Any:
     """Arrays become tensors; a Python number operand becomes a 0-d tensor that promotes as
     torch's wrapped Python scalars do: a float takes the dtype of the op's floating operand
@@ -70,7 +76,14 @@ def _run(
                 args[p.name] = [to_torch(torch, v, device, floating) for v in value]
             else:
                 args[p.name] = to_torch(torch, value, device, floating)
-        out = node.op.torch(torch, **args)
+        try:
+            out = node.op.torch(torch, **args)
+        except Exception as exc:  # torch refusing what the static checks let through
+            error = TorchError(
+                f"node '{node.name}': torch's {node.op.name} raised {type(exc).__name__}: {exc}"
+            )
+            error.node = node.name
+            raise error from exc
         if any(out is v for v in operands):
             # Some torch ops return their input itself (flatten of a 1-D tensor): the node must
             # be a tensor of its own, or its .grad would be its input's.

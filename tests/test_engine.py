@@ -78,3 +78,28 @@ def test_a_rule_returning_the_wrong_count_is_named() -> None:
     with pytest.raises(RuleError, match=r"node 'c': the rule for mul returned 1 gradients, "
                        r"expected 2 \(one per operand: input, other\)"):
         backward(g, values, np.ones(2), rules={"c": lambda g, out, **kw: (g,)})
+
+
+def test_torch_refusing_an_op_is_an_error_at_its_node(tmp_path: object) -> None:
+    import dataclasses
+    from pathlib import Path
+
+    from runner.execute import execute
+    from runner.loader import load
+
+    path = Path(str(tmp_path)) / "case.yaml"
+    path.write_text("inputs: {a: [1.0, 2.0]}\ngraph:\n  c: relu(a)\n")
+    case = load([str(path)]).cases[0]
+    node = case.graph.node("c")
+
+    def refuse(t: object, input: object) -> None:
+        raise RuntimeError("not implemented for 'Float'")
+
+    object.__setattr__(node, "op", dataclasses.replace(node.op, torch=refuse))
+    result = execute(case)
+    assert result.status == "error"
+    assert result.messages == [
+        f"{case.locations['c']}: node 'c': torch's relu raised RuntimeError: not implemented "
+        "for 'Float'"
+    ]
+    assert case.locations["c"].endswith("case.yaml:3:6")
