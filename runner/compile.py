@@ -116,7 +116,8 @@ class _Compiler:
 
     def long_form(self, entry: LongFormNode, path: Path) -> Expr:
         op = REGISTRY.get(entry.op)
-        str_params = {p.name for p in op.params if p.kind == "str"} if op else set()
+        # Strings are names, except where a parameter takes strings (einsum equation, padding).
+        str_params = {p.name for p in op.params if p.kind == "str" or p.choices} if op else set()
         positional = [p.name for p in op.params] if op else []
 
         def term(value: Any, param: str | None, where: Path) -> Expr:

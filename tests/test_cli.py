@@ -191,6 +191,18 @@ BAD_INPUTS: dict[str, tuple[str, tuple[int, int], str]] = {
     "bad-choice": (
         "inputs: {a: [1.0]}\ngraph:\n  c: gelu(a, approximate='tanhh')\n",
         (3, 26), "gelu: 'approximate' must be one of 'none', 'tanh', got 'tanhh'"),
+    "conv-same-strided": (
+        "inputs:\n  x: {fill: 1.0, shape: [1, 1, 5, 5]}\n  w: {fill: 1.0, shape: [1, 1, 3, 3]}\n"
+        "graph:\n  y: conv2d(x, w, padding='same', stride=2)\n",
+        (5, 6), "conv2d: padding='same' needs stride 1 in every dim, got stride (2, 2)"),
+    "conv-padding-typo": (
+        "inputs:\n  x: {fill: 1.0, shape: [1, 1, 5, 5]}\n  w: {fill: 1.0, shape: [1, 1, 3, 3]}\n"
+        "graph:\n  y: conv2d(x, w, padding='sam')\n",
+        (5, 27), "conv2d: 'padding' must be an int or a list of ints or one of 'same', 'valid', "
+        "got 'sam'; did you mean 'same'?"),
+    "norm-fro-three-dims": (
+        "inputs:\n  x: {fill: 1.0, shape: [2, 3, 4]}\ngraph:\n  n: norm(x, dim=[0, 1, 2])\n",
+        (4, 6), "norm: p='fro' takes at most 2 dims, got dim=[0, 1, 2]"),
     "int-values-that-are-not-integers": (
         "inputs:\n  i: {values: [1, 2.5], dtype: int64}\n  a: [1.0, 2.0]\n"
         "graph: {c: a * 2}\n",

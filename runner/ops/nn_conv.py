@@ -11,6 +11,7 @@ import numpy as np
 
 from runner.ops.nn_windows import (
     FAMILY,
+    Ints,
     Window,
     batched,
     check_input,
@@ -27,14 +28,17 @@ from runner.ops.spec import Array, Op, Param, SampleFn, Shape, ShapeError
 
 def _conv_window(
     nd: int, x: Shape, w: Shape, stride: Any, padding: Any, dilation: Any, groups: int
-) -> Window:
+) -> tuple[Window, Ints]:
+    """The window and the padding after the input, which differs from the padding before it
+    (``Window.padding``) only for padding='same' with an even effective kernel."""
     op = f"conv{nd}d"
     check_input(op, x, nd)
     if len(w) != nd + 2:
         raise ShapeError(f"{op}: weight must be {nd + 2}-d, got shape {tuple(w)}")
     s = per_dim(op, "stride", stride, nd)
-    p = per_dim(op, "padding", padding, nd)
     d = per_dim(op, "dilation", dilation, nd)
+    k = tuple(w[2:])
+    p, right = _conv_padding(op, padding, k, s, d)
     if min(s) <= 0 or min(p) < 0 or min(d) <= 0 or groups <= 0:
         raise ShapeError(
             f"{op}: stride {s}, dilation {d} and groups {groups} must be positive, "
@@ -53,13 +57,34 @@ def _conv_window(
             f"{op}: weight {tuple(w)} with groups={groups} expects {w[1] * groups} input "
             f"channels, got {x[-nd - 1]} (input {tuple(x)})"
         )
-    k = tuple(w[2:])
     span = tuple(di * (ki - 1) + 1 for di, ki in zip(d, k, strict=True))
-    padded = tuple(n + 2 * pi for n, pi in zip(x[-nd:], p, strict=True))
+    padded = tuple(a + n + b for n, a, b in zip(x[-nd:], p, right, strict=True))
     if any(a > b for a, b in zip(span, padded, strict=True)):
         raise ShapeError(f"{op}: padded input size {padded} is smaller than the kernel {span}")
     out = tuple((a - b) // si + 1 for a, b, si in zip(padded, span, s, strict=True))
-    return Window(k, s, p, d, out)
+    return Window(k, s, p, d, out), right
+
+
+def _conv_padding(
+    op: str, padding: Any, kernel: Ints, stride: Ints, dilation: Ints
+) -> tuple[Ints, Ints]:
+    """Padding before and after the input per dim. 'same' pads ``dilation * (kernel - 1)`` in
+    all, the odd one out after the input, as torch does: an even effective kernel is the one
+    place where conv padding is asymmetric."""
+    nd = len(kernel)
+    if padding == "valid":
+        return (0,) * nd, (0,) * nd
+    if padding != "same":
+        p = per_dim(op, "padding", padding, nd)
+        return p, p
+    if any(si != 1 for si in stride):
+        raise ShapeError(
+            f"{op}: padding='same' needs stride 1 in every dim, got stride {stride} (torch "
+            "does not support 'same' for strided convolutions; give the padding as ints)"
+        )
+    total = tuple(di * (ki - 1) for di, ki in zip(dilation, kernel, strict=True))
+    left = tuple(t // 2 for t in total)
+    return left, tuple(t - a for t, a in zip(total, left, strict=True))
 
 
 def _conv_shape(nd: int) -> Callable[..., Shape]:
@@ -72,7 +97,7 @@ def _conv_shape(nd: int) -> Callable[..., Shape]:
         dilation: Any,
         groups: int,
     ) -> Shape:
-        w = _conv_window(nd, input, weight, stride, padding, dilation, groups)
+        w, _ = _conv_window(nd, input, weight, stride, padding, dilation, groups)
         if bias is not None and tuple(bias) != (weight[0],):
             raise ShapeError(
                 f"conv{nd}d: bias must have shape ({weight[0]},) for weight {tuple(weight)}, "
@@ -92,8 +117,8 @@ def _conv(nd: int) -> tuple[Callable[..., Array], Callable[..., tuple[Any, ...]]
         input: Array, weight: Array, groups: int, **kw: Any
     ) -> tuple[Array, Array, Window, Shape]:
         x = batched(input, nd)
-        w = _conv_window(nd, x.shape, weight.shape, groups=groups, **kw)
-        xp = np.pad(x, [(0, 0), (0, 0), *((p, p) for p in w.padding)])
+        w, right = _conv_window(nd, x.shape, weight.shape, groups=groups, **kw)
+        xp = np.pad(x, [(0, 0), (0, 0), *zip(w.padding, right, strict=True)])
         cols = windows(xp, w.kernel, w.stride, w.dilation, w.out)
         n, c, o = x.shape[0], x.shape[1] // groups, weight.shape[0] // groups
         p, k = int(np.prod(w.out)), int(np.prod(w.kernel))  # explicit: a size may be 0
@@ -145,6 +170,12 @@ CONV1D_SAMPLES = _conv_rows(
         ((1, 3, 5), (3, 1, 3), False, {"groups": 3, "padding": 1}),
         ((3, 6), (2, 3, 2), True, {"stride": [2]}),
         ((1, 2, 3), (2, 2, 5), True, {"padding": 1}),  # the kernel spans the padded input
+        # 'same': an even kernel, or an even span (kernel 2, dilation 3), pads 1 more after.
+        ((2, 3, 7), (4, 3, 4), True, {"padding": "same"}),
+        ((1, 2, 6), (2, 2, 3), True, {"padding": "same", "dilation": 2}),
+        ((2, 4, 7), (4, 2, 2), False, {"padding": "same", "dilation": 3, "groups": 2}),
+        ((1, 2, 3), (2, 2, 6), True, {"padding": "same"}),  # longer than the input
+        ((3, 5), (2, 3, 4), True, {"padding": "valid"}),
     ]
 )
 CONV2D_SAMPLES = _conv_rows(
@@ -156,6 +187,10 @@ CONV2D_SAMPLES = _conv_rows(
         ((1, 3, 4, 4), (6, 1, 3, 3), False, {"groups": 3, "padding": 1}),
         ((2, 5, 4), (3, 2, 2, 2), True, {"stride": [1, 2], "padding": [0, 1], "dilation": [1, 2]}),
         ((2, 3, 3, 3), (2, 3, 1, 1), True, {}),
+        ((2, 3, 5, 6), (4, 3, 2, 3), True, {"padding": "same"}),
+        ((1, 4, 6, 5), (4, 2, 4, 2), True, {"padding": "same", "dilation": [1, 3], "groups": 2}),
+        ((2, 5, 5), (3, 2, 3, 3), False, {"padding": "same", "dilation": 2, "stride": 1}),
+        ((2, 3, 6, 5), (2, 3, 3, 2), True, {"padding": "valid", "stride": 2}),
     ]
 )
 
@@ -172,7 +207,7 @@ def _conv_op(nd: int, samples: SampleFn) -> Op:
             Param("weight", "tensor"),
             Param("bias", "tensor?", None),
             Param("stride", "ints", 1),
-            Param("padding", "ints", 0),
+            Param("padding", "ints", 0, choices=("same", "valid")),
             Param("dilation", "ints", 1),
             Param("groups", "int", 1),
         ),
@@ -181,7 +216,9 @@ def _conv_op(nd: int, samples: SampleFn) -> Op:
         torch=lambda t, **kw: getattr(t.nn.functional, f"conv{nd}d")(**kw),
         shape=_conv_shape(nd),
         samples=samples,
-        note="linear in input and in weight, so no kinks; padding is zeros and gets no gradient",
+        note="linear in input and in weight, so no kinks; padding is zeros and gets no gradient; "
+        "padding='same' (stride 1 only) pads dilation * (kernel - 1) per dim, the odd one "
+        "after the input, and 'valid' none",
     )
 
 

@@ -21,7 +21,9 @@ Ints = tuple[int, ...]
 
 
 class Window(NamedTuple):
-    """Normalized per-dim geometry of a sliding window and its output size."""
+    """Normalized per-dim geometry of a sliding window and its output size. ``padding`` is the
+    padding before the input, which `crop` removes; an op that pads more after it (pooling's
+    ceil_mode, conv's padding='same') pads and sizes that part itself."""
 
     kernel: Ints
     stride: Ints
@@ -75,6 +77,8 @@ def unwindow(cols: Array, padded: Shape, stride: Ints, dilation: Ints) -> Array:
 
 
 def crop(gx: Array, shape: Shape, padding: Ints) -> Array:
+    """The input's part of a gradient over the padded input; ``padding`` is the padding before
+    the input, so whatever lies after it (any right padding) is dropped too."""
     inner = (slice(p, p + n) for p, n in zip(padding, shape, strict=True))
     return gx[(slice(None), slice(None), *inner)]
 

@@ -12,6 +12,7 @@ from runner.ops.reductions_rules import (
     cumprod_vjp,
     expand,
     floating_only,
+    fro_dims,
     logsumexp,
     logsumexp_check,
     no_empty_dims,
@@ -228,6 +229,7 @@ OPS: list[Op] = [
         lambda t, input, p, dim, keepdim: t.norm(input, p, dim, keepdim),
         samples=both(
             sweep(DIMS_CASES, p=2),
+            sweep(DIMS_CASES, p="fro"),  # every dim list here names at most 2 dims
             *(
                 sweep([((3, 4), -1, False), ((3, 4), [0, 1], True), ((), 0, False)], p=p)
                 for p in NORM_PS
@@ -243,13 +245,15 @@ OPS: list[Op] = [
                     ("ties in |x|", [[-2.0, 2.0, 1.0]], {"dim": 1, "p": p, "keepdim": True}),
                     ("a NaN entry", [[1.0, NAN, -3.0], [1.0, 2.0, 0.0]], {"dim": 1, "p": p}),
                 )
-                for p in (2, *NORM_PS)
+                for p in (2, "fro", *NORM_PS)
             ),
         ),
-        lead=(Param("p", "float", 2),),
-        note="torch.norm with a numeric p is the vector norm over dim (every dim for None): a zero "
-        "norm gives a zero gradient for p=2 (and p > 1); p=1 gives sign(x), 0 at 0; p=inf splits "
-        "over the ties of |x|; p < 1 gives 0 at zero entries; p=0 has no gradient",
+        lead=(Param("p", "float", "fro", choices=("fro",)),),
+        check=fro_dims,
+        note="torch.norm with a numeric p is the vector norm over dim (every dim for None), and "
+        "p='fro' (the default) the 2-norm over at most 2 dims: a zero norm gives a zero gradient "
+        "for p=2 (and p > 1); p=1 gives sign(x), 0 at 0; p=inf splits over the ties of |x|; "
+        "p < 1 gives 0 at zero entries; p=0 has no gradient",
     ),
     # --- scans ---
     scan(

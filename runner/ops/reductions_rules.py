@@ -263,7 +263,10 @@ def std_vjp(
     return var_vjp(np.where(out == 0, 0, g / (out * 2)), out, x, dims, full, correction)
 
 
-def vector_norm(x: Array, dims: tuple[int, ...], full: bool, p: float) -> Array:
+def vector_norm(x: Array, dims: tuple[int, ...], full: bool, p: float | str) -> Array:
+    """torch.norm computes p='fro' over at most 2 dims (see `fro_dims`) as linalg.vector_norm with
+    ord 2, so it is p=2 here, forward and backward."""
+    p = 2 if p == "fro" else float(p)
     a = np.abs(floating_only("norm", x))
     if p == 0:
         return np.asarray(np.sum(a != 0, axis=dims, keepdims=True)).astype(x.dtype)
@@ -277,10 +280,12 @@ def vector_norm(x: Array, dims: tuple[int, ...], full: bool, p: float) -> Array:
 
 
 def norm_vjp(
-    g: Array, out: Array, x: Array, dims: tuple[int, ...], full: bool, p: float
+    g: Array, out: Array, x: Array, dims: tuple[int, ...], full: bool, p: float | str
 ) -> Array | None:
     """torch's norm_backward, branch by branch: no gradient for p=0; sign(x) for p=1; a zero norm
-    gives 0 for p=2 and p>1; p=inf splits over the ties of |x|; p<1 gives 0 at zero entries."""
+    gives 0 for p=2 (and 'fro') and p>1; p=inf splits over the ties of |x|; p<1 gives 0 at zero
+    entries."""
+    p = 2 if p == "fro" else float(p)
     if p == 0:
         return None
     s = (x > 0).astype(x.dtype) - (x < 0)  # torch's sign: 0 at NaN, where np.sign gives NaN
@@ -333,6 +338,16 @@ def no_empty_dims(shape: Shape, dim: Any, keepdim: bool, **_: Any) -> None:
         raise ShapeError(
             "dim=[] reduces every dim in torch 2.13's forward, but its backward counts 1 entry "
             "(the gradient comes out as +-inf); write dim=None"
+        )
+
+
+def fro_dims(shape: Shape, dim: Any, keepdim: bool, p: float | str) -> None:
+    """torch.norm sends p='fro' to the 2-norm only for dim=None or at most 2 dims; more go to
+    linalg.matrix_norm, which raises (the 2-norm itself takes any number)."""
+    if p == "fro" and isinstance(dim, list) and len(dim) > 2:
+        raise ShapeError(
+            f"p='fro' takes at most 2 dims, got dim={dim} (torch.norm hands more to "
+            "linalg.matrix_norm, which refuses them); write dim=None for every dim, or p=2"
         )
 
 
