@@ -58,7 +58,10 @@ def match(op: Op, call: Call) -> Match:
     if rest is not None:
         head = params[: params.index(rest)]
         m.given.update({p.name: a for p, a in zip(head, positional, strict=False)})
-        m.given[rest.name] = ListOf(tuple(positional[len(head) :]), call.col)
+        tail = positional[len(head) :]
+        # einsum("ij,jk", [a, b]): torch also takes the operands as one list.
+        single = tail[0] if len(tail) == 1 and isinstance(tail[0], ListOf) else None
+        m.given[rest.name] = single or ListOf(tuple(tail), call.col)
     else:
         slots = [p for p in params if not p.kw_only]
         if len(positional) > len(slots) and slots[-1].kind == "ints":

@@ -40,6 +40,7 @@ class _Compiler:
         # Integer-written literals used only as indices or class targets (see Param.integer).
         self.as_int64 = as_int64
         self.integer_only: dict[str, bool] = {}
+        self.integer_use: dict[str, str] = {}  # name -> the first integer position it fills
         self.problems: list[Problem] = []
         self.shapes: dict[str, Shape] = {}
         self.requires: dict[str, bool] = {}
@@ -299,6 +300,8 @@ class _Compiler:
                         op.name == "cross_entropy" and self.shapes[a.name] == shape_args["input"]
                     )
                     self.integer_only[a.name] = self.integer_only.get(a.name, True) and integer
+                    if integer:
+                        self.integer_use.setdefault(a.name, f"{where}: '{p.name}'")
                 if isinstance(a, Ref) and p.grad:
                     refs.append(a)
                     self.diff_uses.add(a.name)
@@ -441,7 +444,11 @@ class _Compiler:
             return None
         order = [n.name for n in self.nodes]
         upto = set(order[: order.index(output) + 1])
-        values = tuple(n for n in named if n in upto or n in checks)
+        # An explicit check names exactly what is compared; by default every named node's value
+        # up to the output is, as the notebook printed them.
+        values = tuple(
+            n for n in named if (n in checks if self.case.check is not None else n in upto)
+        )
         return output, checks, values
 
 
@@ -471,8 +478,20 @@ def compile_case(
         for name, plan in c.inputs.items()
         if c.integer_only.get(name) and written_as_integers(plan.spec)
     )
+    mixed = {
+        name: c.integer_use[name]
+        for name, plan in c.inputs.items()
+        if name in c.integer_use and name not in as_int64 and written_as_integers(plan.spec)
+    }
     if as_int64:  # again with those inputs as int64: their dtype and requires_grad change
         c = front(as_int64)
+    for name, where in mixed.items():
+        c.problem(
+            ("inputs", name),
+            f"input '{name}' is written with integers and used both as integers ({where}) "
+            "and as data elsewhere, so its dtype is ambiguous: write it as {values: ..., dtype: "
+            "int64} or with decimal points",
+        )
     c.settle_nondifferentiable()
     rest = c.compile_rest()
     if rest is None:

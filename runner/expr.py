@@ -155,6 +155,10 @@ class _Lower:
             if all(isinstance(i, Const) for i in items):
                 return Const([i.value for i in items if isinstance(i, Const)], col)
             return ListOf(items, col)
+        if isinstance(node, ast.Subscript | ast.Attribute):
+            part = self.values_or_indices(node)
+            if part is not None:
+                return part
         if isinstance(node, ast.Subscript):
             return Call(
                 "getitem",
@@ -170,6 +174,41 @@ class _Lower:
                 col,
             )
         raise ExprError(f"{type(node).__name__} is not allowed in a graph expression", col)
+
+    def values_or_indices(self, node: ast.Subscript | ast.Attribute) -> Expr | None:
+        """torch.max(x, dim) and torch.min(x, dim) return (values, indices); gradcase's max and
+        min with a dim are the values. So ``max(x, 1)[0]`` and ``max(x, 1).values`` are that
+        call, and the indices, which have no gradient, are refused. None: not this form."""
+        call = node.value
+        if not (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Name)
+            and call.func.id in ("max", "min")
+        ):
+            return None
+        # max(a, b) of two tensors is the elementwise maximum, a plain tensor.
+        dim = call.args[1] if len(call.args) > 1 else None
+        literal = isinstance(dim, ast.Constant) or (
+            isinstance(dim, ast.UnaryOp) and isinstance(dim.operand, ast.Constant)
+        )
+        if not literal and not any(k.arg == "dim" for k in call.keywords):
+            return None
+        if isinstance(node, ast.Attribute):
+            which = {"values": 0, "indices": 1}.get(node.attr)
+        else:
+            key = node.slice
+            found = key.value if isinstance(key, ast.Constant) else None
+            which = found if isinstance(found, int) and found in (0, 1) else None
+        if which == 0:
+            return self.expr(call)
+        what = f"{call.func.id}(..., dim)"
+        if which == 1:
+            raise ExprError(
+                f"the indices of {what} have no gradient; only its values (the "
+                "[0] / .values part) can be in a graph",
+                self.col(node),
+            )
+        raise ExprError(f"{what} gives (values, indices): take [0] or .values", self.col(node))
 
     def index(self, node: ast.expr) -> tuple[Any, ...]:
         items = node.elts if isinstance(node, ast.Tuple) else [node]

@@ -476,3 +476,54 @@ def test_a_report_path_that_is_a_folder_is_a_usage_error(
     code, out = run(capsys, "run", str(write_case(GOOD)), "--report", str(tmp_path))
     assert code == 2
     assert f"gradcase: error: --report {tmp_path} is a folder; give a file path" in out
+
+
+def test_max_with_dim_values_and_indices_as_torch_spells_them(
+    write_case: WriteCase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runner.loader import load
+
+    ok = write_case(
+        "inputs: {x: [[1.0, 5.0], [7.0, 2.0]], y: [[1.0, 2.0], [3.0, 4.0]]}\ngraph:\n"
+        "  a: max(x, 1)[0] + min(x, dim=0).values\n  b: max(x, y)[0]\n"
+    )
+    loaded = load([str(ok)])
+    assert not loaded.problems, loaded.problems
+    graph = loaded.cases[0].graph
+    assert graph.node("a").shape == (2,)  # torch.max(x, 1)[0] is the values, not row 0
+    assert graph.node("b").shape == (2,) and graph.node("b").op.name == "getitem"
+    bad = write_case("inputs: {x: [[1.0, 5.0]]}\ngraph:\n  a: max(x, 1)[1]\n", "bad.yaml")
+    code, out = run(capsys, "validate", str(bad))
+    assert code == 2
+    assert ("bad.yaml:3:6: error: the indices of max(..., dim) have no gradient; only its values "
+            "(the [0] / .values part) can be in a graph") in out
+
+
+def test_einsum_operands_as_one_list(write_case: WriteCase) -> None:
+    from runner.loader import load
+
+    path = write_case("inputs: {a: [[1.0, 2.0]]}\ngraph:\n  c: einsum('ij,kj->ik', [a, a])\n")
+    loaded = load([str(path)])
+    assert not loaded.problems, loaded.problems
+    assert loaded.cases[0].graph.node("c").shape == (1, 1)
+
+
+def test_an_explicit_check_limits_the_values_compared_too(write_case: WriteCase) -> None:
+    from runner.loader import load
+
+    path = write_case("inputs: {x: [1.0]}\ngraph:\n  p: x * 2\n  y: relu(p)\ncheck: [x, y]\n")
+    case = load([str(path)]).cases[0]
+    assert (case.checks, case.values) == (("x", "y"), ("y",))
+
+
+def test_an_integer_list_used_as_targets_and_as_data_is_ambiguous(
+    write_case: WriteCase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(
+        "inputs:\n  x: [[1.0, 2.0, 0.5], [0.1, 0.2, 3.0]]\n  t: [2, 0]\n"
+        "graph:\n  y: cross_entropy(x, t) + sum(x[:, 0] * t)\n"
+    )
+    code, out = run(capsys, "validate", str(path))
+    assert code == 2
+    assert ("case.yaml:3:6: error: input 't' is written with integers and used both as integers "
+            "(cross_entropy: 'target') and as data elsewhere") in out

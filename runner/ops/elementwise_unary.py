@@ -238,7 +238,7 @@ UNARY_OPS: list[Op] = [
           note="elu'(0) = alpha (the x <= 0 branch); at NaN torch's gradient depends on its "
           "vectorized path (1 or NaN by tensor length and CPU): not checked"),
     unary("gelu", _gelu, _dgelu, _nnf("gelu"),
-          attrs=(Param("approximate", "str", "none", choices=("none", "tanh")),),
+          attrs=(Param("approximate", "str", "none", choices=("none", "tanh"), kw_only=True),),
           sample_attrs=({}, {"approximate": "tanh"}), points=(0.0,), ints=False),
     unary("silu", lambda x: x * _sigmoid(x),
           lambda x, out: _sigmoid(x) * (1 + x * (1 - _sigmoid(x))), _nnf("silu"),
