@@ -81,8 +81,10 @@ def main() -> None:
     tracemalloc.stop()
 
     n = len(cases)
-    print(f"{n} cases, best of {args.repeat}; baseline = torch autograd alone, "
-          f"{base * 1e3 / n:.2f} ms per case")
+    print(
+        f"{n} cases, best of {args.repeat}; baseline = torch autograd alone, "
+        f"{base * 1e3 / n:.2f} ms per case"
+    )
     rows = [
         ("load + validate (no torch)", load_time),
         ("manual rules alone", manual),

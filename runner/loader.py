@@ -99,9 +99,7 @@ def load(paths: Sequence[str]) -> Loaded:
     return result
 
 
-def load_file(
-    file: FsPath, root: FsPath, shown: str
-) -> tuple[list[CompiledCase], list[Problem]]:
+def load_file(file: FsPath, root: FsPath, shown: str) -> tuple[list[CompiledCase], list[Problem]]:
     """The valid cases of a file and the problems of the others (each YAML document is a case
     of its own). Raises `CaseInvalid` when the file as a whole cannot be read."""
     try:
@@ -207,8 +205,11 @@ def _other_branch(err: Any, data: Any) -> bool:
     mapping's own errors say what is wrong."""
     loc = err["loc"]
     return (
-        len(loc) >= 3 and loc[0] == "graph" and loc[2] == "str"
-        and isinstance(data.get("graph"), dict) and isinstance(data["graph"].get(loc[1]), dict)
+        len(loc) >= 3
+        and loc[0] == "graph"
+        and loc[2] == "str"
+        and isinstance(data.get("graph"), dict)
+        and isinstance(data["graph"].get(loc[1]), dict)
     )
 
 

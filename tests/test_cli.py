@@ -51,7 +51,10 @@ def test_passing_case_prints_one_line_and_the_count_line_last(
     case = report.cases[0]
     assert (case.name, case.status, case.line) == ("t/hadamard", "passed", 1)
     assert {(t.tensor, t.kind) for t in case.tensors} == {
-        ("c", "value"), ("a", "grad"), ("b", "grad"), ("c", "grad")
+        ("c", "value"),
+        ("a", "grad"),
+        ("b", "grad"),
+        ("c", "grad"),
     }
 
 
@@ -62,13 +65,16 @@ def test_wrong_golden_fails_with_the_worst_element(
     code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
     assert code == 1
     assert out.strip().splitlines()[-1] == "0 passed, 1 failed"
-    assert ("t/hadamard: grad of 'b': manual vs expected differ at index [1, 1]: manual 9, "
-            "expected 9.5; abs error 0.5, rel error 0.0526316 (rtol 0.0001, atol 0.0001)") in out
+    assert (
+        "t/hadamard: grad of 'b': manual vs expected differ at index [1, 1]: manual 9, "
+        "expected 9.5; abs error 0.5, rel error 0.0526316 (rtol 0.0001, atol 0.0001)"
+    ) in out
     assert "grad of 'b': torch vs expected differ at index [1, 1]" in out
     report = json.loads((tmp_path / "r.json").read_text())
     bad = [c for t in report["cases"][0]["tensors"] for c in t["comparisons"] if not c["ok"]]
     assert [(c["left"], c["right"], c["worst_index"]) for c in bad] == [
-        ("manual", "expected", [1, 1]), ("torch", "expected", [1, 1])
+        ("manual", "expected", [1, 1]),
+        ("torch", "expected", [1, 1]),
     ]
 
 
@@ -83,8 +89,9 @@ def test_a_wrong_manual_rule_is_caught_by_torch(
     loaded = load([str(write_case(GOOD))])
     case = loaded.cases[0]
     node = case.graph.node("c")
-    broken = type(node.op)(**{**node.op.__dict__, "vjp": lambda g, out, input, other:
-                              (g * other, g * other)})
+    broken = type(node.op)(
+        **{**node.op.__dict__, "vjp": lambda g, out, input, other: (g * other, g * other)}
+    )
     object.__setattr__(node, "op", broken)
     result = execute(case)
     assert result.status == "failed"
@@ -107,131 +114,197 @@ def test_invalid_file_is_reported_and_valid_cases_still_run(
 BAD_INPUTS: dict[str, tuple[str, tuple[int, int], str]] = {
     "unknown-key": (
         "inputs: {a: [1.0]}\ngraph: {c: relu(a)}\nupstrem: 2\n",
-        (3, 1), "unknown key 'upstrem'; did you mean 'upstream'?"),
+        (3, 1),
+        "unknown key 'upstrem'; did you mean 'upstream'?",
+    ),
     "unknown-nested-key": (
         "inputs:\n  a: {random: normal, shape: [2], sed: 1}\ngraph: {c: relu(a)}\n",
-        (2, 35), "inputs.a.sed: unknown key 'sed'; did you mean 'seed'?"),
+        (2, 35),
+        "inputs.a.sed: unknown key 'sed'; did you mean 'seed'?",
+    ),
     "unknown-op": (
         "inputs: {a: [1.0]}\ngraph:\n  c: rellu(a) * 2\n",
-        (3, 6), "unknown op 'rellu'; did you mean 'relu'"),
+        (3, 6),
+        "unknown op 'rellu'; did you mean 'relu'",
+    ),
     "too-many-arguments": (
         "inputs: {a: [1.0]}\ngraph:\n  c: relu(a, a)\n",
-        (3, 6), "relu takes at most 1 positional argument (relu(input)), got 2"),
+        (3, 6),
+        "relu takes at most 1 positional argument (relu(input)), got 2",
+    ),
     "unknown-keyword": (
         "inputs: {a: [1.0]}\ngraph:\n  c: add(a, a, alpah=2)\n",
-        (3, 16), "add has no argument 'alpah'"),
+        (3, 16),
+        "add has no argument 'alpah'",
+    ),
     "missing-argument": (
         "inputs: {a: [1.0]}\ngraph:\n  c: add(a)\n",
-        (3, 6), "add is missing its argument 'other'"),
+        (3, 6),
+        "add is missing its argument 'other'",
+    ),
     "name-before-definition": (
         "inputs: {a: [1.0]}\ngraph:\n  c: d * 2\n  d: relu(a)\n",
-        (3, 6), "unknown name 'd' (it is defined later in graph: order matters)"),
+        (3, 6),
+        "unknown name 'd' (it is defined later in graph: order matters)",
+    ),
     "unknown-name": (
         "inputs: {alpha: [1.0]}\ngraph:\n  c: relu(alpah)\n",
-        (3, 11), "unknown name 'alpah'; did you mean 'alpha'?"),
+        (3, 11),
+        "unknown name 'alpah'; did you mean 'alpha'?",
+    ),
     "duplicate-key": (
         "inputs: {a: [1.0]}\ngraph:\n  c: relu(a)\n  c: a * 2\n",
-        (4, 3), "duplicate key 'c'"),
+        (4, 3),
+        "duplicate key 'c'",
+    ),
     "broadcast": (
         "inputs:\n  a: [1.0, 2.0]\n  b: [1.0, 2.0, 3.0]\ngraph:\n  c: a + b\n",
-        (5, 6), "operator + (add): shapes (2,) and (3,) do not broadcast"),
+        (5, 6),
+        "operator + (add): shapes (2,) and (3,) do not broadcast",
+    ),
     "upstream-shape": (
         "inputs: {a: [1.0, 2.0]}\ngraph:\n  c: relu(a)\nupstream: [1.0, 2.0, 3.0]\n",
-        (4, 11), "upstream has shape (3,) but output 'c' has shape (2,)"),
+        (4, 11),
+        "upstream has shape (3,) but output 'c' has shape (2,)",
+    ),
     "expect-shape": (
         "inputs: {a: [1.0, 2.0]}\ngraph:\n  c: relu(a)\nexpect:\n  grad:\n    a: [1.0]\n",
-        (6, 8), "expected grad of 'a' has shape (1,), but 'a' has shape (2,)"),
+        (6, 8),
+        "expected grad of 'a' has shape (1,), but 'a' has shape (2,)",
+    ),
     "python-tag": (
         "inputs: {a: !!python/object/apply:os.system [echo hi]}\ngraph: {c: relu(a)}\n",
-        (1, 13), "case files may hold only plain data"),
+        (1, 13),
+        "case files may hold only plain data",
+    ),
     "ragged": (
         "inputs:\n  a: [[1.0, 2.0], [3.0]]\ngraph: {c: relu(a)}\n",
-        (2, 6), "ragged literal: element 1 has shape (1,), element 0 has shape (2,)"),
-    "yaml-syntax": (
-        "inputs: {a: [1.0, 2.0}\ngraph: {c: relu(a)}\n",
-        (1, 22), "invalid YAML"),
+        (2, 6),
+        "ragged literal: element 1 has shape (1,), element 0 has shape (2,)",
+    ),
+    "yaml-syntax": ("inputs: {a: [1.0, 2.0}\ngraph: {c: relu(a)}\n", (1, 22), "invalid YAML"),
     "expression-syntax": (
         "inputs: {a: [1.0]}\ngraph:\n  c: relu(a +)\n",
-        (3, 14), "invalid expression"),
+        (3, 14),
+        "invalid expression",
+    ),
     "not-allowed-syntax": (
         "inputs: {a: [1.0]}\ngraph:\n  c: a.relu()\n",
-        (3, 6), "only registered ops can be called"),
+        (3, 6),
+        "only registered ops can be called",
+    ),
     "wrong-dtype-value": (
         "dtype: float16\ninputs: {a: [1.0]}\ngraph: {c: relu(a)}\n",
-        (1, 8), "dtype: input should be 'float64' or 'float32'"),
+        (1, 8),
+        "dtype: input should be 'float64' or 'float32'",
+    ),
     "requires-grad-on-int": (
         "inputs:\n  i: {values: [1, 2], dtype: int64, requires_grad: true}\n"
         "  a: [1.0, 2.0]\ngraph: {c: a * 2}\n",
-        (2, 6), "only floating tensors can require gradients"),
+        (2, 6),
+        "only floating tensors can require gradients",
+    ),
     "attribute-type": (
         "inputs: {a: [1.0]}\ngraph:\n  c: add(a, a)\n  d: sum(c, keepdim=2)\n",
-        (4, 21), "sum: 'keepdim' must be True or False, got 2"),
+        (4, 21),
+        "sum: 'keepdim' must be True or False, got 2",
+    ),
     "output-unknown": (
         "inputs: {a: [1.0]}\ngraph: {c: relu(a)}\noutput: d\n",
-        (3, 9), "output 'd' is not a node of graph"),
+        (3, 9),
+        "output 'd' is not a node of graph",
+    ),
     "nothing-to-differentiate": (
         "inputs: {a: {values: [1.0], requires_grad: false}}\ngraph: {c: relu(a)}\n",
-        (2, 12), "output 'c' does not depend on any input that requires grad"),
+        (2, 12),
+        "output 'c' does not depend on any input that requires grad",
+    ),
     "check-unknown": (
         "inputs: {a: [1.0]}\ngraph: {c: relu(a)}\ncheck: [a, cc]\n",
-        (3, 12), "check names 'cc', which is neither an input nor a node; did you mean 'c'?"),
+        (3, 12),
+        "check names 'cc', which is neither an input nor a node; did you mean 'c'?",
+    ),
     "keyword-only-given-positionally": (
         "inputs: {a: [1.0, 2.0]}\ngraph:\n  c: var(a, 0, 1)\n",
-        (3, 6), "var takes at most 2 positional arguments (var(input, dim=None, *, correction=1"),
+        (3, 6),
+        "var takes at most 2 positional arguments (var(input, dim=None, *, correction=1",
+    ),
     "literal-operand-outside-elementwise": (
         "inputs: {a: [1.0, 2.0]}\ngraph:\n  c: a * sum(2.0)\n",
-        (3, 14), "sum: 'input' must be a tensor, not the literal 2.0"),
-    "negative-slice-step": (
-        "inputs: {a: [1.0, 2.0]}\ngraph:\n  c: a[::-1]\n",
-        (3, 6), "step"),
+        (3, 14),
+        "sum: 'input' must be a tensor, not the literal 2.0",
+    ),
+    "negative-slice-step": ("inputs: {a: [1.0, 2.0]}\ngraph:\n  c: a[::-1]\n", (3, 6), "step"),
     "matmul-inner-dims": (
         "inputs:\n  a: {fill: 1.0, shape: [2, 3]}\n  b: {fill: 1.0, shape: [4, 5]}\n"
         "graph:\n  c: a @ b\n",
-        (5, 6), "operator @ (matmul): (2, 3) @ (4, 5): inner dims 3 and 4 differ"),
+        (5, 6),
+        "operator @ (matmul): (2, 3) @ (4, 5): inner dims 3 and 4 differ",
+    ),
     "bad-choice": (
         "inputs: {a: [1.0]}\ngraph:\n  c: gelu(a, approximate='tanhh')\n",
-        (3, 26), "gelu: 'approximate' must be one of 'none', 'tanh', got 'tanhh'"),
+        (3, 26),
+        "gelu: 'approximate' must be one of 'none', 'tanh', got 'tanhh'",
+    ),
     "conv-same-strided": (
         "inputs:\n  x: {fill: 1.0, shape: [1, 1, 5, 5]}\n  w: {fill: 1.0, shape: [1, 1, 3, 3]}\n"
         "graph:\n  y: conv2d(x, w, padding='same', stride=2)\n",
-        (5, 6), "conv2d: padding='same' needs stride 1 in every dim, got stride (2, 2)"),
+        (5, 6),
+        "conv2d: padding='same' needs stride 1 in every dim, got stride (2, 2)",
+    ),
     "conv-padding-typo": (
         "inputs:\n  x: {fill: 1.0, shape: [1, 1, 5, 5]}\n  w: {fill: 1.0, shape: [1, 1, 3, 3]}\n"
         "graph:\n  y: conv2d(x, w, padding='sam')\n",
-        (5, 27), "conv2d: 'padding' must be an int or a list of ints or one of 'same', 'valid', "
-        "got 'sam'; did you mean 'same'?"),
+        (5, 27),
+        "conv2d: 'padding' must be an int or a list of ints or one of 'same', 'valid', "
+        "got 'sam'; did you mean 'same'?",
+    ),
     "norm-fro-three-dims": (
         "inputs:\n  x: {fill: 1.0, shape: [2, 3, 4]}\ngraph:\n  n: norm(x, dim=[0, 1, 2])\n",
-        (4, 6), "norm: p='fro' takes at most 2 dims, got dim=[0, 1, 2]"),
+        (4, 6),
+        "norm: p='fro' takes at most 2 dims, got dim=[0, 1, 2]",
+    ),
     "int-values-that-are-not-integers": (
-        "inputs:\n  i: {values: [1, 2.5], dtype: int64}\n  a: [1.0, 2.0]\n"
-        "graph: {c: a * 2}\n",
-        (2, 6), "dtype int64 needs integers that fit in int64, got 2.5"),
+        "inputs:\n  i: {values: [1, 2.5], dtype: int64}\n  a: [1.0, 2.0]\ngraph: {c: a * 2}\n",
+        (2, 6),
+        "dtype int64 needs integers that fit in int64, got 2.5",
+    ),
     "huge-shape": (
         "inputs:\n  a: {random: normal, shape: [100000, 100000]}\ngraph: {c: relu(a)}\n",
-        (2, 6), "input 'a' has shape (100000, 100000), 10000000000 elements"),
+        (2, 6),
+        "input 'a' has shape (100000, 100000), 10000000000 elements",
+    ),
     "huge-result": (
         "inputs:\n  a: {fill: 1.0, shape: [5000]}\ngraph:\n  c: outer(a, a) * outer(a, a)\n",
-        (4, 6), "outer: the result would have shape (5000, 5000), 25000000 elements"),
+        (4, 6),
+        "outer: the result would have shape (5000, 5000), 25000000 elements",
+    ),
     "negative-seed": (
         "inputs:\n  a: {random: normal, shape: [2], seed: -1}\ngraph: {c: relu(a)}\n",
-        (2, 41), "inputs.a.seed: input should be greater than or equal to 0"),
+        (2, 41),
+        "inputs.a.seed: input should be greater than or equal to 0",
+    ),
     "absurd-nesting": (
         "inputs: {a: [1.0]}\ngraph:\n  c: " + "(" * 3000 + "a" + ")" * 3000 + "\n",
-        (3, 206), "invalid expression: too many nested parentheses"),
+        (3, 206),
+        "invalid expression: too many nested parentheses",
+    ),
     "long-chain": (
         "inputs: {a: [1.0]}\ngraph:\n  c: " + " + ".join(["a"] * 2400) + "\n",
-        (3, 6), "expression nests too deeply; split it into named nodes"),
-    "missing-inputs": (
-        "graph: {c: relu(a)}\n",
-        (1, 1), "missing required key 'inputs'"),
+        (3, 6),
+        "expression nests too deeply; split it into named nodes",
+    ),
+    "missing-inputs": ("graph: {c: relu(a)}\n", (1, 1), "missing required key 'inputs'"),
 }
 
 
 @pytest.mark.parametrize("kind", list(BAD_INPUTS))
 @pytest.mark.parametrize("command", ["validate", "run"])
 def test_bad_input_is_located(
-    kind: str, command: str, write_case: WriteCase, tmp_path: Path,
+    kind: str,
+    command: str,
+    write_case: WriteCase,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     text, (line, col), message = BAD_INPUTS[kind]
@@ -271,8 +344,11 @@ def test_schema_and_graph_problems_of_a_file_are_reported_together(
 
 def test_alias_bombs_are_refused(write_case: WriteCase, capsys: pytest.CaptureFixture[str]) -> None:
     lines = ["a0: &a0 [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]"]
-    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
-              f"*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 9)]
+    lines += [
+        f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
+        f"*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]"
+        for i in range(1, 9)
+    ]
     path = write_case("\n".join(lines) + "\ninputs: {x: *a8}\ngraph: {c: relu(x)}\n")
     code, out = run(capsys, "validate", str(path))
     assert code == 2
@@ -310,14 +386,20 @@ def test_commands_that_do_not_run_cases_do_not_import_torch() -> None:
         "    main(argv)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
 
 
 def test_console_script_help() -> None:
-    proc = subprocess.run([sys.executable, "-m", "runner", "--help"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0
     assert "run" in proc.stdout and "validate" in proc.stdout
 
@@ -393,8 +475,10 @@ def test_what_never_gets_a_gradient_is_found_before_running(
     )
     code, out = run(capsys, "validate", str(path))
     assert code == 2
-    assert ("case.yaml:10:12: error: expect.grad names 'after', which never gets a gradient "
-            "(the output 'y' does not depend on it)") in out
+    assert (
+        "case.yaml:10:12: error: expect.grad names 'after', which never gets a gradient "
+        "(the output 'y' does not depend on it)"
+    ) in out
     from runner.loader import load
 
     fixed = write_case(path.read_text().split("expect:")[0], "fixed.yaml")
@@ -408,8 +492,10 @@ def test_one_bad_document_does_not_stop_the_others(
     code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
     assert code == 2
     assert "PASSED t/hadamard" in out
-    assert ("case.yaml:14:6: graph.c: node 'c' must be an expression string (such as 'a @ b') "
-            "or {op, args, kwargs}, got 2.0; constants go under inputs") in out
+    assert (
+        "case.yaml:14:6: graph.c: node 'c' must be an expression string (such as 'a @ b') "
+        "or {op, args, kwargs}, got 2.0; constants go under inputs"
+    ) in out
     assert out.strip().splitlines()[-1] == "1 passed, 0 failed, 1 errors"
 
 
@@ -422,27 +508,38 @@ def test_a_forward_that_raises_is_an_error_at_its_node(
     )
     code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
     assert code == 1
-    assert ("case.yaml:5:6: node 'y': forward of cross_entropy raised IndexError: target 3 is "
-            "out of bounds for 3 classes") in out
+    assert (
+        "case.yaml:5:6: node 'y': forward of cross_entropy raised IndexError: target 3 is "
+        "out of bounds for 3 classes"
+    ) in out
     assert out.strip().splitlines()[-1] == "0 passed, 0 failed, 1 errors"
 
 
 YAML_EDGES: dict[str, tuple[str, str]] = {
-    "merge-of-a-scalar": ("inputs: {<<: 5, x: [1.0]}\ngraph: {y: relu(x)}\n",
-                          "case.yaml:1:14: error: invalid merge key"),
-    "recursive-alias": ("inputs: &a {x: [1.0], z: *a}\ngraph: {y: relu(x)}\n",
-                        "case.yaml:1:9: error: recursive alias"),
-    "name-with-newline": ('name: "a\\nb"\ninputs: {x: [1.0]}\ngraph: {y: relu(x)}\n',
-                          "case.yaml:1:7: error: name: a case name is one line of printable text"),
-    "huge-int-literal": ("inputs: {x: [[1.0]]}\ngraph:\n  y: tril(x, 99999999999999999999)\n",
-                         "case.yaml:3:14: error: integer literal 99999999999999999999 does not "
-                         "fit in int64"),
-    "truncating-fill": ("inputs:\n  i: {fill: 1.7, shape: [2], dtype: int64}\n  x: [1.0]\n"
-                        "graph: {y: relu(x)}\n",
-                        "case.yaml:2:6: error: dtype int64 needs integers that fit in int64, "
-                        "got 1.7"),
-    "empty-max": ("inputs:\n  x: {random: normal, shape: [0, 3]}\ngraph:\n  y: amax(x, dim=0)\n",
-                  "case.yaml:4:6: error: amax: cannot reduce an empty slice: dim 0 of (0, 3)"),
+    "merge-of-a-scalar": (
+        "inputs: {<<: 5, x: [1.0]}\ngraph: {y: relu(x)}\n",
+        "case.yaml:1:14: error: invalid merge key",
+    ),
+    "recursive-alias": (
+        "inputs: &a {x: [1.0], z: *a}\ngraph: {y: relu(x)}\n",
+        "case.yaml:1:9: error: recursive alias",
+    ),
+    "name-with-newline": (
+        'name: "a\\nb"\ninputs: {x: [1.0]}\ngraph: {y: relu(x)}\n',
+        "case.yaml:1:7: error: name: a case name is one line of printable text",
+    ),
+    "huge-int-literal": (
+        "inputs: {x: [[1.0]]}\ngraph:\n  y: tril(x, 99999999999999999999)\n",
+        "case.yaml:3:14: error: integer literal 99999999999999999999 does not fit in int64",
+    ),
+    "truncating-fill": (
+        "inputs:\n  i: {fill: 1.7, shape: [2], dtype: int64}\n  x: [1.0]\ngraph: {y: relu(x)}\n",
+        "case.yaml:2:6: error: dtype int64 needs integers that fit in int64, got 1.7",
+    ),
+    "empty-max": (
+        "inputs:\n  x: {random: normal, shape: [0, 3]}\ngraph:\n  y: amax(x, dim=0)\n",
+        "case.yaml:4:6: error: amax: cannot reduce an empty slice: dim 0 of (0, 3)",
+    ),
 }
 
 
@@ -495,8 +592,10 @@ def test_max_with_dim_values_and_indices_as_torch_spells_them(
     bad = write_case("inputs: {x: [[1.0, 5.0]]}\ngraph:\n  a: max(x, 1)[1]\n", "bad.yaml")
     code, out = run(capsys, "validate", str(bad))
     assert code == 2
-    assert ("bad.yaml:3:6: error: the indices of max(..., dim) have no gradient; only its values "
-            "(the [0] / .values part) can be in a graph") in out
+    assert (
+        "bad.yaml:3:6: error: the indices of max(..., dim) have no gradient; only its values "
+        "(the [0] / .values part) can be in a graph"
+    ) in out
 
 
 def test_einsum_operands_as_one_list(write_case: WriteCase) -> None:
@@ -525,5 +624,7 @@ def test_an_integer_list_used_as_targets_and_as_data_is_ambiguous(
     )
     code, out = run(capsys, "validate", str(path))
     assert code == 2
-    assert ("case.yaml:3:6: error: input 't' is written with integers and used both as integers "
-            "(cross_entropy: 'target') and as data elsewhere") in out
+    assert (
+        "case.yaml:3:6: error: input 't' is written with integers and used both as integers "
+        "(cross_entropy: 'target') and as data elsewhere"
+    ) in out

@@ -13,8 +13,7 @@ from runner.ops import REGISTRY
 
 def _graph(*nodes: Node, inputs: dict[str, tuple[int, ...]], output: str) -> Graph:
     shapes = dict(inputs) | {n.name: n.shape for n in nodes}
-    return Graph(nodes=nodes, output=output, shapes=shapes,
-                 requires_grad={k: True for k in shapes})
+    return Graph(nodes=nodes, output=output, shapes=shapes, requires_grad={k: True for k in shapes})
 
 
 def test_sum_to_reduces_leading_and_size_one_dims() -> None:
@@ -31,8 +30,11 @@ def test_sum_to_rejects_a_gradient_that_cannot_reduce() -> None:
 
 def test_broadcast_add_sums_each_side_back() -> None:
     add = REGISTRY["add"]
-    g = _graph(Node("c", add, {"input": Ref("a"), "other": Ref("b")}, (3, 4)),
-               inputs={"a": (3, 1), "b": (1, 4)}, output="c")
+    g = _graph(
+        Node("c", add, {"input": Ref("a"), "other": Ref("b")}, (3, 4)),
+        inputs={"a": (3, 1), "b": (1, 4)},
+        output="c",
+    )
     values = forward(g, {"a": np.zeros((3, 1)), "b": np.zeros((1, 4))})
     grads = backward(g, values, np.arange(12.0).reshape(3, 4))
     np.testing.assert_array_equal(grads["a"], [[6.0], [22.0], [38.0]])
@@ -41,8 +43,9 @@ def test_broadcast_add_sums_each_side_back() -> None:
 
 def test_a_name_used_twice_accumulates() -> None:
     mul = REGISTRY["mul"]
-    g = _graph(Node("c", mul, {"input": Ref("a"), "other": Ref("a")}, (2,)),
-               inputs={"a": (2,)}, output="c")
+    g = _graph(
+        Node("c", mul, {"input": Ref("a"), "other": Ref("a")}, (2,)), inputs={"a": (2,)}, output="c"
+    )
     a = np.array([3.0, -1.0])
     grads = backward(g, forward(g, {"a": a}), np.ones(2))
     np.testing.assert_array_equal(grads["a"], [6.0, -2.0])
@@ -50,8 +53,9 @@ def test_a_name_used_twice_accumulates() -> None:
 
 def test_a_literal_operand_gets_no_gradient_and_keeps_float32() -> None:
     mul = REGISTRY["mul"]
-    g = _graph(Node("c", mul, {"input": Ref("a"), "other": 2}, (2,)),
-               inputs={"a": (2,)}, output="c")
+    g = _graph(
+        Node("c", mul, {"input": Ref("a"), "other": 2}, (2,)), inputs={"a": (2,)}, output="c"
+    )
     values = forward(g, {"a": np.array([1.0, 2.0], dtype=np.float32)})
     assert values["c"].dtype == np.float32
     grads = backward(g, values, np.ones(2, dtype=np.float32))
@@ -61,8 +65,11 @@ def test_a_literal_operand_gets_no_gradient_and_keeps_float32() -> None:
 
 def test_a_rule_can_be_replaced_per_node() -> None:
     mul = REGISTRY["mul"]
-    g = _graph(Node("c", mul, {"input": Ref("a"), "other": Ref("b")}, (2,)),
-               inputs={"a": (2,), "b": (2,)}, output="c")
+    g = _graph(
+        Node("c", mul, {"input": Ref("a"), "other": Ref("b")}, (2,)),
+        inputs={"a": (2,), "b": (2,)},
+        output="c",
+    )
     values = forward(g, {"a": np.array([1.0, 2.0]), "b": np.array([5.0, 7.0])})
     # The classic bug: the other operand's gradient uses the wrong factor.
     wrong = {"c": lambda g, out, input, other: (g * other, g * other)}
@@ -72,11 +79,17 @@ def test_a_rule_can_be_replaced_per_node() -> None:
 
 def test_a_rule_returning_the_wrong_count_is_named() -> None:
     mul = REGISTRY["mul"]
-    g = _graph(Node("c", mul, {"input": Ref("a"), "other": Ref("b")}, (2,)),
-               inputs={"a": (2,), "b": (2,)}, output="c")
+    g = _graph(
+        Node("c", mul, {"input": Ref("a"), "other": Ref("b")}, (2,)),
+        inputs={"a": (2,), "b": (2,)},
+        output="c",
+    )
     values = forward(g, {"a": np.ones(2), "b": np.ones(2)})
-    with pytest.raises(RuleError, match=r"node 'c': the rule for mul returned 1 gradients, "
-                       r"expected 2 \(one per operand: input, other\)"):
+    with pytest.raises(
+        RuleError,
+        match=r"node 'c': the rule for mul returned 1 gradients, "
+        r"expected 2 \(one per operand: input, other\)",
+    ):
         backward(g, values, np.ones(2), rules={"c": lambda g, out, **kw: (g,)})
 
 

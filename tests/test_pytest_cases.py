@@ -36,13 +36,18 @@ def test_cases_run_as_tests_named_after_them(
     monkeypatch.setenv("GRADCASE_CASES", str(cases))
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     result = pytester.runpytest_subprocess(
-        str(ROOT / "tests" / "test_cases.py"), "-v", "-p", "no:cacheprovider",
+        str(ROOT / "tests" / "test_cases.py"),
+        "-v",
+        "-p",
+        "no:cacheprovider",
         f"--rootdir={ROOT}",
     )
     result.assert_outcomes(passed=2, failed=1, skipped=1)
-    result.stdout.fnmatch_lines([
-        "*test_case?t/good? PASSED*",
-        "*test_case?t/wrong-golden? FAILED*",
-        "*t/wrong-golden: grad of 'a': manual vs expected differ at index [[]1[]]: manual 4, "
-        "expected 5; abs error 1, rel error 0.2 (rtol 0.0001, atol 0.0001)*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*test_case?t/good? PASSED*",
+            "*test_case?t/wrong-golden? FAILED*",
+            "*t/wrong-golden: grad of 'a': manual vs expected differ at index [[]1[]]: manual 4, "
+            "expected 5; abs error 1, rel error 0.2 (rtol 0.0001, atol 0.0001)*",
+        ]
+    )

@@ -141,8 +141,10 @@ def _pow_samples(rng: np.random.Generator) -> list[Sample]:
         Sample({"input": u(0.5, 2), "exponent": u(-2, 2, (2, 2))}, "0-d ** (2,2)"),
         Sample({"input": u(0.5, 2, (2, 2)), "exponent": u(-2, 2)}, "(2,2) ** 0-d"),
         Sample({"input": zeros, "exponent": exps}, "0 ** y for y in 0, 0.5, 1, 2, -1, 3"),
-        Sample({"input": neg, "exponent": np.array([[1.0, 2.0, 3.0], [0.0, -1.0, -2.0]])},
-               "negative base, integer tensor exponent"),
+        Sample(
+            {"input": neg, "exponent": np.array([[1.0, 2.0, 3.0], [0.0, -1.0, -2.0]])},
+            "negative base, integer tensor exponent",
+        ),
         Sample({"input": 2.0, "exponent": e}, "2.0 ** y"),
         Sample({"input": 0.0, "exponent": e}, "0.0 ** y"),
         Sample({"input": 3, "exponent": u(-1, 1)}, "3 ** 0-d"),
@@ -180,19 +182,26 @@ def _where_samples(rng: np.random.Generator) -> list[Sample]:
         Sample({"condition": mask((2, 1, 3)), "input": x((4, 1)), "other": x((3,))}, "3 ways"),
         Sample({"condition": mask((2, 3)), "input": x((2, 3)), "other": 0.0}, "other a float"),
         Sample({"condition": np.ones((2, 2), bool), "input": x(()), "other": x((2, 1))}, "all on"),
-        Sample({"condition": mask((2, 3)), "input": rng.integers(0, 3, size=(2, 3)),
-                "other": x((3,))}, "int64 input"),
+        Sample(
+            {"condition": mask((2, 3)), "input": rng.integers(0, 3, size=(2, 3)), "other": x((3,))},
+            "int64 input",
+        ),
     ]
 
 
 WHERE = Op(
     name="where",
     family=FAMILY,
-    params=(Param("condition", "tensor", grad=False), Param("input", "tensor"),
-            Param("other", "tensor")),
+    params=(
+        Param("condition", "tensor", grad=False),
+        Param("input", "tensor"),
+        Param("other", "tensor"),
+    ),
     forward=_where_forward,
     vjp=lambda g, out, condition, input, other: (
-        None, np.where(condition, g, 0), np.where(condition, 0, g)
+        None,
+        np.where(condition, g, 0),
+        np.where(condition, 0, g),
     ),
     torch=lambda t, condition, input, other: t.where(condition, input, other),
     shape=lambda condition, input, other: broadcast_shapes(condition, input, other),
@@ -206,8 +215,13 @@ OPS: list[Op] = [
     # --- binary ---
     binary("add", np.add, lambda g, o, a, b: g, lambda g, o, a, b: g, lambda t, a, b: a + b),
     binary("sub", np.subtract, lambda g, o, a, b: g, lambda g, o, a, b: -g, lambda t, a, b: a - b),
-    binary("mul", np.multiply, lambda g, o, a, b: g * b, lambda g, o, a, b: g * a,
-           lambda t, a, b: a * b),
+    binary(
+        "mul",
+        np.multiply,
+        lambda g, o, a, b: g * b,
+        lambda g, o, a, b: g * a,
+        lambda t, a, b: a * b,
+    ),
     binary(
         "div",
         np.divide,
@@ -262,8 +276,13 @@ OPS: list[Op] = [
     WHERE,
     # --- internal: a graph node that only renames another ---
     replace(
-        unary("clone", np.copy, lambda x, out: np.ones(x.shape, out.dtype),
-              lambda t, input: input.clone(), floating=False),
+        unary(
+            "clone",
+            np.copy,
+            lambda x, out: np.ones(x.shape, out.dtype),
+            lambda t, input: input.clone(),
+            floating=False,
+        ),
         hidden=True,
     ),
 ]

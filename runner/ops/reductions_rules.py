@@ -101,7 +101,10 @@ def reduction(
         family=FAMILY,
         # torch makes keepdim keyword-only too where an attribute is (var, std).
         params=(
-            Param("input", "tensor"), *lead, dim, *attrs,
+            Param("input", "tensor"),
+            *lead,
+            dim,
+            *attrs,
             Param("keepdim", "bool", False, kw_only=any(a.kw_only for a in attrs)),
         ),
         forward=forward,

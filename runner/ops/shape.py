@@ -41,8 +41,10 @@ def _reshape_shape(input: Shape, shape: Dims) -> Shape:
             else f"shape {list(want)} (0 elements) is invalid for an input of {n} elements"
         )
     if n % known:
-        raise ShapeError(f"shape {list(want)} is invalid for an input of {n} elements ({known} "
-                         f"does not divide {n})")
+        raise ShapeError(
+            f"shape {list(want)} is invalid for an input of {n} elements ({known} "
+            f"does not divide {n})"
+        )
     return tuple(n // known if s == -1 else s for s in want)
 
 
@@ -74,11 +76,13 @@ def _expand_shape(input: Shape, size: Dims) -> Shape:
         if s == -1 and n is not None:
             s = n
         elif s < 0:
-            raise ShapeError(f"expand: size {s} at dim {i} of {list(size)} (-1 only keeps an "
-                             f"existing dim)")
+            raise ShapeError(
+                f"expand: size {s} at dim {i} of {list(size)} (-1 only keeps an existing dim)"
+            )
         elif n is not None and n not in (1, s):
-            raise ShapeError(f"expand: size {s} at dim {i} must match the existing size {n} "
-                             f"of {input}")
+            raise ShapeError(
+                f"expand: size {s} at dim {i} must match the existing size {n} of {input}"
+            )
         out.append(s)
     return tuple(out)
 
@@ -118,19 +122,23 @@ def _repeat_vjp(g: Array, input: Array, repeats: Dims) -> Array:
 
 def _permutation(input: Shape, dims: Sequence[int]) -> tuple[int, ...]:
     if len(dims) != len(input):
-        raise ShapeError(f"permute: dims {list(dims)} has {len(dims)} entries for a "
-                         f"{len(input)}-d tensor")
+        raise ShapeError(
+            f"permute: dims {list(dims)} has {len(dims)} entries for a {len(input)}-d tensor"
+        )
     return distinct(dims, len(input), "permute dims")
 
 
 def _movedim(ndim: int, source: Dims, destination: Dims) -> tuple[Shape, Shape]:
     src, dst = as_ints(source), as_ints(destination)
     if isinstance(source, int) != isinstance(destination, int):
-        raise ShapeError(f"movedim: source {source} and destination {destination} must be both "
-                         f"ints or both lists")
+        raise ShapeError(
+            f"movedim: source {source} and destination {destination} must be both "
+            f"ints or both lists"
+        )
     if len(src) != len(dst):
-        raise ShapeError(f"movedim: source {list(src)} and destination {list(dst)} differ in "
-                         f"length")
+        raise ShapeError(
+            f"movedim: source {list(src)} and destination {list(dst)} differ in length"
+        )
     return distinct(src, ndim, "movedim source"), distinct(dst, ndim, "movedim destination")
 
 
@@ -149,113 +157,174 @@ def _moveaxis(x: Array, src: Sequence[int], dst: Sequence[int]) -> Array:
 OPS: list[Op] = [
     # --- reshape ---
     Op(
-        name="reshape", family=FAMILY,
+        name="reshape",
+        family=FAMILY,
         params=(Param("input", "tensor"), Param("shape", "ints")),
         forward=lambda input, shape: np.reshape(input, _reshape_shape(np.shape(input), shape)),
         vjp=lambda g, out, input, shape: (g.reshape(np.shape(input)),),
         torch=lambda t, input, shape: t.reshape(input, as_ints(shape)),
         shape=_reshape_shape,
-        samples=samples_of(((2, 3), {"shape": [3, -1]}), ((), {"shape": [1, -1]}),
-                           ((4,), {"shape": [2, 1, 2]}), ((1,), {"shape": []}),
-                           ((2, 3, 4), {"shape": -1}), ((0, 3), {"shape": [-1, 3]})),
+        samples=samples_of(
+            ((2, 3), {"shape": [3, -1]}),
+            ((), {"shape": [1, -1]}),
+            ((4,), {"shape": [2, 1, 2]}),
+            ((1,), {"shape": []}),
+            ((2, 3, 4), {"shape": -1}),
+            ((0, 3), {"shape": [-1, 3]}),
+        ),
     ),
     Op(
-        name="flatten", family=FAMILY,
-        params=(Param("input", "tensor"), Param("start_dim", "int", 0),
-                Param("end_dim", "int", -1)),
+        name="flatten",
+        family=FAMILY,
+        params=(
+            Param("input", "tensor"),
+            Param("start_dim", "int", 0),
+            Param("end_dim", "int", -1),
+        ),
         forward=lambda input, start_dim, end_dim: np.reshape(
-            input, _flatten_shape(np.shape(input), start_dim, end_dim)),
+            input, _flatten_shape(np.shape(input), start_dim, end_dim)
+        ),
         vjp=lambda g, out, input, **_: (g.reshape(np.shape(input)),),
         torch=lambda t, input, start_dim, end_dim: t.flatten(input, start_dim, end_dim),
         shape=_flatten_shape,
-        samples=samples_of(((2, 3, 4), {}), ((2, 3, 4), {"start_dim": 1}),
-                           ((2, 3, 4, 5), {"start_dim": -3, "end_dim": -2}), ((), {}),
-                           ((2, 3), {"start_dim": 1, "end_dim": 1})),
+        samples=samples_of(
+            ((2, 3, 4), {}),
+            ((2, 3, 4), {"start_dim": 1}),
+            ((2, 3, 4, 5), {"start_dim": -3, "end_dim": -2}),
+            ((), {}),
+            ((2, 3), {"start_dim": 1, "end_dim": 1}),
+        ),
         note="a 0-d input flattens to shape (1,)",
     ),
     Op(
-        name="squeeze", family=FAMILY,
+        name="squeeze",
+        family=FAMILY,
         params=(Param("input", "tensor"), Param("dim", "dims", None)),
         forward=lambda input, dim: np.squeeze(input, _squeeze_dims(np.shape(input), dim)),
         vjp=lambda g, out, input, dim: (g.reshape(np.shape(input)),),
         torch=lambda t, input, dim: input.squeeze() if dim is None else t.squeeze(input, dim),
         shape=lambda input, dim: np.squeeze(view_of(input), _squeeze_dims(input, dim)).shape,
-        samples=samples_of(((1, 3, 1), {}), ((1, 3, 1), {"dim": -1}), ((1, 3, 1), {"dim": 1}),
-                           ((1, 3, 1, 2), {"dim": [0, -2, 1]}), ((1, 1), {"dim": []}), ((), {}),
-                           ((), {"dim": 0})),
+        samples=samples_of(
+            ((1, 3, 1), {}),
+            ((1, 3, 1), {"dim": -1}),
+            ((1, 3, 1), {"dim": 1}),
+            ((1, 3, 1, 2), {"dim": [0, -2, 1]}),
+            ((1, 1), {"dim": []}),
+            ((), {}),
+            ((), {"dim": 0}),
+        ),
         note="squeezing a dim whose size is not 1 is a no-op; dim=[] squeezes nothing",
     ),
     Op(
-        name="unsqueeze", family=FAMILY,
+        name="unsqueeze",
+        family=FAMILY,
         params=(Param("input", "tensor"), Param("dim", "int")),
         forward=lambda input, dim: np.expand_dims(input, new_dim(dim, np.ndim(input))),
         vjp=lambda g, out, input, dim: (g.reshape(np.shape(input)),),
         torch=lambda t, input, dim: t.unsqueeze(input, dim),
         shape=lambda input, dim: np.expand_dims(view_of(input), new_dim(dim, len(input))).shape,
-        samples=samples_of(((2, 3), {"dim": 0}), ((2, 3), {"dim": -1}), ((2, 3), {"dim": 2}),
-                           ((2, 3), {"dim": -3}), ((), {"dim": 0}), ((), {"dim": -1})),
+        samples=samples_of(
+            ((2, 3), {"dim": 0}),
+            ((2, 3), {"dim": -1}),
+            ((2, 3), {"dim": 2}),
+            ((2, 3), {"dim": -3}),
+            ((), {"dim": 0}),
+            ((), {"dim": -1}),
+        ),
     ),
     Op(
-        name="expand", family=FAMILY,
+        name="expand",
+        family=FAMILY,
         params=(Param("input", "tensor"), Param("size", "ints")),
         forward=lambda input, size: np.broadcast_to(
-            input, _expand_shape(np.shape(input), size)).copy(),
+            input, _expand_shape(np.shape(input), size)
+        ).copy(),
         vjp=lambda g, out, input, size: (g,),
         torch=lambda t, input, size: input.expand(as_ints(size)),
         shape=_expand_shape,
-        samples=samples_of(((3, 1), {"size": [3, 4]}), ((3, 1), {"size": [2, -1, 4]}),
-                           ((), {"size": [2, 3]}), ((1,), {"size": 5}), ((2, 3), {"size": [-1, 3]}),
-                           ((2, 1), {"size": [2, 0]})),
+        samples=samples_of(
+            ((3, 1), {"size": [3, 4]}),
+            ((3, 1), {"size": [2, -1, 4]}),
+            ((), {"size": [2, 3]}),
+            ((1,), {"size": 5}),
+            ((2, 3), {"size": [-1, 3]}),
+            ((2, 1), {"size": [2, 0]}),
+        ),
         note="the gradient sums over every expanded (or new leading) dim",
     ),
     Op(
-        name="repeat", family=FAMILY,
+        name="repeat",
+        family=FAMILY,
         params=(Param("input", "tensor"), Param("repeats", "ints")),
         forward=_repeat,
         vjp=lambda g, out, input, repeats: (_repeat_vjp(g, input, repeats),),
         torch=lambda t, input, repeats: input.repeat(as_ints(repeats)),
         shape=_repeat_shape,
-        samples=samples_of(((2, 3), {"repeats": [2, 1]}), ((2, 3), {"repeats": [2, 1, 3]}),
-                           ((), {"repeats": [3]}), ((3,), {"repeats": [0]}), ((), {"repeats": []})),
+        samples=samples_of(
+            ((2, 3), {"repeats": [2, 1]}),
+            ((2, 3), {"repeats": [2, 1, 3]}),
+            ((), {"repeats": [3]}),
+            ((3,), {"repeats": [0]}),
+            ((), {"repeats": []}),
+        ),
         note="the gradient sums over the tiles",
     ),
     # --- permutations ---
     Op(
-        name="transpose", family=FAMILY,
+        name="transpose",
+        family=FAMILY,
         params=(Param("input", "tensor"), Param("dim0", "int"), Param("dim1", "int")),
         forward=lambda input, dim0, dim1: np.transpose(
-            input, _swap(np.ndim(input), dim0, dim1)).copy(),
+            input, _swap(np.ndim(input), dim0, dim1)
+        ).copy(),
         vjp=lambda g, out, input, dim0, dim1: (g.transpose(_swap(g.ndim, dim0, dim1)),),
         torch=lambda t, input, dim0, dim1: t.transpose(input, dim0, dim1),
         shape=lambda input, dim0, dim1: tuple(input[i] for i in _swap(len(input), dim0, dim1)),
-        samples=samples_of(((2, 3), {"dim0": 0, "dim1": 1}), ((2, 3, 4), {"dim0": -1, "dim1": 0}),
-                           ((2, 3), {"dim0": 1, "dim1": 1}), ((), {"dim0": 0, "dim1": -1})),
+        samples=samples_of(
+            ((2, 3), {"dim0": 0, "dim1": 1}),
+            ((2, 3, 4), {"dim0": -1, "dim1": 0}),
+            ((2, 3), {"dim0": 1, "dim1": 1}),
+            ((), {"dim0": 0, "dim1": -1}),
+        ),
     ),
     Op(
-        name="permute", family=FAMILY,
+        name="permute",
+        family=FAMILY,
         params=(Param("input", "tensor"), Param("dims", "ints")),
         forward=lambda input, dims: np.transpose(
-            input, _permutation(np.shape(input), as_ints(dims))).copy(),
+            input, _permutation(np.shape(input), as_ints(dims))
+        ).copy(),
         vjp=lambda g, out, input, dims: (
-            g.transpose(np.argsort(_permutation(np.shape(input), as_ints(dims)))),),
+            g.transpose(np.argsort(_permutation(np.shape(input), as_ints(dims)))),
+        ),
         torch=lambda t, input, dims: t.permute(input, as_ints(dims)),
         shape=lambda input, dims: tuple(input[i] for i in _permutation(input, as_ints(dims))),
-        samples=samples_of(((2, 3, 4), {"dims": [2, 0, 1]}), ((2, 3, 4), {"dims": [-1, -3, 1]}),
-                           ((2, 3), {"dims": [0, 1]}), ((), {"dims": []})),
+        samples=samples_of(
+            ((2, 3, 4), {"dims": [2, 0, 1]}),
+            ((2, 3, 4), {"dims": [-1, -3, 1]}),
+            ((2, 3), {"dims": [0, 1]}),
+            ((), {"dims": []}),
+        ),
     ),
     Op(
-        name="movedim", family=FAMILY,
+        name="movedim",
+        family=FAMILY,
         params=(Param("input", "tensor"), Param("source", "ints"), Param("destination", "ints")),
         forward=lambda input, source, destination: _moveaxis(
-            np.asarray(input), *_movedim(np.ndim(input), source, destination)).copy(),
+            np.asarray(input), *_movedim(np.ndim(input), source, destination)
+        ).copy(),
         vjp=lambda g, out, input, source, destination: (
-            _moveaxis(g, *reversed(_movedim(g.ndim, source, destination))),),
+            _moveaxis(g, *reversed(_movedim(g.ndim, source, destination))),
+        ),
         torch=lambda t, input, source, destination: t.movedim(input, source, destination),
-        shape=lambda input, source, destination: _moveaxis(
-            view_of(input), *_movedim(len(input), source, destination)).shape,
-        samples=samples_of(((2, 3, 4), {"source": 0, "destination": -1}),
-                           ((2, 3, 4, 5), {"source": [0, -1], "destination": [2, 0]}),
-                           ((), {"source": 0, "destination": -1})),
+        shape=lambda input, source, destination: (
+            _moveaxis(view_of(input), *_movedim(len(input), source, destination)).shape
+        ),
+        samples=samples_of(
+            ((2, 3, 4), {"source": 0, "destination": -1}),
+            ((2, 3, 4, 5), {"source": [0, -1], "destination": [2, 0]}),
+            ((), {"source": 0, "destination": -1}),
+        ),
     ),
 ]
 

@@ -50,8 +50,10 @@ def _index(index: Any) -> Index:
         if isinstance(item, bool) or not (
             item is None or item is Ellipsis or isinstance(item, (int, slice))
         ):
-            raise ShapeError(f"subscript item {item!r}: only ints, slices, None and ... are "
-                             f"supported (basic indexing)")
+            raise ShapeError(
+                f"subscript item {item!r}: only ints, slices, None and ... are "
+                f"supported (basic indexing)"
+            )
         if isinstance(item, slice) and item.step is not None and item.step <= 0:
             raise ShapeError(f"subscript {_show(item)}: step must be greater than zero")
     # torch takes several (each skips the dims left unnamed), numpy refuses: keep one
@@ -80,8 +82,10 @@ def _select_at(input: Shape, dim: int, index: int) -> Index:
         raise ShapeError("select cannot be applied to a 0-d tensor")
     d = norm_dim(dim, len(input))
     if not -input[d] <= index < input[d]:
-        raise ShapeError(f"select: index {index} is out of range for dim {dim} of size "
-                         f"{input[d]} (expected {-input[d]} to {input[d] - 1})")
+        raise ShapeError(
+            f"select: index {index} is out of range for dim {dim} of size "
+            f"{input[d]} (expected {-input[d]} to {input[d] - 1})"
+        )
     return (slice(None),) * d + (index,)
 
 
@@ -91,8 +95,10 @@ def _narrow_at(input: Shape, dim: int, start: int, length: int) -> Index:
     d = norm_dim(dim, len(input))
     n = input[d]
     if not -n <= start <= n:
-        raise ShapeError(f"narrow: start {start} is out of range for dim {dim} of size {n} "
-                         f"(expected {-n} to {n})")
+        raise ShapeError(
+            f"narrow: start {start} is out of range for dim {dim} of size {n} "
+            f"(expected {-n} to {n})"
+        )
     start = start + n if start < 0 else start
     if length < 0 or start + length > n:
         raise ShapeError(f"narrow: start {start} + length {length} exceeds dim {dim} of size {n}")
@@ -138,14 +144,18 @@ def _gather_shape(input: Shape, dim: int, index: Shape) -> Shape:
     inp: Shape = tuple(input) or (1,)
     idx: Shape = tuple(index) or (1,)
     if len(inp) != len(idx):
-        raise ShapeError(f"gather: index of shape {tuple(index)} and input of shape "
-                         f"{tuple(input)} differ in rank")
+        raise ShapeError(
+            f"gather: index of shape {tuple(index)} and input of shape "
+            f"{tuple(input)} differ in rank"
+        )
     if inp[d] == 0:
         raise ShapeError(f"gather: no index is in range for dim {dim} of size 0")
     for k, (i, n) in enumerate(zip(idx, inp, strict=True)):
         if k != d and i > n:
-            raise ShapeError(f"gather: index size {i} exceeds the input's size {n} at dim {k} "
-                             f"(index {tuple(index)}, input {tuple(input)})")
+            raise ShapeError(
+                f"gather: index size {i} exceeds the input's size {n} at dim {k} "
+                f"(index {tuple(index)}, input {tuple(input)})"
+            )
     return tuple(index)
 
 
@@ -218,8 +228,10 @@ def _gather_samples(rng: np.random.Generator) -> list[Sample]:
     return [
         Sample({"input": randn(rng, 2, 3), "dim": 1, "index": ROWS}, "repeated indices add up"),
         Sample({"input": randn(rng, 3, 4), "dim": 0, "index": ROWS}, "index smaller than input"),
-        Sample({"input": randn(rng, 2, 3), "dim": -1, "index": _i([[1, 1, 1, 1]])},
-               "dim -1, index wider on the gathered dim"),
+        Sample(
+            {"input": randn(rng, 2, 3), "dim": -1, "index": _i([[1, 1, 1, 1]])},
+            "dim -1, index wider on the gathered dim",
+        ),
         Sample({"input": randn(rng), "dim": 0, "index": _i([0, 0])}, "0-d input"),
         Sample({"input": randn(rng, 3), "dim": 0, "index": _i(2)}, "0-d index"),
     ]
@@ -238,66 +250,102 @@ def _index_select_samples(rng: np.random.Generator) -> list[Sample]:
 OPS: list[Op] = [
     # --- subscripts ---
     Op(
-        name="getitem", family=FAMILY, hidden=True,
+        name="getitem",
+        family=FAMILY,
+        hidden=True,
         params=(Param("input", "tensor"), Param("index", "index")),
         forward=lambda input, index: np.array(np.asarray(input)[_index(index)]),
         vjp=lambda g, out, input, index: (_scatter(input, g, _index(index)),),
         torch=lambda t, input, index: input[index],
         shape=_getitem_shape,
         samples=samples_of(
-            ((4, 5), {"index": (S(1, None), S(None, None, 2))}), ((4, 5), {"index": (0,)}),
-            ((2, 3, 4), {"index": (E, 1)}), ((2, 3), {"index": (None,)}),
-            ((4, 5), {"index": (-1,)}), ((2, 3, 4), {"index": (1, None, S(-2, None), E, None)}),
-            ((), {"index": (None, E)}), ((3, 4), {"index": (S(-10, 10, 3), 2)}),
-            ((3, 4), {"index": (S(2, 1),)}), ((), {"index": ()}),
+            ((4, 5), {"index": (S(1, None), S(None, None, 2))}),
+            ((4, 5), {"index": (0,)}),
+            ((2, 3, 4), {"index": (E, 1)}),
+            ((2, 3), {"index": (None,)}),
+            ((4, 5), {"index": (-1,)}),
+            ((2, 3, 4), {"index": (1, None, S(-2, None), E, None)}),
+            ((), {"index": (None, E)}),
+            ((3, 4), {"index": (S(-10, 10, 3), 2)}),
+            ((3, 4), {"index": (S(2, 1),)}),
+            ((), {"index": ()}),
         ),
         note="basic indexing only: ints, slices with positive steps, None and one ellipsis",
     ),
     Op(
-        name="select", family=FAMILY,
+        name="select",
+        family=FAMILY,
         params=(Param("input", "tensor"), Param("dim", "int"), Param("index", "int")),
         forward=lambda input, dim, index: np.array(
-            np.asarray(input)[_select_at(np.shape(input), dim, index)]),
+            np.asarray(input)[_select_at(np.shape(input), dim, index)]
+        ),
         vjp=lambda g, out, input, dim, index: (
-            _scatter(input, g, _select_at(np.shape(input), dim, index)),),
+            _scatter(input, g, _select_at(np.shape(input), dim, index)),
+        ),
         torch=lambda t, input, dim, index: t.select(input, dim, index),
         shape=_picked(_select_at),
-        samples=samples_of(((2, 3), {"dim": 1, "index": -1}),
-                           ((2, 3, 4), {"dim": -3, "index": 1}), ((5,), {"dim": 0, "index": 0})),
+        samples=samples_of(
+            ((2, 3), {"dim": 1, "index": -1}),
+            ((2, 3, 4), {"dim": -3, "index": 1}),
+            ((5,), {"dim": 0, "index": 0}),
+        ),
     ),
     Op(
-        name="narrow", family=FAMILY,
-        params=(Param("input", "tensor"), Param("dim", "int"), Param("start", "int"),
-                Param("length", "int")),
+        name="narrow",
+        family=FAMILY,
+        params=(
+            Param("input", "tensor"),
+            Param("dim", "int"),
+            Param("start", "int"),
+            Param("length", "int"),
+        ),
         forward=lambda input, dim, start, length: np.array(
-            np.asarray(input)[_narrow_at(np.shape(input), dim, start, length)]),
+            np.asarray(input)[_narrow_at(np.shape(input), dim, start, length)]
+        ),
         vjp=lambda g, out, input, dim, start, length: (
-            _scatter(input, g, _narrow_at(np.shape(input), dim, start, length)),),
+            _scatter(input, g, _narrow_at(np.shape(input), dim, start, length)),
+        ),
         torch=lambda t, input, dim, start, length: t.narrow(input, dim, start, length),
         shape=_picked(_narrow_at),
-        samples=samples_of(((2, 5), {"dim": 1, "start": 1, "length": 3}),
-                           ((4, 3), {"dim": -2, "start": -3, "length": 2}),
-                           ((2, 3), {"dim": 1, "start": 3, "length": 0})),
+        samples=samples_of(
+            ((2, 5), {"dim": 1, "start": 1, "length": 3}),
+            ((4, 3), {"dim": -2, "start": -3, "length": 2}),
+            ((2, 3), {"dim": 1, "start": 3, "length": 0}),
+        ),
         note="a negative start counts from the end",
     ),
     Op(
-        name="diagonal", family=FAMILY,
-        params=(Param("input", "tensor"), Param("offset", "int", 0), Param("dim1", "int", 0),
-                Param("dim2", "int", 1)),
+        name="diagonal",
+        family=FAMILY,
+        params=(
+            Param("input", "tensor"),
+            Param("offset", "int", 0),
+            Param("dim1", "int", 0),
+            Param("dim2", "int", 1),
+        ),
         forward=lambda input, offset, dim1, dim2: np.diagonal(
-            input, offset, *_diagonal(np.shape(input), offset, dim1, dim2)[:2]).copy(),
+            input, offset, *_diagonal(np.shape(input), offset, dim1, dim2)[:2]
+        ).copy(),
         vjp=lambda g, out, input, **kw: (_diagonal_vjp(g, input, **kw),),
         torch=lambda t, input, offset, dim1, dim2: t.diagonal(input, offset, dim1, dim2),
         shape=_diagonal_shape,
-        samples=samples_of(((3, 4), {}), ((3, 4), {"offset": 2}), ((3, 4), {"offset": -5}),
-                           ((2, 3, 4), {"offset": -1, "dim1": -1, "dim2": 0})),
+        samples=samples_of(
+            ((3, 4), {}),
+            ((3, 4), {"offset": 2}),
+            ((3, 4), {"offset": -5}),
+            ((2, 3, 4), {"offset": -1, "dim1": -1, "dim2": 0}),
+        ),
         note="the diagonal becomes the last dim",
     ),
     # --- gathers ---
     Op(
-        name="gather", family=FAMILY,
-        params=(Param("input", "tensor"), Param("dim", "int"),
-                Param("index", "tensor", grad=False, integer=True)),
+        name="gather",
+        family=FAMILY,
+        params=(
+            Param("input", "tensor"),
+            Param("dim", "int"),
+            Param("index", "tensor", grad=False, integer=True),
+        ),
         forward=_take(_gather_at, _gather_shape),
         vjp=_put(_gather_at),
         torch=lambda t, input, dim, index: t.gather(input, dim, index),
@@ -307,9 +355,13 @@ OPS: list[Op] = [
         "1-d of size 1",
     ),
     Op(
-        name="index_select", family=FAMILY,
-        params=(Param("input", "tensor"), Param("dim", "int"),
-                Param("index", "tensor", grad=False, integer=True)),
+        name="index_select",
+        family=FAMILY,
+        params=(
+            Param("input", "tensor"),
+            Param("dim", "int"),
+            Param("index", "tensor", grad=False, integer=True),
+        ),
         forward=_take(_index_select_at, _index_select_shape),
         vjp=_put(_index_select_at),
         torch=lambda t, input, dim, index: t.index_select(input, dim, index),

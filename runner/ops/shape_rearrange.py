@@ -119,8 +119,10 @@ def _cat_shape(tensors: Sequence[Shape], dim: int) -> Shape:
     d = norm_dim(dim, len(first))
     for i, s in kept:
         if len(s) != len(first):
-            raise ShapeError(f"cat: tensor {i} of shape {s} is {len(s)}-d, tensor {kept[0][0]} "
-                             f"of shape {first} is {len(first)}-d")
+            raise ShapeError(
+                f"cat: tensor {i} of shape {s} is {len(s)}-d, tensor {kept[0][0]} "
+                f"of shape {first} is {len(first)}-d"
+            )
         if any(a != b for k, (a, b) in enumerate(zip(s, first, strict=True)) if k != d):
             raise ShapeError(f"cat: shapes {first} and {s} (tensor {i}) differ outside dim {d}")
     return (*first[:d], sum(s[d] for _, s in kept), *first[d + 1 :])
@@ -176,15 +178,19 @@ def _pad_pairs(input: Shape, pad: Dims, mode: str) -> list[tuple[int, int]]:
     if mode != "constant":
         raise ShapeError(f"pad mode {mode!r} is not supported (only 'constant')")
     if len(pad) % 2 or len(pad) > 2 * len(input):
-        raise ShapeError(f"pad {list(pad)}: length must be even and at most {2 * len(input)} "
-                         f"(two per dim of {tuple(input)})")
+        raise ShapeError(
+            f"pad {list(pad)}: length must be even and at most {2 * len(input)} "
+            f"(two per dim of {tuple(input)})"
+        )
     pairs = [(pad[2 * k], pad[2 * k + 1]) for k in range(len(pad) // 2)][::-1]
     pairs = [(0, 0)] * (len(input) - len(pairs)) + pairs
     for n, (lo, hi) in zip(input, pairs, strict=True):
         # torch crops by the negative pads before it pads: they alone must leave a size >= 0
         if n + min(lo, 0) + min(hi, 0) < 0:
-            raise ShapeError(f"pad {list(pad)}: cropping ({lo}, {hi}) from a dim of size {n} "
-                             f"leaves a negative size")
+            raise ShapeError(
+                f"pad {list(pad)}: cropping ({lo}, {hi}) from a dim of size {n} "
+                f"leaves a negative size"
+            )
     return pairs
 
 
@@ -226,34 +232,49 @@ def _stack_samples(rng: np.random.Generator) -> list[Sample]:
 OPS: list[Op] = [
     # --- flip and roll ---
     Op(
-        name="flip", family=FAMILY,
+        name="flip",
+        family=FAMILY,
         params=(Param("input", "tensor"), Param("dims", "ints")),
         forward=lambda input, dims: np.flip(input, _flip_axes(np.ndim(input), dims)).copy(),
         vjp=lambda g, out, input, dims: (np.flip(g, _flip_axes(g.ndim, dims)),),
         torch=lambda t, input, dims: t.flip(input, as_ints(dims)),
         shape=_flip_shape,
-        samples=samples_of(((2, 3), {"dims": [0]}), ((2, 3, 4), {"dims": [-1, 0]}),
-                           ((2, 3), {"dims": []}), ((), {"dims": [0]}), ((4,), {"dims": -1})),
+        samples=samples_of(
+            ((2, 3), {"dims": [0]}),
+            ((2, 3, 4), {"dims": [-1, 0]}),
+            ((2, 3), {"dims": []}),
+            ((), {"dims": [0]}),
+            ((4,), {"dims": -1}),
+        ),
     ),
     Op(
-        name="roll", family=FAMILY,
+        name="roll",
+        family=FAMILY,
         params=(Param("input", "tensor"), Param("shifts", "ints"), Param("dims", "dims", None)),
         forward=lambda input, shifts, dims: _roll(
-            np.asarray(input), *_roll_args(np.shape(input), shifts, dims)),
+            np.asarray(input), *_roll_args(np.shape(input), shifts, dims)
+        ),
         vjp=lambda g, out, input, shifts, dims: (
-            _roll(g, *_roll_args(g.shape, shifts, dims), sign=-1),),
+            _roll(g, *_roll_args(g.shape, shifts, dims), sign=-1),
+        ),
         torch=lambda t, input, shifts, dims: t.roll(
-            input, as_ints(shifts), () if dims is None else as_ints(dims)),
+            input, as_ints(shifts), () if dims is None else as_ints(dims)
+        ),
         shape=_roll_shape,
-        samples=samples_of(((2, 3), {"shifts": 1}), ((2, 3), {"shifts": [-4]}),
-                           ((2, 3, 4), {"shifts": [1, -2], "dims": [-1, 0]}),
-                           ((3, 4), {"shifts": [1, 2], "dims": [1, 1]}),
-                           ((5,), {"shifts": 7, "dims": 0}), ((), {"shifts": 3})),
+        samples=samples_of(
+            ((2, 3), {"shifts": 1}),
+            ((2, 3), {"shifts": [-4]}),
+            ((2, 3, 4), {"shifts": [1, -2], "dims": [-1, 0]}),
+            ((3, 4), {"shifts": [1, 2], "dims": [1, 1]}),
+            ((5,), {"shifts": 7, "dims": 0}),
+            ((), {"shifts": 3}),
+        ),
         note="dims=None rolls the flattened tensor; a dim named twice rolls by the sum",
     ),
     # --- joins ---
     Op(
-        name="cat", family=FAMILY,
+        name="cat",
+        family=FAMILY,
         params=(Param("tensors", "tensors"), Param("dim", "int", 0)),
         forward=_cat,
         vjp=lambda g, out, tensors, dim: (_cat_vjp(g, tensors, dim),),
@@ -264,7 +285,8 @@ OPS: list[Op] = [
         "skipped whatever the others' rank (torch's legacy rule)",
     ),
     Op(
-        name="stack", family=FAMILY,
+        name="stack",
+        family=FAMILY,
         params=(Param("tensors", "tensors"), Param("dim", "int", 0)),
         forward=_stack,
         vjp=lambda g, out, tensors, dim: (list(np.moveaxis(g, new_dim(dim, g.ndim - 1), 0)),),
@@ -274,43 +296,66 @@ OPS: list[Op] = [
     ),
     # --- masks and padding ---
     Op(
-        name="tril", family=FAMILY,
+        name="tril",
+        family=FAMILY,
         params=(Param("input", "tensor"), Param("diagonal", "int", 0)),
         forward=lambda input, diagonal: np.tril(input, diagonal),
         vjp=lambda g, out, input, diagonal: (np.tril(g, diagonal),),
         torch=lambda t, input, diagonal: t.tril(input, diagonal),
         shape=lambda input, diagonal: _tri_shape(input, "tril"),
-        samples=samples_of(((3, 4), {}), ((4, 3), {"diagonal": -1}),
-                           ((2, 3, 4), {"diagonal": 2}), ((3, 3), {"diagonal": -5})),
+        samples=samples_of(
+            ((3, 4), {}),
+            ((4, 3), {"diagonal": -1}),
+            ((2, 3, 4), {"diagonal": 2}),
+            ((3, 3), {"diagonal": -5}),
+        ),
     ),
     Op(
-        name="triu", family=FAMILY,
+        name="triu",
+        family=FAMILY,
         params=(Param("input", "tensor"), Param("diagonal", "int", 0)),
         forward=lambda input, diagonal: np.triu(input, diagonal),
         vjp=lambda g, out, input, diagonal: (np.triu(g, diagonal),),
         torch=lambda t, input, diagonal: t.triu(input, diagonal),
         shape=lambda input, diagonal: _tri_shape(input, "triu"),
-        samples=samples_of(((3, 4), {}), ((4, 3), {"diagonal": 1}),
-                           ((2, 3, 4), {"diagonal": -2}), ((3, 3), {"diagonal": 5})),
+        samples=samples_of(
+            ((3, 4), {}),
+            ((4, 3), {"diagonal": 1}),
+            ((2, 3, 4), {"diagonal": -2}),
+            ((3, 3), {"diagonal": 5}),
+        ),
     ),
     Op(
-        name="pad", family=FAMILY,
-        params=(Param("input", "tensor"), Param("pad", "ints"),
-                Param("mode", "str", "constant",
-                      choices=("constant", "reflect", "replicate", "circular")),
-                Param("value", "float?", None)),
+        name="pad",
+        family=FAMILY,
+        params=(
+            Param("input", "tensor"),
+            Param("pad", "ints"),
+            Param(
+                "mode", "str", "constant", choices=("constant", "reflect", "replicate", "circular")
+            ),
+            Param("value", "float?", None),
+        ),
         forward=lambda input, pad, mode, value: _pad(
-            input, _pad_pairs(np.shape(input), pad, mode), value or 0.0),
+            input, _pad_pairs(np.shape(input), pad, mode), value or 0.0
+        ),
         vjp=lambda g, out, input, pad, mode, value: (
-            _pad(g, [(-lo, -hi) for lo, hi in _pad_pairs(np.shape(input), pad, mode)], 0.0),),
+            _pad(g, [(-lo, -hi) for lo, hi in _pad_pairs(np.shape(input), pad, mode)], 0.0),
+        ),
         torch=lambda t, input, pad, mode, value: t.nn.functional.pad(
-            input, as_ints(pad), mode, value),
+            input, as_ints(pad), mode, value
+        ),
         shape=lambda input, pad, mode, value: tuple(
-            n + lo + hi for n, (lo, hi) in zip(input, _pad_pairs(input, pad, mode), strict=True)),
-        samples=samples_of(((2, 3), {"pad": [1, 2]}),
-                           ((2, 3), {"pad": [1, 0, 0, 2], "value": 1.5}),
-                           ((2, 3, 4), {"pad": [-1, 2, 1, -2]}), ((2, 3), {"pad": [-3, 0]}),
-                           ((), {"pad": []}), ((3,), {"pad": [-1, -1]})),
+            n + lo + hi for n, (lo, hi) in zip(input, _pad_pairs(input, pad, mode), strict=True)
+        ),
+        samples=samples_of(
+            ((2, 3), {"pad": [1, 2]}),
+            ((2, 3), {"pad": [1, 0, 0, 2], "value": 1.5}),
+            ((2, 3, 4), {"pad": [-1, 2, 1, -2]}),
+            ((2, 3), {"pad": [-3, 0]}),
+            ((), {"pad": []}),
+            ((3,), {"pad": [-1, -1]}),
+        ),
         note="constant mode only; negative pads crop, and the gradient of a padded (cropped) "
         "element is dropped (zero)",
     ),
