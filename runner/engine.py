@@ -128,27 +128,27 @@ def backward(
     """
     rules = rules or {}
     grads: dict[str, Array] = {graph.output: np.asarray(upstream)}
-    for node in reversed(graph.nodes[: graph.index(graph.output) + 1]):
-        g = grads.get(node.name)
-        if g is None or not graph.requires_grad[node.name]:
-            continue
-        vjp = rules.get(node.name, node.op.vjp)
-        args = node.bind(values)
-        try:
-            with np.errstate(all="ignore"):
+    # As in forward: inf and NaN are legitimate (torch makes them too), numpy's warnings noise.
+    with np.errstate(all="ignore"):
+        for node in reversed(graph.nodes[: graph.index(graph.output) + 1]):
+            g = grads.get(node.name)
+            if g is None or not graph.requires_grad[node.name]:
+                continue
+            vjp = rules.get(node.name, node.op.vjp)
+            args = node.bind(values)
+            try:
                 per_param = apply_vjp(
                     node.op, vjp, g, values[node.name], args, where=f"node '{node.name}'"
                 )
-        except RuleError as error:
-            error.node = node.name
-            raise
-        for pname, grad in per_param.items():
-            arg = node.args[pname]
-            pairs = zip(arg, grad, strict=True) if isinstance(arg, list) else [(arg, grad)]
-            for ref, gi in pairs:
-                if isinstance(ref, Ref) and gi is not None and graph.requires_grad[ref.name]:
-                    prev = grads.get(ref.name)
-                    with np.errstate(all="ignore"):
+            except RuleError as error:
+                error.node = node.name
+                raise
+            for pname, grad in per_param.items():
+                arg = node.args[pname]
+                pairs = zip(arg, grad, strict=True) if isinstance(arg, list) else [(arg, grad)]
+                for ref, gi in pairs:
+                    if isinstance(ref, Ref) and gi is not None and graph.requires_grad[ref.name]:
+                        prev = grads.get(ref.name)
                         grads[ref.name] = gi if prev is None else prev + gi
     return grads
 

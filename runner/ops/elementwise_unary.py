@@ -16,6 +16,12 @@ FAMILY = "elementwise"
 UNARY_SHAPES: tuple[Shape, ...] = ((), (5,), (2, 3))
 NAN = float("nan")
 
+
+def zero_derivative(x: Array, out: Array) -> Array:
+    """The derivative of a piecewise-constant op (sign, rounding): 0 everywhere, as torch."""
+    return np.zeros(x.shape, out.dtype)
+
+
 # --- the builder ---------------------------------------------------------------------------
 
 
@@ -197,7 +203,7 @@ UNARY_OPS: list[Op] = [
     unary(
         "sign",
         sign,
-        lambda x, out: np.zeros(x.shape, out.dtype),
+        zero_derivative,
         floating=False,
         points=(0.0, NAN),
         note="sign' = 0 everywhere; sign(0) = sign(NaN) = 0",
@@ -341,7 +347,7 @@ UNARY_OPS: list[Op] = [
     unary(
         "floor",
         _rounding(np.floor),
-        lambda x, out: np.zeros(x.shape, out.dtype),
+        zero_derivative,
         floating=False,
         points=(1.0, -1.0),
         note="floor' = 0 everywhere, integers included",
@@ -349,7 +355,7 @@ UNARY_OPS: list[Op] = [
     unary(
         "ceil",
         _rounding(np.ceil),
-        lambda x, out: np.zeros(x.shape, out.dtype),
+        zero_derivative,
         floating=False,
         points=(1.0, -1.0),
         note="ceil' = 0 everywhere, integers included",
@@ -357,7 +363,7 @@ UNARY_OPS: list[Op] = [
     unary(
         "round",
         _rounding(np.round),
-        lambda x, out: np.zeros(x.shape, out.dtype),
+        zero_derivative,
         floating=False,
         points=(0.5, 1.5, 2.5, -0.5),
         note="round' = 0 everywhere; halves round to even, as torch",
@@ -365,7 +371,7 @@ UNARY_OPS: list[Op] = [
     unary(
         "trunc",
         _rounding(np.trunc),
-        lambda x, out: np.zeros(x.shape, out.dtype),
+        zero_derivative,
         floating=False,
         points=(1.0, -1.0),
         note="trunc' = 0 everywhere",
