@@ -11,8 +11,13 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from runner.diagnostics import did_you_mean
 from runner.loader import UsageError, load
+from runner.rules import RuleSet
+from runner.rules.modules import RulesError, find_config
+from runner.rules.modules import load as load_modules
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 DEFAULT_REPORT = "reports/report.json"
@@ -38,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "-k", dest="select", metavar="TEXT", help="only cases whose name contains TEXT"
     )
+    run.add_argument("-v", "--verbose", action="store_true", help=SHOW_HELP)
+    _rules_option(run)
+
+    show = sub.add_parser("show", help="run one case and print " + SHOW_HELP.split(", ", 1)[1])
+    show.add_argument("case", metavar="CASE", help="a case name, or a case file")
+    show.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
+    _rules_option(show)
 
     validate = sub.add_parser("validate", help="check case files without running them")
     validate.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
@@ -52,11 +64,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+SHOW_HELP = (
+    "after each case, show every checked tensor from each source side by side, with the "
+    "difference and the worst element marked"
+)
+
+
+def _rules_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rules",
+        action="append",
+        metavar="PATH.py|MODULE",
+        help="a module whose RULES dict holds your backward rules (repeatable; asked in order, "
+        "after each case's own rules, before the catalogue); replaces [tool.gradcase] rules "
+        "of pyproject.toml",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
-            return _run(args.paths, Path(args.report), args.select)
+            return _run(args.paths, Path(args.report), args.select, args.rules, args.verbose)
+        if args.command == "show":
+            return _show(args.case, args.paths, args.rules)
         if args.command in ("validate", "list"):
             return _validate(args.paths, listing=args.command == "list")
         if args.command == "ops":
@@ -69,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(json.dumps(Case.model_json_schema(), indent=2))
             return EXIT_OK
-    except UsageError as exc:
+    except (UsageError, RulesError) as exc:
         print(f"gradcase: error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except BrokenPipeError:
@@ -89,20 +120,45 @@ def _validate(paths: Sequence[str], *, listing: bool) -> int:
     return EXIT_INVALID if loaded.problems else EXIT_OK
 
 
-def _run(paths: Sequence[str], report_path: Path, select: str | None) -> int:
-    from runner.execute import execute
-    from runner.report import build, case_line, count_line, details, write_json
+def _rule_sets(specs: Sequence[str] | None) -> list[RuleSet]:
+    """``--rules`` as given, else ``[tool.gradcase] rules`` of the nearest pyproject.toml."""
+    if specs:
+        return load_modules(specs, Path.cwd())
+    config = find_config(Path.cwd())
+    if config is None:
+        return []
+    return load_modules(*config)
+
+
+def _run(
+    paths: Sequence[str],
+    report_path: Path,
+    select: str | None,
+    rules: Sequence[str] | None,
+    verbose: bool,
+) -> int:
+    from runner.api import run
+    from runner.report import case_line, count_line, details, write_json
+    from runner.show import render
 
     if report_path.is_dir():
         raise UsageError(f"--report {report_path} is a folder; give a file path")
+    rule_sets = _rule_sets(rules)
     loaded = load(paths)
-    cases = [c for c in loaded.cases if select is None or select in c.name]
-    results = []
-    for case in cases:
-        result = execute(case)
-        results.append(result)
+    if rule_sets:
+        print("rules: " + ", ".join(r.source for r in rule_sets), flush=True)
+
+    def on_result(result: Any, sources: Any) -> None:
         print(case_line(result), flush=True)
-    report = build(results, loaded.problems)
+        if verbose:
+            print("\n".join([*render(result, sources), ""]), flush=True)
+
+    report = run(
+        loaded,
+        rule_sets,
+        select=None if select is None else (lambda name: select in name),
+        on_result=on_result,
+    )
     try:
         write_json(report, report_path)
     except OSError as exc:
@@ -111,4 +167,33 @@ def _run(paths: Sequence[str], report_path: Path, select: str | None) -> int:
     print("\n".join([*details(report), f"report: {report_path}", count_line(report.summary)]))
     if loaded.problems:
         return EXIT_INVALID
-    return EXIT_FAILED if report.summary.failed or report.summary.errors else EXIT_OK
+    return EXIT_OK if report.passed else EXIT_FAILED
+
+
+def _show(name: str, paths: Sequence[str], rules: Sequence[str] | None) -> int:
+    from runner.execute import run_case
+    from runner.show import render
+
+    rule_sets = _rule_sets(rules)
+    as_file = Path(name)
+    if not paths and as_file.suffix in (".yaml", ".yml") and as_file.is_file():
+        loaded = load([name])
+        chosen = loaded.cases
+    else:
+        loaded = load(paths)
+        chosen = [c for c in loaded.cases if c.name == name]
+        if not chosen:
+            problems = [p for p in loaded.problems]
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            names = [c.name for c in loaded.cases]
+            raise UsageError(f"no case named '{name}'{did_you_mean(name, names)}")
+    for problem in loaded.problems:
+        print(problem)
+    worst = EXIT_OK
+    for case in chosen:
+        result, sources = run_case(case, rule_sets)
+        print("\n".join(render(result, sources)))
+        if result.status in ("failed", "error", "xpassed"):
+            worst = EXIT_FAILED
+    return EXIT_INVALID if loaded.problems else worst

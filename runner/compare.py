@@ -36,7 +36,7 @@ def compare(
     if a.shape != b.shape:
         return result(False, problem=f"shape {tuple(a.shape)} vs {tuple(b.shape)}")
     if a.size == 0:
-        return result(True, abs_err=0.0, rel_err=0.0)
+        return result(True, abs_err=0.0, rel_err=0.0, mismatched=0, total=0)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         same = (a == b) | (np.isnan(a) & np.isnan(b))
         diff = np.where(same, 0.0, np.abs(a - b))
@@ -45,8 +45,11 @@ def compare(
         excess = np.where(np.isnan(excess), np.inf, excess)  # inf vs finite, NaN reference
         rel = np.where(diff == 0, 0.0, diff / np.abs(b))
     worst = np.unravel_index(int(np.argmax(excess)), a.shape)
+    mismatched = int(np.count_nonzero(excess > 0))
     return result(
-        bool(np.all(excess <= 0)),
+        mismatched == 0,
+        mismatched=mismatched,
+        total=int(a.size),
         worst_index=[int(i) for i in worst],
         left_value=float(a[worst]),
         right_value=float(b[worst]),

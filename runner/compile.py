@@ -16,6 +16,8 @@ from runner.graph import Graph, Node, Ref
 from runner.inputs import MAX_ELEMENTS, InputPlan, plan_input, written_as_integers
 from runner.ops import REGISTRY, public_ops
 from runner.ops.spec import Op, Param, Shape, ShapeError
+from runner.rules import RuleSet
+from runner.rules.case import compile_rules
 from runner.yaml_source import Document, Path
 from schemas.case import Case, LongFormNode, RandomUpstream, literal_shape
 
@@ -31,6 +33,7 @@ class CompiledCase:
     checks: tuple[str, ...]  # names whose gradients are compared
     values: tuple[str, ...]  # nodes whose forward values are compared
     locations: dict[str, str]  # node -> file:line:col of its expression
+    rules: RuleSet | None = None  # the case's own rules (source "case")
 
 
 class _Compiler:
@@ -317,7 +320,7 @@ class _Compiler:
             return None
         self.requires[name] = any(self.requires[r.name] for r in refs)
         self.shapes[name] = shape
-        self.nodes.append(Node(name, op, args, shape, named=target is not None))
+        self.nodes.append(Node(name, op, args, shape, named=target is not None, text=expr.text))
         self.locations[name] = str(self.doc.where(path, expr.col))
         return Ref(name)
 
@@ -494,7 +497,10 @@ def compile_case(
         )
     c.settle_nondifferentiable()
     rest = c.compile_rest()
-    if rest is None:
+    reached = c.reaching(rest[0]) if rest is not None else None
+    rule_set, rule_problems = compile_rules(case.rules, doc, c.nodes, c.requires, reached)
+    c.problems += rule_problems
+    if rest is None or rule_problems:
         # Without problems of its own, the case failed only through names already reported
         # (``quiet``).
         assert c.problems or quiet, "a case refused without a problem to show"
@@ -511,4 +517,5 @@ def compile_case(
         checks=checks,
         values=values,
         locations=c.locations,
+        rules=rule_set,
     )

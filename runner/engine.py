@@ -1,31 +1,54 @@
-"""The manual side: numpy forward values and hand-written VJPs, run in reverse over the graph.
+"""The manual side: numpy forward values and VJP rules, run in reverse over the graph.
 
-Broadcasting is undone here, once (`sum_to`), after every rule, as torch's engine does with
-`sum_to` and autograd with `unbroadcast`: a rule returns the gradient at the broadcast shape.
-Gradients are also cast to their operand's dtype here, as torch's engine casts a rule's output.
+The rule for each node's arguments comes from the first `RuleSet` that answers (the case's rules,
+then the user's RULES modules) or else from the catalogue. Catalogue rules may return the gradient
+at the broadcast shape: broadcasting is undone here, once (`sum_to`), as torch's engine does after
+every formula. A user's rule is held to what it claims to compute: the gradient at the operand's
+exact shape and dtype, so a rule that forgets to undo broadcasting, or computes in another
+precision, fails its case instead of being silently repaired.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from runner.graph import Graph, Ref
-from runner.ops.spec import Array, Op, Shape
+from runner.graph import Graph, Node, Ref
+from runner.ops.spec import Array, Op, Param, Shape
 from runner.ops.spec import sum_to as reduce_to
+from runner.rules import CATALOGUE, RuleSet
 
 VJP = Callable[..., Sequence[Any]]
 
 
 class RuleError(Exception):
-    """A manual rule returned something the engine cannot use (wrong shape, not an array, or it
-    raised). The message names the op, the operand and the shapes; ``node`` is the graph node
-    whose rule it was, for the report to locate."""
+    """A rule failed at ``node``: it raised, or returned something that is not the gradient of
+    its operand (wrong shape, dtype, count, or not an array).
 
-    node: str | None = None
+    ``user`` is True when the rule is the user's (a case rule or a RULES module): the rule under
+    test is wrong, so its case fails; a catalogue rule or forward failing is an error of the run.
+    ``where`` is the location of the user's rule, ``argument`` the parameter concerned.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        node: str | None = None,
+        user: bool = False,
+        where: str = "",
+        argument: str | None = None,
+        source: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.node = node
+        self.source = source
+        self.user = user
+        self.where = where
+        self.argument = argument
 
 
 def sum_to(grad: Array, shape: Shape, *, what: str) -> Array:
@@ -39,14 +62,22 @@ def sum_to(grad: Array, shape: Shape, *, what: str) -> Array:
         ) from None
 
 
+def _operands(arg: Any) -> list[Any]:
+    return list(arg) if isinstance(arg, list) else [arg]
+
+
+def _wants_grad(value: Any) -> bool:
+    return isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating)
+
+
 def apply_vjp(
     op: Op, vjp: VJP, g: Array, out: Array, args: Mapping[str, Any], *, where: str
 ) -> dict[str, Any]:
-    """Run one rule and return, per tensor parameter, its gradient summed to the operand's shape
-    and cast to its dtype (a list for list parameters, None where the rule gives none)."""
+    """Run one catalogue rule and return, per tensor parameter, its gradient summed to the
+    operand's shape and cast to its dtype (a list for list parameters, None where none)."""
     try:
         raw = tuple(vjp(g, out, **args))
-    except Exception as exc:  # a rule is user code: report it, don't crash the run
+    except Exception as exc:  # one case must not stop a run
         raise RuleError(
             f"{where}: the rule for {op.name} raised {type(exc).__name__}: {exc}"
         ) from exc
@@ -59,29 +90,90 @@ def apply_vjp(
     result: dict[str, Any] = {}
     for p, grad in zip(params, raw, strict=True):
         value = args[p.name]
-        if p.kind in ("tensors", "tensors*"):
+        if isinstance(value, list):
             grads = list(grad) if grad is not None else [None] * len(value)
             result[p.name] = [
-                None
-                if not p.grad
-                else _fit(gi, vi, what=f"{where}: gradient of {op.name} for {p.name}[{i}]")
+                _fit(gi, vi, what=f"{where}: gradient of {op.name} for {p.name}[{i}]")
+                if p.grad
+                else None
                 for i, (gi, vi) in enumerate(zip(grads, value, strict=True))
             ]
         else:
-            result[p.name] = (
-                _fit(grad, value, what=f"{where}: gradient of {op.name} for {p.name}")
-                if p.grad
-                else None
-            )
+            what = f"{where}: gradient of {op.name} for {p.name}"
+            result[p.name] = _fit(grad, value, what=what) if p.grad else None
     return result
 
 
 def _fit(grad: Any, operand: Any, *, what: str) -> Array | None:
-    if grad is None or not isinstance(operand, np.ndarray):
-        return None
-    if not np.issubdtype(operand.dtype, np.floating):
+    if grad is None or not _wants_grad(operand):
         return None
     return sum_to(np.asarray(grad), operand.shape, what=what).astype(operand.dtype, copy=False)
+
+
+def check_user_grad(grad: Any, operand: Array, *, what: str) -> Array:
+    """A user's gradient for ``operand``, as an array of exactly its shape and dtype.
+
+    Raises `RuleError` (``user=True``) naming both shapes or dtypes, and the likely mistake: a
+    gradient at the broadcast shape that was not summed back, one that was not broadcast back
+    (a reduction's), or the transpose. Source: torch's engine requires the same of a custom
+    ``autograd.Function`` (``validate_outputs``), except that it sums a broadcast shape itself.
+    """
+    try:
+        arr = np.asarray(grad)
+    except Exception as exc:
+        raise RuleError(
+            f"{what} returned no array ({type(exc).__name__}: {exc})", user=True
+        ) from exc
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise RuleError(f"{what} returned {type(grad).__name__}, not a numeric array", user=True)
+    if arr.shape != operand.shape:
+        raise RuleError(f"{what} {_shape_problem(arr.shape, operand.shape)}", user=True)
+    if arr.dtype != operand.dtype:
+        raise RuleError(
+            f"{what} returned dtype {arr.dtype}, the operand's is {operand.dtype} (compute in "
+            "the operand's dtype: np.*_like, .astype(input.dtype))",
+            user=True,
+        )
+    return arr
+
+
+def _shape_problem(got: Shape, want: Shape) -> str:
+    text = f"returned shape {got}, the operand's is {want}"
+    try:
+        reduce_to(np.empty(got), want)
+    except ValueError:
+        pass
+    else:
+        return text + "; looks like: not summed over the broadcast dimensions"
+    if len(got) >= 2 and got[:-2] + (got[-1], got[-2]) == want:
+        return text + "; looks like: the transpose of the gradient"
+    if _reduced_from(got, want):
+        return text + "; looks like: a reduction's gradient not broadcast back to its input"
+    return text
+
+
+def _reduced_from(got: Shape, want: Shape) -> bool:
+    """``got`` is ``want`` with some dims removed or set to 1, as a reduction's output is."""
+    i = 0
+    for n in want:
+        if i < len(got) and got[i] in (n, 1):
+            i += 1
+    return i == len(got) and got != want
+
+
+@dataclass(frozen=True)
+class Backward:
+    """The result of the backward walk.
+
+    ``grads``: the accumulated gradient of every input and node a gradient reached.
+    ``given``: per node, per tensor parameter, what that node's rule gave its operand (a list for
+    list parameters; None where no gradient) at the operand's shape and dtype.
+    ``sources``: per node, per parameter that got a gradient, the rule's source name.
+    """
+
+    grads: dict[str, Array]
+    given: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sources: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,57 +199,175 @@ def forward(graph: Graph, inputs: Mapping[str, Array]) -> dict[str, Array]:
                     f"it returned shape {value.shape}, the op's shape rule says {node.shape}"
                 )
         except Exception as exc:
-            error = RuleError(
-                f"node '{node.name}': forward of {node.op.name} raised {type(exc).__name__}: {exc}"
-            )
-            error.node = node.name
-            raise error from exc
+            raise RuleError(
+                f"node '{node.name}': forward of {node.op.name} raised {type(exc).__name__}: {exc}",
+                node=node.name,
+            ) from exc
     return env
+
+
+def node_vjp(
+    node: Node, g: Array, out: Array, args: Mapping[str, Any], rules: Sequence[RuleSet]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """One node's gradients per tensor parameter, and the source of each: the first rule set
+    that answers an argument gives it, the catalogue the rest."""
+    op = node.op
+    wanted = {p.name: p for p in op.tensor_params if p.grad and _any_wanted(args[p.name])}
+    given: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for rule_set in rules:
+        fn = rule_set.rules.get(op.name)
+        if fn is None or len(given) == len(wanted):
+            continue
+        answer = _call_user(rule_set, fn, node, g, out, args)
+        for key, value in answer.items():
+            if key in given or key not in wanted or value is None:
+                continue
+            given[key] = _user_grads(rule_set, node, wanted[key], value, args[key])
+            sources[key] = rule_set.source
+    if len(given) < len(wanted):
+        catalogue = apply_vjp(op, op.vjp, g, out, args, where=f"node '{node.name}'")
+        for key in wanted:
+            if key not in given:
+                given[key] = catalogue[key]
+                sources[key] = CATALOGUE
+    for p in op.tensor_params:
+        given.setdefault(p.name, None)
+    return given, sources
+
+
+def _any_wanted(arg: Any) -> bool:
+    return any(_wants_grad(v) for v in _operands(arg))
+
+
+def _call_user(
+    rule_set: RuleSet, fn: Any, node: Node, g: Array, out: Array, args: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    op = node.op.name
+
+    def copy(v: Any) -> Any:  # the rule must not be able to change the run's arrays
+        if isinstance(v, np.ndarray):
+            return v.copy()
+        return [copy(x) for x in v] if isinstance(v, list) else v
+
+    def fail(message: str, exc: RuleError | None = None) -> RuleError:
+        return _user_error(rule_set, node, None, message, exc)
+
+    try:
+        answer = fn(g.copy(), out.copy(), {k: copy(v) for k, v in args.items()})
+    except RuleError as exc:  # a case rule's own, already precise
+        raise fail(str(exc), exc) from None
+    except Exception as exc:
+        raise fail(f"raised {type(exc).__name__}: {exc} ({_shapes(g, out, args)})") from exc
+    if answer is None:
+        return {}
+    if not isinstance(answer, Mapping):
+        raise fail(
+            f"returned {type(answer).__name__}; a rule returns a dict of argument name -> gradient"
+        )
+    names = [p.name for p in node.op.params]
+    unknown = [k for k in answer if k not in names]
+    if unknown:
+        raise fail(
+            f"returned a gradient for {unknown[0]!r}, which {op} does not have (its "
+            f"arguments: {', '.join(names)})"
+        )
+    return answer
+
+
+def _user_error(
+    rule_set: RuleSet, node: Node, argument: str | None, message: str, exc: RuleError | None
+) -> RuleError:
+    """One shape for every failure of a user's rule: ``node 'c' (matmul): the case rule for
+    'input' (`grad @ other`) <message>``, located at the rule."""
+    op = node.op.name
+    argument = argument or (exc.argument if exc else None)
+    text = rule_set.text(op, argument)
+    rule = f"the {rule_set.source} rule" + (f" for '{argument}'" if argument else "")
+    rule += f" (`{text}`)" if text else ""
+    located = exc.where if exc is not None and exc.where else rule_set.locate(op, argument)
+    return RuleError(
+        f"node '{node.name}' ({op}): {rule} {message}",
+        node=node.name,
+        user=True,
+        where=located,
+        argument=argument,
+        source=rule_set.source,
+    )
+
+
+def _user_grads(rule_set: RuleSet, node: Node, p: Param, value: Any, operand: Any) -> Any:
+    try:
+        if isinstance(operand, list):
+            if not isinstance(value, list | tuple) or len(value) != len(operand):
+                count = f" of {len(value)}" if isinstance(value, list | tuple) else ""
+                raise RuleError(
+                    f"must return a list of {len(operand)} gradients (one per tensor), got "
+                    f"{type(value).__name__}{count}"
+                )
+            return [
+                check_user_grad(v, o, what=f"[{i}]") if _wants_grad(o) else None
+                for i, (v, o) in enumerate(zip(value, operand, strict=True))
+            ]
+        return check_user_grad(value, operand, what="")
+    except RuleError as exc:
+        raise _user_error(rule_set, node, p.name, str(exc).lstrip(), None) from None
+
+
+def _shapes(g: Array, out: Array, args: Mapping[str, Any]) -> str:
+    parts = [f"grad {g.shape}", f"out {out.shape}"]
+    for k, v in args.items():
+        if isinstance(v, np.ndarray):
+            parts.append(f"{k} {v.shape}")
+        elif isinstance(v, list) and all(isinstance(x, np.ndarray) for x in v):
+            parts.append(f"{k} [{', '.join(str(x.shape) for x in v)}]")
+    return "shapes: " + ", ".join(parts)
 
 
 def backward(
     graph: Graph,
     values: Mapping[str, Array],
     upstream: Array,
-    rules: Mapping[str, VJP] | None = None,
-) -> dict[str, Array]:
+    rules: Sequence[RuleSet] = (),
+) -> Backward:
     """Gradients from ``graph.output`` back to every node and input that requires grad.
 
-    ``rules`` replaces the registry's VJP per node name, so a case can put its own rule under
-    test without touching the catalogue.
+    ``rules``: the user's rule sets, asked in order before the catalogue (see `node_vjp`).
+    Raises `RuleError` at the node whose rule failed.
     """
-    rules = rules or {}
     grads: dict[str, Array] = {graph.output: np.asarray(upstream)}
+    given: dict[str, dict[str, Any]] = {}
+    sources: dict[str, dict[str, str]] = {}
     # As in forward: inf and NaN are legitimate (torch makes them too), numpy's warnings noise.
     with np.errstate(all="ignore"):
         for node in reversed(graph.nodes[: graph.index(graph.output) + 1]):
             g = grads.get(node.name)
             if g is None or not graph.requires_grad[node.name]:
                 continue
-            vjp = rules.get(node.name, node.op.vjp)
-            args = node.bind(values)
             try:
-                per_param = apply_vjp(
-                    node.op, vjp, g, values[node.name], args, where=f"node '{node.name}'"
+                per_param, sources[node.name] = node_vjp(
+                    node, g, values[node.name], node.bind(values), rules
                 )
             except RuleError as error:
                 error.node = node.name
                 raise
+            given[node.name] = per_param
             for pname, grad in per_param.items():
                 arg = node.args[pname]
-                pairs = zip(arg, grad, strict=True) if isinstance(arg, list) else [(arg, grad)]
-                for ref, gi in pairs:
+                if grad is None:
+                    continue
+                for ref, gi in zip(_operands(arg), _operands(grad), strict=True):
                     if isinstance(ref, Ref) and gi is not None and graph.requires_grad[ref.name]:
                         prev = grads.get(ref.name)
                         grads[ref.name] = gi if prev is None else prev + gi
-    return grads
+    return Backward(grads=grads, given=given, sources=sources)
 
 
 def run_manual(
     graph: Graph,
     inputs: Mapping[str, Array],
     upstream: Array,
-    rules: Mapping[str, VJP] | None = None,
+    rules: Sequence[RuleSet] = (),
 ) -> Result:
     values = forward(graph, inputs)
-    return Result(values=values, grads=backward(graph, values, upstream, rules))
+    return Result(values=values, grads=backward(graph, values, upstream, rules).grads)

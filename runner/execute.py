@@ -1,112 +1,211 @@
-"""Running one compiled case: a pure function from the case to its `CaseResult`.
+"""Running one compiled case: a pure function from the case, the rules to use and the oracles to
+compare with, to its `CaseResult`.
 
-Three sources meet here: the manual rules, torch autograd, and the case's expected (golden)
-values. Every checked tensor is compared pairwise; a case passes when every pair agrees.
+Sources meet here by name: "manual" (the catalogue's rules, overridden by the case's rules and the
+user's rule sets), each oracle ("torch"), and "expected" (the case's golden values). Every checked
+tensor is compared pairwise: manual against each oracle and against expected, each oracle against
+expected. A case passes when every pair agrees; when it fails, `runner.localise` names the rule
+that is wrong.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from runner.compare import DEFAULT_TOLERANCE, EXPECTED_TOLERANCE, compare
 from runner.compile import CompiledCase
-from runner.engine import RuleError, backward, forward
+from runner.engine import Backward, RuleError, backward, forward
+from runner.graph import Graph, Ref
 from runner.inputs import make_input, make_upstream
-from runner.report import failure_messages
-from runner.torch_side import TorchError, run_torch
-from schemas.report import CaseResult, Comparison, Source, TensorCheck
+from runner.localise import localise
+from runner.oracles import EXPECTED, MANUAL, TORCH, Oracle, Sources
+from runner.report import failure_messages, fault_message
+from runner.rules import RuleSet
+from runner.torch_side import TorchError
+from schemas.report import CaseResult, Comparison, Fault, RuleUse, Source, TensorCheck
 
 
-def execute(case: CompiledCase, device: str = "cpu") -> CaseResult:
-    start = time.perf_counter()
-    try:
-        tensors = _checks(case, device)
-    except Exception as exc:  # rules and torch may raise anything; one case must not stop a run
-        located = isinstance(exc, RuleError | TorchError)
-        text = str(exc) if located else f"{type(exc).__name__}: {exc}"
-        node = getattr(exc, "node", None)
-        if node in case.locations:
-            text = f"{case.locations[node]}: {text}"
-        return CaseResult(
-            name=case.name,
-            file=case.file,
-            line=case.line,
-            status="error",
-            duration=time.perf_counter() - start,
-            messages=[text],
-        )
-    result = CaseResult(
-        name=case.name,
-        file=case.file,
-        line=case.line,
-        status="passed" if all(t.ok for t in tensors) else "failed",
-        duration=time.perf_counter() - start,
-        tensors=tensors,
-    )
-    result.messages = failure_messages(result)
-    return result
+def run_sources(
+    case: CompiledCase, rules: Sequence[RuleSet] = (), oracles: Sequence[Oracle] = (TORCH,)
+) -> Sources:
+    """Compute every source of ``case``: the manual side with the case's own rules first, then
+    ``rules`` in order, then the catalogue; each oracle; the expected literals as arrays.
 
-
-def _checks(case: CompiledCase, device: str) -> list[TensorCheck]:
+    Raises `RuleError` (a rule or a forward failed) or `TorchError` (an oracle refused).
+    """
     graph = case.graph
     inputs = {name: make_input(plan) for name, plan in case.inputs.items()}
     values = forward(graph, inputs)
     out = values[graph.output]
     upstream = make_upstream(case.model.upstream, graph.shapes[graph.output], out.dtype)
-    grads = backward(graph, values, upstream)
-    ref = run_torch(graph, inputs, upstream, device)
+    in_force = ([case.rules] if case.rules else []) + list(rules)
+    manual = backward(graph, values, upstream, in_force)
+    sources = Sources(inputs, upstream, manual, in_force, {MANUAL: values}, {MANUAL: manual.grads})
+    for oracle in oracles:
+        ref = oracle.run(graph, inputs, upstream)
+        sources.values[oracle.name], sources.grads[oracle.name] = ref.values, ref.grads
+    expect = case.model.expect
+    sources.values[EXPECTED] = {k: np.asarray(v, dtype=np.float64) for k, v in expect.value.items()}
+    sources.grads[EXPECTED] = {k: np.asarray(v, dtype=np.float64) for k, v in expect.grad.items()}
+    return sources
 
+
+def tolerances(case: CompiledCase, right: Source) -> tuple[float, float]:
+    """(rtol, atol) for a comparison against ``right``: the case's, else the defaults for an
+    oracle at the case's dtype or for golden values."""
     tol = case.model.tolerance
-    dtype = case.model.dtype
-    rtol = tol.rtol if tol.rtol is not None else DEFAULT_TOLERANCE[dtype][0]
-    atol = tol.atol if tol.atol is not None else DEFAULT_TOLERANCE[dtype][1]
-    exp_rtol = tol.rtol if tol.rtol is not None else EXPECTED_TOLERANCE[0]
-    exp_atol = tol.atol if tol.atol is not None else EXPECTED_TOLERANCE[1]
+    rtol, atol = EXPECTED_TOLERANCE if right == EXPECTED else DEFAULT_TOLERANCE[case.model.dtype]
+    return (
+        tol.rtol if tol.rtol is not None else rtol,
+        tol.atol if tol.atol is not None else atol,
+    )
 
-    def check(tensor: str, kind: str, manual: Any, torch: Any, expected: Any) -> TensorCheck:
-        pairs: list[Comparison] = [_compare(manual, torch, ("manual", "torch"), rtol, atol)]
-        if expected is not None:
-            pairs.append(_compare(manual, expected, ("manual", "expected"), exp_rtol, exp_atol))
-            pairs.append(_compare(torch, expected, ("torch", "expected"), exp_rtol, exp_atol))
+
+def execute(
+    case: CompiledCase, rules: Sequence[RuleSet] = (), oracles: Sequence[Oracle] = (TORCH,)
+) -> CaseResult:
+    """Run ``case`` with ``rules`` (the user's rule sets, after the case's own) against each of
+    ``oracles``; never raises for anything a case or a rule does."""
+    return run_case(case, rules, oracles)[0]
+
+
+def run_case(
+    case: CompiledCase, rules: Sequence[RuleSet] = (), oracles: Sequence[Oracle] = (TORCH,)
+) -> tuple[CaseResult, Sources | None]:
+    """`execute`, also returning the arrays of every source (None when the case could not
+    compute them) for the side-by-side view."""
+    start = time.perf_counter()
+    sources: Sources | None = None
+    result = CaseResult(
+        name=case.name, file=case.file, line=case.line, status="passed", duration=0.0
+    )
+    try:
+        sources = run_sources(case, rules, oracles)
+    except Exception as exc:  # rules and torch may raise anything; one case must not stop a run
+        _broken(case, result, exc)
+    else:
+        result.tensors = compare_sources(case, sources, oracles)
+        if not all(t.ok for t in result.tensors):
+            result.status = "failed"
+            result.fault = localise(case, sources, oracles, tolerances)
+        result.messages = ([fault_message(result.fault)] if result.fault else []) + (
+            failure_messages(result)
+        )
+    _apply_xfail(case, result)
+    result.duration = time.perf_counter() - start
+    return result, sources
+
+
+def _broken(case: CompiledCase, result: CaseResult, exc: Exception) -> None:
+    located = isinstance(exc, RuleError | TorchError)
+    text = str(exc) if located else f"{type(exc).__name__}: {exc}"
+    node = getattr(exc, "node", None)
+    if isinstance(exc, RuleError) and exc.user:
+        # The rule under test is wrong (it raised, or returned no gradient of the right shape
+        # or dtype): the case fails, at the rule's own location.
+        result.status = "failed"
+        where = exc.where or case.locations.get(node or "", "")
+        result.messages = [f"{where}: {text}" if where else text]
+        if node is not None and exc.argument is not None:
+            n = case.graph.node(node)
+            result.fault = Fault(
+                node=node,
+                op=n.op.name,
+                argument=exc.argument,
+                source=exc.source,
+                where=case.locations.get(node, ""),
+                expression=n.text,
+                rule=exc.where,  # where the rule is written
+                diagnosis=text.split("looks like: ", 1)[1] if "looks like: " in text else None,
+            )
+        return
+    result.status = "error"
+    if node in case.locations:
+        text = f"{case.locations[node]}: {text}"
+    result.messages = [text]
+
+
+def _apply_xfail(case: CompiledCase, result: CaseResult) -> None:
+    reason = case.model.xfail
+    if reason is None:
+        return
+    result.xfail = reason
+    if result.status == "failed":
+        result.status = "xfailed"
+        result.messages.append(f"expected to fail (xfail): {reason}")
+    elif result.status == "passed":
+        result.status = "xpassed"
+        result.messages.append(
+            f"XPASS (strict): the case passed, but it is marked xfail: {reason}; the rule may "
+            "have been fixed: remove xfail"
+        )
+
+
+def compare_sources(
+    case: CompiledCase, sources: Sources, oracles: Sequence[Oracle]
+) -> list[TensorCheck]:
+    """Every checked tensor, compared pairwise across the sources that have it."""
+    expect = case.model.expect
+    names = [oracle.name for oracle in oracles]
+
+    def check(tensor: str, kind: str) -> TensorCheck:
+        table = sources.values if kind == "value" else sources.grads
+        pairs = [(MANUAL, name) for name in names]
+        if tensor in table[EXPECTED]:
+            pairs += [(MANUAL, EXPECTED)] + [(name, EXPECTED) for name in names]
+        comparisons = [
+            _compare(table[left].get(tensor), table[right].get(tensor), left, right, case)
+            for left, right in pairs
+        ]
         return TensorCheck(
             tensor=tensor,
             kind=kind,  # type: ignore[arg-type]
-            ok=all(p.ok for p in pairs),
-            comparisons=pairs,
+            ok=all(c.ok for c in comparisons),
+            comparisons=comparisons,
+            rules=rule_uses(case.graph, sources.manual, tensor) if kind == "grad" else [],
         )
 
-    expect = case.model.expect
-    tensors = [
-        check(name, "value", values[name], ref.values[name], expect.value.get(name))
-        for name in case.values
-    ]
-    tensors += [
-        check(name, "value", values[name], ref.values[name], literal)
-        for name, literal in expect.value.items()
-        if name not in case.values
-    ]
-    tensors += [
-        check(name, "grad", grads.get(name), ref.grads.get(name), expect.grad.get(name))
-        for name in case.checks
-    ]
-    tensors += [
-        check(name, "grad", grads.get(name), ref.grads.get(name), literal)
-        for name, literal in expect.grad.items()
-        if name not in case.checks
-    ]
+    tensors = [check(name, "value") for name in case.values]
+    tensors += [check(name, "value") for name in expect.value if name not in case.values]
+    tensors += [check(name, "grad") for name in case.checks]
+    tensors += [check(name, "grad") for name in expect.grad if name not in case.checks]
     return tensors
 
 
-def _compare(
-    left: Any, right: Any, sources: tuple[Source, Source], rtol: float, atol: float
-) -> Comparison:
-    result = compare(left, right, sources=sources, rtol=rtol, atol=atol)
-    # A rule that computes in the wrong precision is a bug even when the numbers agree.
+def rule_uses(graph: Graph, manual: Backward, tensor: str) -> list[RuleUse]:
+    """Every rule that gave part of ``tensor``'s gradient, in graph order."""
+    uses = []
+    for node in graph.nodes:
+        given = manual.given.get(node.name, {})
+        for pname, grad in given.items():
+            arg = node.args[pname]
+            items = arg if isinstance(arg, list) else [arg]
+            grads = grad if isinstance(grad, list) else [grad] * len(items)
+            for i, (ref, g) in enumerate(zip(items, grads, strict=True)):
+                if isinstance(ref, Ref) and ref.name == tensor and g is not None:
+                    uses.append(
+                        RuleUse(
+                            node=node.name,
+                            op=node.op.name,
+                            argument=f"{pname}[{i}]" if isinstance(arg, list) else pname,
+                            source=manual.sources[node.name][pname],
+                        )
+                    )
+    return uses
+
+
+def _compare(left: Any, right: Any, lname: Source, rname: Source, case: CompiledCase) -> Comparison:
+    rtol, atol = tolerances(case, rname)
+    result = compare(left, right, sources=(lname, rname), rtol=rtol, atol=atol)
+    # A rule that computes in the wrong precision is a bug even when the numbers agree; golden
+    # values are typed in no particular precision.
     if (
         result.ok
+        and rname != EXPECTED
         and isinstance(left, np.ndarray)
         and isinstance(right, np.ndarray)
         and left.dtype != right.dtype

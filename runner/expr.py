@@ -8,7 +8,7 @@ access, lambdas, comprehensions, comparisons) is rejected with the column of the
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 BINOPS: dict[type[ast.operator], str] = {
@@ -68,6 +68,8 @@ class Call:
     col: int
     # For binary operators and subscripts: the source text shown in messages.
     via: str = ""
+    # The call's own text in the expression (names anonymous nodes in reports).
+    text: str = ""
 
 
 Expr = Name | Const | ListOf | Call
@@ -95,6 +97,7 @@ class _Lower:
         self.names = names
         self.lead = lead
         self.encoded = text.encode()
+        self.text = text
 
     def col(self, node: ast.AST) -> int:
         # ast counts UTF-8 bytes; messages count characters.
@@ -102,6 +105,13 @@ class _Lower:
         return self.lead + len(self.encoded[:offset].decode("utf-8", errors="ignore"))
 
     def expr(self, node: ast.expr) -> Expr:
+        lowered = self.lower(node)
+        if isinstance(lowered, Call) and not lowered.text:
+            text = ast.get_source_segment(self.text, node) or ""
+            return replace(lowered, text=" ".join(text.split()))
+        return lowered
+
+    def lower(self, node: ast.expr) -> Expr:
         col = self.col(node)
         if isinstance(node, ast.Name):
             if node.id not in self.names and node.id in LITERAL_NAMES:

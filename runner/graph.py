@@ -30,6 +30,8 @@ class Node:
     shape: Shape
     # Declared in the case (checked by default), as opposed to an anonymous sub-expression.
     named: bool = True
+    # The expression's text (for anonymous nodes, the sub-expression's), shown in reports.
+    text: str = ""
 
     def bind(self, env: Mapping[str, Any]) -> dict[str, Any]:
         """The arguments with every `Ref` replaced by its value in ``env`` (arrays on the manual

@@ -9,7 +9,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runner.diagnostics import Problem
-from schemas.report import CaseResult, Comparison, Diagnostic, Report, Summary, TensorCheck
+from schemas.report import (
+    CaseResult,
+    Comparison,
+    Diagnostic,
+    Fault,
+    Report,
+    RuleUse,
+    Summary,
+    TensorCheck,
+)
 
 
 def _num(x: float | None) -> str:
@@ -21,12 +30,46 @@ def describe(case: str, check: TensorCheck, c: Comparison) -> str:
     both numbers, the errors and the tolerance used."""
     what = f"{case}: {check.kind} of '{check.tensor}': {c.left} vs {c.right}"
     if c.problem:
-        return f"{what}: {c.problem}"
+        return f"{what}: {c.problem}{_by(check, c)}"
+    return f"{what} {_worst(c)}{_by(check, c)}"
+
+
+def _worst(c: Comparison) -> str:
+    count = f"{c.mismatched} of {c.total} differ; " if c.mismatched and c.total else ""
     return (
-        f"{what} differ at index {c.worst_index}: {c.left} {_num(c.left_value)}, "
-        f"{c.right} {_num(c.right_value)}; abs error {_num(c.abs_err)}, "
+        f"differ at index {c.worst_index}: {c.left} {_num(c.left_value)}, "
+        f"{c.right} {_num(c.right_value)}; {count}abs error {_num(c.abs_err)}, "
         f"rel error {_num(c.rel_err)} (rtol {c.rtol:g}, atol {c.atol:g})"
     )
+
+
+def _by(check: TensorCheck, c: Comparison) -> str:
+    """Which rules gave a manual gradient, when any is not the catalogue's."""
+    if "manual" not in (c.left, c.right) or all(u.source == "catalogue" for u in check.rules):
+        return ""
+    return " [from " + "; ".join(rule_use(u) for u in check.rules) + "]"
+
+
+def rule_use(u: RuleUse) -> str:
+    return f"node '{u.node}' ({u.op}) '{u.argument}': {u.source} rule"
+
+
+def node_name(f: Fault) -> str:
+    """A node by its name, or, for an anonymous one, by its expression and location."""
+    if "#" in f.node and f.expression:
+        return f"`{f.expression}` ({f.op}, {f.where})"
+    return f"'{f.node}' ({f.op})"
+
+
+def fault_message(f: Fault) -> str:
+    """Which rule is wrong, and how: the node, the argument, the worst element, the hint."""
+    rule = f"{f.source} rule" + (f" {f.rule}" if f.rule else "")
+    text = f"the rule of node {node_name(f)} is wrong for '{f.argument}' ({rule})"
+    if f.comparison is not None:
+        text += f": {f.comparison.left} vs {f.comparison.right} {_worst(f.comparison)}"
+    if f.diagnosis:
+        text += f"; looks like: {f.diagnosis}"
+    return text
 
 
 def failure_messages(result: CaseResult) -> list[str]:
@@ -39,11 +82,16 @@ def summarize(results: Sequence[CaseResult], problems: Sequence[Problem]) -> Sum
         passed=sum(r.status == "passed" for r in results),
         failed=sum(r.status == "failed" for r in results),
         errors=sum(r.status == "error" for r in results) + len(invalid_files),
+        xfailed=sum(r.status == "xfailed" for r in results),
+        xpassed=sum(r.status == "xpassed" for r in results),
     )
 
 
-def build(results: Sequence[CaseResult], problems: Sequence[Problem]) -> Report:
+def build(
+    results: Sequence[CaseResult], problems: Sequence[Problem], rule_sources: Sequence[str] = ()
+) -> Report:
     return Report(
+        rule_sources=list(rule_sources),
         summary=summarize(results, problems),
         cases=list(results),
         diagnostics=[
@@ -55,7 +103,9 @@ def build(results: Sequence[CaseResult], problems: Sequence[Problem]) -> Report:
 
 def count_line(summary: Summary) -> str:
     line = f"{summary.passed} passed, {summary.failed} failed"
-    return line + (f", {summary.errors} errors" if summary.errors else "")
+    for count, word in ((summary.errors, "errors"), (summary.xfailed, "xfailed")):
+        line += f", {count} {word}" if count else ""
+    return line + (f", {summary.xpassed} xpassed" if summary.xpassed else "")
 
 
 def case_line(r: CaseResult) -> str:
@@ -66,18 +116,14 @@ def details(report: Report) -> list[str]:
     """What follows the per-case lines: invalid files, then each failure's details."""
     lines = [f"INVALID {d.file}:{d.line}:{d.col}: {d.message}" for d in report.diagnostics]
     bad = [r for r in report.cases if r.status != "passed"]
+    # Expected failures last: what needs attention comes first.
+    bad.sort(key=lambda r: r.status == "xfailed")
     if bad:
         lines.append("")
         for r in bad:
             lines.append(f"--- {r.status.upper()} {r.name} ({r.file}:{r.line})")
             lines += [f"  {m}" for m in r.messages]
     return lines
-
-
-def render(report: Report) -> str:
-    """The whole text report; the count line is the last line."""
-    lines = [case_line(r) for r in report.cases] + details(report)
-    return "\n".join([*lines, count_line(report.summary)])
 
 
 def write_json(report: Report, path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from runner.engine import Result
-from runner.graph import Graph
+from runner.graph import Graph, Node
 from runner.ops.spec import Array
 
 
@@ -60,22 +60,7 @@ def _run(
         env[name] = tensor
 
     for node in graph.nodes:
-        args = node.bind(env)
-        operands = [
-            v
-            for p in node.op.tensor_params
-            for v in (args[p.name] if isinstance(args[p.name], list) else [args[p.name]])
-        ]
-        floating = next(
-            (v.dtype for v in operands if isinstance(v, torch.Tensor) and v.is_floating_point()),
-            None,
-        )
-        for p in node.op.tensor_params:
-            value = args[p.name]
-            if isinstance(value, list):
-                args[p.name] = [to_torch(torch, v, device, floating) for v in value]
-            else:
-                args[p.name] = to_torch(torch, value, device, floating)
+        args, operands = _torch_args(torch, node, node.bind(env), device)
         try:
             out = node.op.torch(torch, **args)
         except Exception as exc:  # torch refusing what the static checks let through
@@ -103,3 +88,80 @@ def _run(
         if getattr(v, "grad", None) is not None
     }
     return Result(values=values, grads=grads)
+
+
+def _torch_args(
+    torch: Any, node: Node, args: dict[str, Any], device: str
+) -> tuple[dict[str, Any], list[Any]]:
+    """The node's bound arguments with every operand a tensor (see `to_torch`), and the
+    operands as given (to detect an op that returns one of them)."""
+    operands = [
+        v
+        for p in node.op.tensor_params
+        for v in (args[p.name] if isinstance(args[p.name], list) else [args[p.name]])
+    ]
+    floating = next(
+        (v.dtype for v in operands if isinstance(v, torch.Tensor) and v.is_floating_point()),
+        None,
+    )
+    if floating is None:
+        floating = next(
+            (
+                getattr(torch, str(v.dtype))
+                for v in operands
+                if isinstance(v, np.ndarray) and np.issubdtype(v.dtype, np.floating)
+            ),
+            None,
+        )
+    for p in node.op.tensor_params:
+        value = args[p.name]
+        if isinstance(value, list):
+            args[p.name] = [to_torch(torch, v, device, floating) for v in value]
+        else:
+            args[p.name] = to_torch(torch, value, device, floating)
+    return args, operands
+
+
+def node_vjp(
+    node: Node, args: Mapping[str, Any], grad: Array, device: str = "cpu"
+) -> dict[str, Any]:
+    """torch's gradient of one node alone: the op applied to fresh leaves made from ``args``
+    (numpy, as `Node.bind` gives them) and differentiated with ``grad`` as its upstream
+    gradient (``torch.autograd.grad``). Per tensor parameter: an array at the operand's shape,
+    a list for list parameters, None for operands torch does not differentiate.
+
+    Used to tell which node's rule is wrong; raises `TorchError` when torch refuses the op.
+    """
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        targs, _ = _torch_args(torch, node, dict(args), device)
+        leaves: list[Any] = []
+        slots: dict[str, list[int | None]] = {}
+        for p in node.op.tensor_params:
+            value = targs[p.name]
+            items = value if isinstance(value, list) else [value]
+            slots[p.name] = []
+            for t in items:
+                if p.grad and isinstance(t, torch.Tensor) and t.is_floating_point():
+                    t.requires_grad_(True)
+                    slots[p.name].append(len(leaves))
+                    leaves.append(t)
+                else:
+                    slots[p.name].append(None)
+        try:
+            out = node.op.torch(torch, **targs)
+            upstream = torch.from_numpy(np.array(grad)).to(out.device, out.dtype)
+            found = torch.autograd.grad(
+                out, leaves, grad_outputs=upstream, allow_unused=True, materialize_grads=True
+            )
+        except Exception as exc:
+            raise TorchError(
+                f"node '{node.name}': torch's {node.op.name} raised {type(exc).__name__}: {exc}"
+            ) from exc
+    result: dict[str, Any] = {}
+    for name, indices in slots.items():
+        arrays = [None if i is None else found[i].detach().cpu().numpy() for i in indices]
+        result[name] = arrays if isinstance(args[name], list) else arrays[0]
+    return result

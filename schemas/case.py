@@ -147,6 +147,12 @@ class Expect(_Strict):
     grad: dict[str, TensorLiteral] = {}
 
 
+# A rule: one numpy expression per differentiable argument (a list parameter takes one expression
+# that returns a list, or a list of expressions, one per tensor). See runner/rules/lang.py.
+RuleText = Annotated[str, Field(min_length=1)]
+ArgumentRules = dict[str, RuleText | list[RuleText]]
+
+
 class Case(_Strict):
     # Default: the file's path under the case root, without suffix.
     name: str | None = Field(default=None, min_length=1, pattern=r"^[^\x00-\x1f\x7f]+$")
@@ -163,3 +169,8 @@ class Case(_Strict):
     check: list[str] | None = None
     tolerance: Tolerance = Tolerance()
     expect: Expect = Expect()
+    # op name -> argument name -> rule: replaces the catalogue's VJP for every node of that op.
+    rules: dict[str, ArgumentRules] = {}
+    # A rule known to be wrong: failing is "xfailed" (the run passes), passing is "xpassed" (the
+    # run fails: strict), both with this reason.
+    xfail: str | None = Field(default=None, min_length=1)

@@ -10,7 +10,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-Source = Literal["manual", "torch", "expected"]
+# A source of values and gradients: "manual" (the rules under test), "expected" (the case's
+# golden values), or an oracle's name ("torch"; later issues add more). A name, not a closed set.
+Source = str
+Status = Literal["passed", "failed", "error", "xfailed", "xpassed"]
 
 
 class _Model(BaseModel):
@@ -31,8 +34,21 @@ class Comparison(_Model):
     right_value: float | None = None
     abs_err: float | None = None
     rel_err: float | None = None
+    # Elements out of tolerance, of how many ("4 of 6 differ").
+    mismatched: int | None = None
+    total: int | None = None
     rtol: float
     atol: float
+
+
+class RuleUse(_Model):
+    """Which rule gave (part of) a gradient: node ``node`` (op ``op``) gave it to its argument
+    ``argument``; ``source`` is "catalogue", "case" or "module <name>"."""
+
+    node: str
+    op: str
+    argument: str
+    source: str
 
 
 class TensorCheck(_Model):
@@ -40,6 +56,27 @@ class TensorCheck(_Model):
     kind: Literal["value", "grad"]
     ok: bool
     comparisons: list[Comparison]
+    # For gradients: every rule that contributed to it.
+    rules: list[RuleUse] = []
+
+
+class Fault(_Model):
+    """Which rule is wrong, and how: the first node, walking back from the output, whose output
+    gradient agrees with the oracle but whose gradient for ``argument`` does not."""
+
+    node: str
+    op: str
+    argument: str
+    source: str
+    # file:line:col of the node's expression; its text for anonymous nodes.
+    where: str
+    expression: str = ""
+    # Where the rule is written (a case rule's file:line:col and text, a module's file:line).
+    rule: str = ""
+    oracle: str = "torch"
+    comparison: Comparison | None = None
+    # "looks like: ..." - a hint from testing the usual mistakes, never a verdict.
+    diagnosis: str | None = None
 
 
 class Diagnostic(_Model):
@@ -55,17 +92,22 @@ class CaseResult(_Model):
     name: str
     file: str
     line: int
-    status: Literal["passed", "failed", "error"]
+    status: Status
     duration: float
     tensors: list[TensorCheck] = []
-    # Failure details as the CLI prints them (one entry per failed check, or the error).
+    # Failure details as the CLI prints them (the fault first, then one entry per failed check,
+    # or the error).
     messages: list[str] = []
+    fault: Fault | None = None
+    xfail: str | None = None
 
 
 class Summary(_Model):
     passed: int
     failed: int
     errors: int
+    xfailed: int = 0
+    xpassed: int = 0
 
 
 class Report(_Model):
@@ -73,3 +115,12 @@ class Report(_Model):
     cases: list[CaseResult]
     # Invalid files: every problem found while loading and validating, with its location.
     diagnostics: list[Diagnostic] = []
+    # The user's rule sources in force for the run ("module rules.py", ...).
+    rule_sources: list[str] = []
+
+    @property
+    def passed(self) -> bool:
+        """True when the run passes: nothing failed, errored or xpassed, and no file is invalid
+        (xfailed cases do not fail a run)."""
+        s = self.summary
+        return not (s.failed or s.errors or s.xpassed or self.diagnostics)

@@ -1,5 +1,5 @@
 """Exact small-value tests of the manual engine: broadcasting undone once, accumulation,
-rules replaced per node, and rule errors that name the op, operand and shapes."""
+user rules asked before the catalogue, and rule errors that name the op, operand and shapes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from runner.engine import RuleError, backward, forward, sum_to
 from runner.graph import Graph, Node, Ref
 from runner.ops import REGISTRY
+from runner.rules import RuleSet
 
 
 def _graph(*nodes: Node, inputs: dict[str, tuple[int, ...]], output: str) -> Graph:
@@ -36,7 +37,7 @@ def test_broadcast_add_sums_each_side_back() -> None:
         output="c",
     )
     values = forward(g, {"a": np.zeros((3, 1)), "b": np.zeros((1, 4))})
-    grads = backward(g, values, np.arange(12.0).reshape(3, 4))
+    grads = backward(g, values, np.arange(12.0).reshape(3, 4)).grads
     np.testing.assert_array_equal(grads["a"], [[6.0], [22.0], [38.0]])
     np.testing.assert_array_equal(grads["b"], [[12.0, 15.0, 18.0, 21.0]])
 
@@ -47,7 +48,7 @@ def test_a_name_used_twice_accumulates() -> None:
         Node("c", mul, {"input": Ref("a"), "other": Ref("a")}, (2,)), inputs={"a": (2,)}, output="c"
     )
     a = np.array([3.0, -1.0])
-    grads = backward(g, forward(g, {"a": a}), np.ones(2))
+    grads = backward(g, forward(g, {"a": a}), np.ones(2)).grads
     np.testing.assert_array_equal(grads["a"], [6.0, -2.0])
 
 
@@ -58,39 +59,112 @@ def test_a_literal_operand_gets_no_gradient_and_keeps_float32() -> None:
     )
     values = forward(g, {"a": np.array([1.0, 2.0], dtype=np.float32)})
     assert values["c"].dtype == np.float32
-    grads = backward(g, values, np.ones(2, dtype=np.float32))
+    grads = backward(g, values, np.ones(2, dtype=np.float32)).grads
     np.testing.assert_array_equal(grads["a"], [2.0, 2.0])
     assert grads["a"].dtype == np.float32
 
 
-def test_a_rule_can_be_replaced_per_node() -> None:
+def _mul_graph() -> Graph:
     mul = REGISTRY["mul"]
-    g = _graph(
+    return _graph(
         Node("c", mul, {"input": Ref("a"), "other": Ref("b")}, (2,)),
         inputs={"a": (2,), "b": (2,)},
         output="c",
     )
+
+
+def test_a_user_rule_replaces_the_catalogue_for_the_arguments_it_answers() -> None:
+    g = _mul_graph()
     values = forward(g, {"a": np.array([1.0, 2.0]), "b": np.array([5.0, 7.0])})
     # The classic bug: the other operand's gradient uses the wrong factor.
-    wrong = {"c": lambda g, out, input, other: (g * other, g * other)}
-    grads = backward(g, values, np.ones(2), rules=wrong)
-    np.testing.assert_array_equal(grads["b"], [5.0, 7.0])
+    wrong = RuleSet("case", {"mul": lambda g, out, args: {"other": g * args["other"]}})
+    result = backward(g, values, np.array([1.0, 10.0]), [wrong])
+    np.testing.assert_array_equal(result.grads["b"], [5.0, 70.0])
+    np.testing.assert_array_equal(result.grads["a"], [5.0, 70.0])  # the catalogue's: g * other
+    assert result.sources["c"] == {"other": "case", "input": "catalogue"}
 
 
-def test_a_rule_returning_the_wrong_count_is_named() -> None:
-    mul = REGISTRY["mul"]
-    g = _graph(
-        Node("c", mul, {"input": Ref("a"), "other": Ref("b")}, (2,)),
-        inputs={"a": (2,), "b": (2,)},
-        output="c",
+def test_the_first_rule_set_that_answers_wins() -> None:
+    g = _mul_graph()
+    values = forward(g, {"a": np.array([1.0, 2.0]), "b": np.array([5.0, 7.0])})
+    first = RuleSet("case", {"mul": lambda g, out, args: {"input": g * 0 + 1.0, "other": None}})
+    second = RuleSet(
+        "module m", {"mul": lambda g, out, args: {"input": g * 0 + 2.0, "other": g * 0 + 3.0}}
     )
+    result = backward(g, values, np.ones(2), [first, second])
+    np.testing.assert_array_equal(result.grads["a"], [1.0, 1.0])
+    np.testing.assert_array_equal(result.grads["b"], [3.0, 3.0])
+    assert result.sources["c"] == {"input": "case", "other": "module m"}
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ({"input": np.ones((2, 2))}, r"returned shape \(2, 2\), the operand's is \(2,\)"),
+        (
+            {"input": np.ones(2, dtype=np.float32)},
+            r"returned dtype float32, the operand's is float64",
+        ),
+        ({"input": np.ones(2, dtype=np.int64)}, r"returned dtype int64"),
+        ({"input": "text"}, r"returned str, not a numeric array"),
+        ({"weight": np.ones(2)}, r"returned a gradient for 'weight', which mul does not have"),
+        ([np.ones(2)], r"returned list; a rule returns a dict"),
+    ],
+)
+def test_a_user_rule_is_held_to_its_operand_shape_and_dtype(answer: object, message: str) -> None:
+    g = _mul_graph()
     values = forward(g, {"a": np.ones(2), "b": np.ones(2)})
+    with pytest.raises(RuleError, match=message) as info:
+        backward(g, values, np.ones(2), [RuleSet("case", {"mul": lambda g, out, args: answer})])
+    assert info.value.user and info.value.node == "c"
+
+
+def test_a_user_rule_that_raises_is_named_with_the_shapes() -> None:
+    g = _mul_graph()
+    values = forward(g, {"a": np.ones(2), "b": np.ones(2)})
+
+    def broken(g: object, out: object, args: dict[str, object]) -> object:
+        raise ValueError("boom")
+
+    with pytest.raises(
+        RuleError,
+        match=r"node 'c' \(mul\): the module m rule raised ValueError: boom \(shapes: grad \(2,\), "
+        r"out \(2,\), input \(2,\), other \(2,\)\)",
+    ):
+        backward(g, values, np.ones(2), [RuleSet("module m", {"mul": broken})])
+
+
+def test_a_user_rule_cannot_change_the_runs_arrays() -> None:
+    g = _mul_graph()
+    a = np.array([1.0, 2.0])
+    values = forward(g, {"a": a, "b": np.array([3.0, 4.0])})
+
+    def vandal(g: np.ndarray, out: np.ndarray, args: dict[str, np.ndarray]) -> dict[str, object]:
+        args["input"][:] = 100.0
+        g[:] = 100.0
+        return {}
+
+    result = backward(g, values, np.ones(2), [RuleSet("module m", {"mul": vandal})])
+    np.testing.assert_array_equal(values["a"], [1.0, 2.0])
+    np.testing.assert_array_equal(result.grads["a"], [3.0, 4.0])
+
+
+def test_a_catalogue_rule_returning_the_wrong_count_is_named() -> None:
+    from runner.engine import apply_vjp
+
     with pytest.raises(
         RuleError,
         match=r"node 'c': the rule for mul returned 1 gradients, "
         r"expected 2 \(one per operand: input, other\)",
     ):
-        backward(g, values, np.ones(2), rules={"c": lambda g, out, **kw: (g,)})
+        apply_vjp(
+            REGISTRY["mul"],
+            lambda g, out, **kw: (g,),
+            np.ones(2),
+            np.ones(2),
+            {"input": np.ones(2), "other": np.ones(2)},
+            where="node 'c'",
+        )
 
 
 def test_torch_refusing_an_op_is_an_error_at_its_node(tmp_path: object) -> None:

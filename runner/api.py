@@ -1,0 +1,97 @@
+"""The Python API, for a user's own test suite::
+
+    import runner
+    from my_engine import RULES
+
+    def test_my_rules():
+        report = runner.check("cases/", rules=RULES)
+        assert report.passed, runner.summary_text(report)
+
+Nothing here imports torch until cases run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from runner.loader import Loaded, load
+from runner.rules import RuleSet
+from runner.rules.modules import load as load_modules
+from runner.rules.modules import rule_set
+from schemas.report import CaseResult, Report
+
+RulesArg = RuleSet | Mapping[str, Any] | str | Sequence[RuleSet | Mapping[str, Any] | str] | None
+
+
+def rule_sets(rules: RulesArg, base: Path | None = None) -> list[RuleSet]:
+    """The rule sets ``rules`` names, in order: a RULES dict (source ``api <its module>``), a
+    `RuleSet`, a path to a .py file or a module name (source ``module <spec>``), or a list of
+    those. Raises `runner.rules.modules.RulesError` for one that cannot be used."""
+    if rules is None:
+        return []
+    items = [rules] if isinstance(rules, RuleSet | Mapping | str) else list(rules)
+    found: list[RuleSet] = []
+    for item in items:
+        if isinstance(item, RuleSet):
+            found.append(item)
+        elif isinstance(item, str):
+            found += load_modules([item], base or Path.cwd())
+        else:
+            found.append(rule_set(item, _api_source(item)))
+    return found
+
+
+def _api_source(rules: Any) -> str:
+    modules = {getattr(fn, "__module__", None) for fn in getattr(rules, "values", list)()}
+    modules.discard(None)
+    return f"api {modules.pop()}" if len(modules) == 1 else "api"
+
+
+def run(
+    loaded: Loaded,
+    rules: Sequence[RuleSet],
+    *,
+    select: Callable[[str], bool] | None = None,
+    on_result: Callable[[CaseResult, Any], None] | None = None,
+) -> Report:
+    """Execute every loaded case (those whose name ``select`` accepts) with ``rules``, calling
+    ``on_result(result, sources)`` after each, and build the report."""
+    from runner.execute import run_case
+    from runner.report import build
+
+    results = []
+    for case in loaded.cases:
+        if select is not None and not select(case.name):
+            continue
+        result, sources = run_case(case, rules)
+        results.append(result)
+        if on_result is not None:
+            on_result(result, sources)
+    return build(results, loaded.problems, [r.source for r in rules])
+
+
+def check(
+    paths: str | Path | Sequence[str | Path] = "cases",
+    *,
+    rules: RulesArg = None,
+    select: str | None = None,
+) -> Report:
+    """Validate and run the cases under ``paths`` (files or folders) with the user's ``rules``
+    (see `rule_sets`; the case files' own rules come first) against torch, and return the report
+    model: ``report.passed`` is True when nothing failed, errored or xpassed and every file is
+    valid; invalid files are in ``report.diagnostics``. ``select``: only cases whose name
+    contains it. Raises `runner.loader.UsageError` for a path that does not exist and
+    `runner.rules.modules.RulesError` for rules that cannot be used."""
+    items = [paths] if isinstance(paths, str | Path) else list(paths)
+    sets = rule_sets(rules)
+    loaded = load([str(p) for p in items])
+    return run(loaded, sets, select=None if select is None else (lambda name: select in name))
+
+
+def summary_text(report: Report) -> str:
+    """The report as the CLI prints it after the case lines: failures, then the count line."""
+    from runner.report import count_line, details
+
+    return "\n".join([*details(report), count_line(report.summary)])

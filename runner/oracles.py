@@ -1,0 +1,66 @@
+"""Sources of values and gradients, by name: the manual side under test, the oracles it is
+compared with (torch autograd; later a finite-difference oracle), and the case's expected values.
+
+`execute` takes the oracles to compare as a parameter; nothing here imports torch until an
+oracle runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.engine import Backward, Result
+from runner.graph import Graph, Node
+from runner.ops.spec import Array
+from runner.rules import RuleSet
+from schemas.report import Source
+
+MANUAL, EXPECTED = "manual", "expected"
+
+
+@dataclass(frozen=True)
+class Oracle:
+    """A reference source of values and gradients, by name.
+
+    ``run(graph, inputs, upstream)`` computes every node's value and the gradients of the
+    whole graph; ``node_vjp(node, args, grad)`` one node's gradients alone (per tensor
+    parameter, see `runner.torch_side.node_vjp`), used to tell which rule is wrong.
+    """
+
+    name: str
+    run: Callable[[Graph, Mapping[str, Array], Array], Result]
+    node_vjp: Callable[[Node, Mapping[str, Any], Array], dict[str, Any]] | None = None
+
+
+def torch_oracle(device: str = "cpu") -> Oracle:
+    """torch autograd on ``device``; torch is imported only when it runs."""
+
+    def run(graph: Graph, inputs: Mapping[str, Array], upstream: Array) -> Result:
+        from runner.torch_side import run_torch
+
+        return run_torch(graph, inputs, upstream, device)
+
+    def vjp(node: Node, args: Mapping[str, Any], grad: Array) -> dict[str, Any]:
+        from runner.torch_side import node_vjp
+
+        return node_vjp(node, args, grad, device)
+
+    return Oracle("torch", run, vjp)
+
+
+TORCH = torch_oracle()
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Everything one case computed: the inputs and upstream gradient it made, the manual
+    backward walk, and per source name its values and gradients by tensor name."""
+
+    inputs: dict[str, Array]
+    upstream: Array
+    manual: Backward
+    rule_sets: list[RuleSet] = field(default_factory=list)  # in force, in the order asked
+    values: dict[Source, dict[str, Array]] = field(default_factory=dict)
+    grads: dict[Source, dict[str, Array]] = field(default_factory=dict)

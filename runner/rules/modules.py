@@ -1,0 +1,194 @@
+"""RULES modules: a user's engine's backward rules, loaded from Python files or modules named on
+the command line (``--rules``), in ``[tool.gradcase]`` of the user's pyproject.toml, or given to
+the API as a dict.
+
+A RULES module has a module-level dict ``RULES`` mapping a gradcase op name (torch's) to a callable
+``rule(grad, out, **arguments) -> dict[argument name, gradient]`` (see `runner.rules`). A case file
+never names Python code: only the person running gradcase chooses which modules are imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+import tomllib
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from runner.diagnostics import did_you_mean
+from runner.ops import REGISTRY
+from runner.rules import RuleFn, RuleSet
+
+CONFIG_KEYS = ("rules",)
+
+
+class RulesError(Exception):
+    """A rules module or setting that cannot be used: exit status 2 with this message."""
+
+
+def rule_set(rules: Any, source: str) -> RuleSet:
+    """A `RuleSet` from a RULES mapping (op name -> ``rule(grad, out, **arguments)``).
+
+    Raises `RulesError` when ``rules`` is not a mapping, names an op the catalogue does not have
+    (with close matches), or holds something that is not callable.
+    """
+    if not isinstance(rules, Mapping):
+        raise RulesError(
+            f"{source}: RULES must be a dict of op name -> rule, got {type(rules).__name__}"
+        )
+    wrapped: dict[str, RuleFn] = {}
+    where: dict[str, str] = {}
+    texts: dict[str, str] = {}
+    for op, fn in rules.items():
+        if not isinstance(op, str) or op not in REGISTRY:
+            known = [name for name, o in REGISTRY.items() if not o.hidden]
+            raise RulesError(
+                f"{source}: RULES names op {op!r}, which gradcase does not have"
+                f"{did_you_mean(str(op), known)} (gradcase ops lists them)"
+            )
+        if not callable(fn):
+            raise RulesError(f"{source}: RULES[{op!r}] is {type(fn).__name__}, not a callable")
+        wrapped[op] = _keywords(fn)
+        where[op] = _where(fn)
+        texts[op] = getattr(inspect.unwrap(fn), "__qualname__", "") or repr(fn)
+    return RuleSet(source, wrapped, where, texts)
+
+
+def _keywords(fn: Callable[..., Any]) -> RuleFn:
+    def rule(grad: Any, out: Any, args: dict[str, Any]) -> Any:
+        return fn(grad, out, **args)
+
+    return rule
+
+
+def _where(fn: Callable[..., Any]) -> str:
+    """``rules.py:30`` for a Python function; empty when Python cannot tell."""
+    target = inspect.unwrap(fn)
+    try:
+        file = inspect.getsourcefile(target)
+        line = inspect.getsourcelines(target)[1]
+    except (TypeError, OSError):
+        return ""
+    return f"{_display(Path(file or '?'))}:{line}"
+
+
+def _display(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def load(specs: Sequence[str], base: Path) -> list[RuleSet]:
+    """One `RuleSet` per spec, in order: a path to a ``.py`` file (relative to ``base``) or a
+    dotted module name (importable from ``base`` or the current folder). Source names are
+    ``module <spec as given>``. Raises `RulesError` when one cannot be imported or has no
+    usable RULES."""
+    return [rule_set(_import(spec, base).RULES, f"module {spec}") for spec in _checked(specs)]
+
+
+def _checked(specs: Sequence[str]) -> Sequence[str]:
+    for spec in specs:
+        if not spec.strip():
+            raise RulesError("--rules needs a path to a .py file or a module name")
+    return specs
+
+
+def _import(spec: str, base: Path) -> Any:
+    is_file = spec.endswith(".py") or "/" in spec or os.sep in spec
+    try:
+        if is_file:
+            path = (base / spec).resolve()
+            if not path.is_file():
+                raise RulesError(f"rules module {spec}: no such file ({path})")
+            module = _import_file(path)
+        else:
+            for folder in (str(base.resolve()), os.getcwd()):
+                if folder not in sys.path:
+                    sys.path.insert(0, folder)
+            module = importlib.import_module(spec)
+    except RulesError:
+        raise
+    except BaseException as exc:  # the user's module may raise anything while importing
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise RulesError(f"rules module {spec}: importing it raised {_summary(exc)}") from None
+    if not hasattr(module, "RULES"):
+        raise RulesError(
+            f"rules module {spec} has no module-level RULES dict (op name -> "
+            "rule(grad, out, **arguments))"
+        )
+    return module
+
+
+def _import_file(path: Path) -> Any:
+    # A name of its own per file, so two engines' rules.py do not replace each other.
+    name = "gradcase_rules_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise RulesError(f"rules module {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    # The module's folder is importable, so rules.py can import its engine beside it.
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _summary(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    user = [f for f in frames if "importlib" not in f.filename]
+    at = f" at {_display(Path(user[-1].filename))}:{user[-1].lineno}" if user else ""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        at = f" at {_display(Path(exc.filename))}:{exc.lineno}"
+    return f"{type(exc).__name__}: {exc}{at}"
+
+
+def find_config(start: Path) -> tuple[list[str], Path] | None:
+    """``[tool.gradcase] rules`` of the nearest pyproject.toml, from ``start`` up, that has a
+    ``[tool.gradcase]`` table, and that file's folder (paths are relative to it); None when
+    there is none. Raises `RulesError` for a malformed file or setting."""
+    for folder in [start.resolve(), *start.resolve().parents]:
+        path = folder / "pyproject.toml"
+        if not path.is_file():
+            continue
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise RulesError(f"{_display(path)}: cannot read it: {exc}") from None
+        table = data.get("tool", {}).get("gradcase")
+        if table is None:
+            continue
+        return _config_rules(table, path), folder
+    return None
+
+
+def _config_rules(table: Any, path: Path) -> list[str]:
+    shown = _display(path)
+    if not isinstance(table, dict):
+        raise RulesError(f"{shown}: [tool.gradcase] must be a table")
+    for key in table:
+        if key not in CONFIG_KEYS:
+            raise RulesError(
+                f"{shown}: [tool.gradcase] has no setting '{key}'{did_you_mean(key, CONFIG_KEYS)}"
+            )
+    rules = table.get("rules", [])
+    if not isinstance(rules, list) or not all(isinstance(r, str) and r for r in rules):
+        raise RulesError(
+            f"{shown}: [tool.gradcase] rules must be a list of paths to .py files or module "
+            'names, e.g. rules = ["engine/rules.py"]'
+        )
+    return rules

@@ -1,0 +1,591 @@
+"""The user's own rules end to end: rules in the case file (validated at file:line:col before
+anything runs), RULES modules through --rules, pyproject.toml and the API, strict xfail, which
+rule is wrong and how, and the side-by-side view."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import runner
+from runner.cli import main
+from runner.diagnose import diagnose
+from schemas.report import Report
+
+WriteCase = Callable[..., Path]
+
+MATMUL = """\
+name: t/matmul
+inputs:
+  a: {random: normal, shape: [2, 3], seed: 1}
+  b: {random: normal, shape: [3, 4], seed: 2}
+graph:
+  c: a @ b
+upstream: {random: normal, seed: 3}
+rules:
+  matmul:
+    input: RULE_INPUT
+    other: input.T @ grad
+"""
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def report_of(path: Path) -> Report:
+    return Report.model_validate_json(path.read_text())
+
+
+# --- rules in the case file ------------------------------------------------------------------
+
+
+def test_a_right_case_rule_passes_and_the_report_names_its_source(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(MATMUL.replace("RULE_INPUT", "grad @ other.T"))
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 0, out
+    case = report_of(tmp_path / "r.json").cases[0]
+    uses = {(t.tensor, u.node, u.argument, u.source) for t in case.tensors for u in t.rules}
+    assert uses == {("a", "c", "input", "case"), ("b", "c", "other", "case")}
+
+
+def test_an_argument_the_rule_leaves_out_keeps_the_catalogues_rule(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(MATMUL.replace("    input: RULE_INPUT\n", ""))
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 0, out
+    case = report_of(tmp_path / "r.json").cases[0]
+    sources = {t.tensor: [u.source for u in t.rules] for t in case.tensors if t.kind == "grad"}
+    assert sources["a"] == ["catalogue"] and sources["b"] == ["case"]
+
+
+def test_a_wrong_case_rule_fails_naming_node_argument_worst_element_and_diagnosis(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(MATMUL.replace("RULE_INPUT", "-(grad @ other.T)"))
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 1
+    assert (
+        "the rule of node 'c' (matmul) is wrong for 'input' (case rule `-(grad @ other.T)` " in out
+    )
+    assert "case.yaml:10:12): manual vs torch differ at index" in out
+    assert "looks like: the sign flipped: manual = -1 x torch's" in out
+    assert "6 of 6 differ" in out
+    fault = report_of(tmp_path / "r.json").cases[0].fault
+    assert fault is not None
+    assert (fault.node, fault.op, fault.argument, fault.source) == ("c", "matmul", "input", "case")
+    assert fault.comparison is not None and fault.comparison.mismatched == 6
+    assert fault.rule.endswith(":10:12")  # the rule's own line and column in the file
+
+
+def test_the_fault_is_the_first_wrong_rule_walking_back_not_the_leaves(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(
+        """\
+inputs:
+  x: {random: normal, shape: [3, 4], seed: 1}
+  w: {random: normal, shape: [4, 4], seed: 2}
+graph:
+  h: tanh(x @ w)
+  loss: sum(softmax(h, dim=1) * h)
+upstream: 1.5
+rules:
+  softmax:
+    input: grad * out * (1 - out)
+"""
+    )
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 1
+    fault = report_of(tmp_path / "r.json").cases[0].fault
+    assert fault is not None and (fault.op, fault.argument) == ("softmax", "input")
+    # An anonymous node is named by its expression and location.
+    assert fault.node == "loss#1" and fault.expression == "softmax(h, dim=1)"
+    assert "the rule of node `softmax(h, dim=1)` (softmax, " in out
+    assert "case.yaml:6:13) is wrong for 'input'" in out
+
+
+@pytest.mark.parametrize(
+    ("rule", "diagnosis"),
+    [
+        ("2 * grad @ other.T", "a constant factor: manual = 2 x torch's"),
+        ("grad @ other.T / 3", "a constant factor: manual = 1/3 x torch's"),
+        ("np.zeros_like(input)", "zero: the rule gives no gradient"),
+        ("np.ones_like(grad) @ other.T", "the upstream gradient ignored"),
+    ],
+)
+def test_each_classic_mistake_is_diagnosed(
+    write_case: WriteCase,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    rule: str,
+    diagnosis: str,
+) -> None:
+    path = write_case(MATMUL.replace("RULE_INPUT", rule))
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 1
+    assert f"looks like: {diagnosis}" in out
+
+
+def test_a_rule_that_raises_fails_its_case_with_its_location_and_the_shapes_others_run(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = write_case(MATMUL.replace("RULE_INPUT", "grad @ other"), name="bad.yaml")
+    write_case(MATMUL.replace("RULE_INPUT", "grad @ other.T").replace("t/matmul", "t/ok"))
+    code, out = run(capsys, "run", str(bad.parent), "--report", str(tmp_path / "r.json"))
+    assert code == 1
+    assert "bad.yaml:10:12: node 'c' (matmul): the case rule for 'input' (`grad @ other`) " in out
+    assert "failed: operator @: ValueError: matmul: Input operand 1 has a mismatch" in out
+    assert "(shapes: input (2, 3), other (3, 4), grad (2, 4), out (2, 4))" in out
+    assert out.strip().splitlines()[-1] == "1 passed, 1 failed"
+
+
+def test_a_rule_returning_the_broadcast_shape_is_not_silently_summed(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(
+        """\
+inputs:
+  a: {random: normal, shape: [2, 3], seed: 1}
+  b: {random: normal, shape: [1, 3], seed: 2}
+graph:
+  c: a * b
+rules:
+  mul:
+    other: grad * input
+"""
+    )
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 1
+    assert (
+        "the case rule for 'other' (`grad * input`) returned shape (2, 3), the operand's is "
+        "(1, 3); looks like: not summed over the broadcast dimensions"
+    ) in out
+
+
+def test_a_rule_in_the_wrong_dtype_fails(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(
+        "dtype: float32\ninputs: {a: [1.0, 2.0]}\ngraph: {c: exp(a)}\n"
+        "rules: {exp: {input: (grad * out).astype(np.float64)}}\n"
+    )
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 1
+    assert "returned dtype float64, the operand's is float32" in out
+
+
+def test_a_list_parameter_takes_a_list_of_gradients(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(
+        """\
+inputs:
+  a: {random: normal, shape: [2, 3], seed: 1}
+  b: {random: normal, shape: [1, 3], seed: 2}
+graph:
+  c: cat([a, b], dim=0)
+upstream: {random: normal, seed: 3}
+rules:
+  cat:
+    tensors:
+      - grad[:2]
+      - grad[2:]
+---
+inputs:
+  a: {random: normal, shape: [2, 3], seed: 1}
+  b: {random: normal, shape: [1, 3], seed: 2}
+graph:
+  c: cat([a, b], dim=0)
+upstream: {random: normal, seed: 3}
+rules:
+  cat:
+    tensors: "[grad[:2], grad[2:] * 2]"
+"""
+    )
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 1
+    cases = report_of(tmp_path / "r.json").cases
+    assert [c.status for c in cases] == ["passed", "failed"]
+    assert cases[1].fault is not None and cases[1].fault.argument == "tensors[1]"
+    assert "manual = 2 x torch's" in (cases[1].fault.diagnosis or "")
+
+
+# --- validation: every refusal located, nothing runs -------------------------------------------
+
+REFUSED = [
+    ("rules: {matmull: {input: grad}}", "unknown op 'matmull'; did you mean 'matmul'", "7:9"),
+    (
+        "rules: {relu: {input: grad}}",
+        "no node of this case uses op 'relu' (its ops: matmul)",
+        "7:9",
+    ),
+    (
+        "rules: {matmul: {inpt: grad}}",
+        "matmul has no argument 'inpt'; did you mean 'input'?",
+        "7:18",
+    ),
+    ("rules: {matmul: {input: gradd}}", "unknown name 'gradd'; did you mean 'grad'?", "7:25"),
+    ("rules: {matmul: {input: grad.__class__}}", "__class__", "7:30"),
+    ("rules: {matmul: {input: np.save(grad)}}", "np.save does I/O", "7:28"),
+    ("rules: {matmul: {input: '[g for g in grad]'}}", "comprehensions are not allowed", "7:25"),
+    ("rules: {matmul: {input: 'lambda: 0'}}", "lambda is not allowed", "7:25"),
+    ("rules: {matmul: {input: '(y := grad)'}}", "assignment (:=) is not allowed", "7:27"),
+    ("rules: {matmul: {input: 'open(\"x\")'}}", "open() is not allowed", "7:25"),
+    ("rules: {matmul: {input: 'np.lib'}}", "np.lib does I/O", "7:29"),
+    ("rules: {matmul: {input: '__import__(\"os\")'}}", "__import__() is not allowed", "7:25"),
+    (
+        "rules: {matmul: {input: 'np.add(grad, 1, out=grad)'}}",
+        "out= writes into an existing array",
+        "7:42",
+    ),
+]
+
+
+@pytest.mark.parametrize(("rules", "message", "where"), REFUSED)
+def test_rules_are_refused_at_validation_with_file_line_col_and_nothing_runs(
+    write_case: WriteCase,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    rules: str,
+    message: str,
+    where: str,
+) -> None:
+    base = "inputs:\n  a: [[1.0]]\n  b: [[2.0]]\ngraph:\n  c: a @ b\nupstream: 1.0\n"
+    path = write_case(base + rules + "\n")
+    for argv in (["validate"], ["run", "--report", str(tmp_path / "r.json")]):
+        code, out = run(capsys, *argv, str(path))
+        assert code == 2, out
+        assert f"case.yaml:{where}: " in out, out
+        assert message in out, out
+        assert "PASSED" not in out and "FAILED" not in out
+
+
+def test_a_rule_for_an_argument_that_never_gets_a_gradient_is_refused(
+    write_case: WriteCase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(
+        "inputs:\n  a: [1.0, 2.0]\n  t: {values: [1.0, 2.0], requires_grad: false}\n"
+        "graph:\n  c: a * t\n  d: c * 2\nrules:\n  mul:\n    other: grad * input\n"
+    )
+    code, out = run(capsys, "validate", str(path))
+    assert code == 2
+    assert "case.yaml:9:5: error: rules.mul: the rule for 'other' would never run" in out
+
+
+def test_a_rule_for_an_argument_torch_does_not_differentiate_is_refused(
+    write_case: WriteCase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(
+        "inputs:\n  x: {random: normal, shape: [2, 3]}\n  t: {values: [0, 2], dtype: int64}\n"
+        "graph:\n  l: nll_loss(x, t)\nrules:\n  nll_loss:\n    target: grad\n"
+    )
+    code, out = run(capsys, "validate", str(path))
+    assert code == 2
+    assert (
+        "case.yaml:8:5: error: rules.nll_loss: torch does not differentiate nll_loss's 'target'"
+        in out
+    )
+
+
+def test_a_hostile_rule_file_creates_nothing(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    canary = tmp_path / "canary"
+    attempts = [
+        f"np.save('{canary}', grad)",
+        f"np.savetxt('{canary}', grad)",
+        f"grad.tofile('{canary}')",
+        f"open('{canary}', 'w')",
+        f"__import__('os').system('touch {canary}')",
+        f"np.lib.npyio.save('{canary}', grad)",
+        f"grad.dump('{canary}')",
+        f"np.memmap('{canary}', mode='w+', shape=(1,))",
+        "np.ctypeslib.as_array(grad)",
+        f"getattr(np, 'save')('{canary}', grad)",
+    ]
+    body = "".join(
+        f'---\ninputs: {{a: [1.0]}}\ngraph: {{c: exp(a)}}\nrules: {{exp: {{input: "{a}"}}}}\n'
+        for a in attempts
+    )
+    path = write_case(body)
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 2
+    assert out.count(": rules.exp.input: ") == len(attempts), out
+    assert not canary.exists()
+
+
+def test_a_rule_building_an_array_over_the_element_limit_fails_its_case_not_the_run(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(
+        "inputs: {a: [1.0]}\ngraph: {c: exp(a)}\n"
+        "rules: {exp: {input: 'np.ones((100000, 100000)).sum() * grad'}}\n"
+    )
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 1
+    assert "10000000000 elements" in out
+
+
+# --- xfail -----------------------------------------------------------------------------------
+
+
+def test_xfail_fails_quietly_and_xpass_fails_the_run_strictly(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = MATMUL.replace("RULE_INPUT", "grad @ other").replace(
+        "rules:", "xfail: the transpose is missing\nrules:"
+    )
+    right = MATMUL.replace("RULE_INPUT", "grad @ other.T").replace(
+        "rules:", "xfail: believed wrong\nrules:"
+    )
+    path = write_case(wrong)
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 0, out
+    assert out.strip().splitlines()[-1] == "0 passed, 0 failed, 1 xfailed"
+    assert "expected to fail (xfail): the transpose is missing" in out
+    case = report_of(tmp_path / "r.json").cases[0]
+    assert (case.status, case.xfail) == ("xfailed", "the transpose is missing")
+
+    path.write_text(right)
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 1
+    assert out.strip().splitlines()[-1] == "0 passed, 0 failed, 1 xpassed"
+    assert "XPASS (strict): the case passed, but it is marked xfail: believed wrong" in out
+    assert not report_of(tmp_path / "r.json").passed
+
+
+def test_the_hypotheses_folder_holds_each_classic_wrong_rule_beside_its_right_form(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import ROOT
+
+    code, out = run(
+        capsys, "run", str(ROOT / "cases" / "hypotheses"), "--report", str(tmp_path / "r.json")
+    )
+    assert code == 0, out
+    cases = {c.name: c for c in report_of(tmp_path / "r.json").cases}
+    diagnoses = {n: c.fault.diagnosis for n, c in cases.items() if c.fault is not None}
+    assert diagnoses["hypotheses/max-ties-one-hot"].startswith("one-hot at ties")  # type: ignore[union-attr]
+    assert "every tied element" in diagnoses["hypotheses/max-ties-mask"]  # type: ignore[operator]
+    assert "upstream gradient ignored" in diagnoses["hypotheses/mul-upstream-ignored"]  # type: ignore[operator]
+    assert cases["hypotheses/mlp-softmax-diagonal-only"].fault.node == "p"  # type: ignore[union-attr]
+    xfailed = {n for n, c in cases.items() if c.status == "xfailed"}
+    passed = {n for n, c in cases.items() if c.status == "passed"}
+    assert len(xfailed) >= 6 and len(passed) >= 6
+
+
+# --- RULES modules, config and the API ---------------------------------------------------------
+
+ENGINE = """\
+import numpy as np
+
+def matmul(grad, out, input, other):
+    return {"input": grad @ other.T, "other": input.T @ grad}
+
+def wrong_exp(grad, out, input):
+    return {"input": grad * input}
+
+RULES = {"matmul": matmul, "exp": wrong_exp}
+"""
+TWO_OPS = """\
+name: t/two
+inputs:
+  a: {random: normal, shape: [2, 3], seed: 1}
+  b: {random: normal, shape: [3, 2], seed: 2}
+graph:
+  d: a @ b
+  c: exp(d)
+upstream: {random: normal, seed: 3}
+"""
+
+
+def test_a_rules_module_is_used_and_reported_as_such(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = tmp_path / "engine_rules.py"
+    engine.write_text(ENGINE)
+    path = write_case(TWO_OPS)
+    report = tmp_path / "r.json"
+    code, out = run(capsys, "run", str(path), "--rules", str(engine), "--report", str(report))
+    assert code == 1
+    assert out.splitlines()[0] == f"rules: module {engine}"
+    assert f"(module {engine} rule `wrong_exp` at " in out
+    fault = report_of(report).cases[0].fault
+    assert fault is not None and (fault.node, fault.op, fault.source) == (
+        "c",
+        "exp",
+        f"module {engine}",
+    )
+    assert report_of(report).rule_sources == [f"module {engine}"]
+
+
+def test_rules_modules_come_from_pyproject_and_the_command_line_replaces_them(
+    write_case: WriteCase,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "my_engine").mkdir()
+    (tmp_path / "my_engine" / "rules.py").write_text(ENGINE)
+    (tmp_path / "right.py").write_text(
+        "RULES = {'exp': lambda grad, out, input: {'input': grad * out}}\n"
+    )
+    (tmp_path / "pyproject.toml").write_text('[tool.gradcase]\nrules = ["my_engine/rules.py"]\n')
+    path = write_case(TWO_OPS)
+    monkeypatch.chdir(path.parent)  # found by walking up
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 1 and "rules: module my_engine/rules.py" in out
+    code, out = run(
+        capsys, "run", str(path), "--rules", "../right.py", "--report", str(tmp_path / "r.json")
+    )
+    assert code == 0, out
+    assert "rules: module ../right.py" in out
+
+
+@pytest.mark.parametrize(
+    ("module", "message"),
+    [
+        (
+            "RULES = {'matmull': print}",
+            "RULES names op 'matmull', which gradcase does not have; did you mean 'matmul'",
+        ),
+        ("RULES = {'exp': 3}", "RULES['exp'] is int, not a callable"),
+        ("RULES = [1]", "RULES must be a dict"),
+        ("X = 1", "has no module-level RULES dict"),
+        ("import nonexistent_pkg_xyz", "importing it raised ModuleNotFoundError"),
+        ("def f(:\n", "importing it raised SyntaxError"),
+    ],
+)
+def test_an_unusable_rules_module_is_a_usage_error(
+    write_case: WriteCase,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    module: str,
+    message: str,
+) -> None:
+    bad = tmp_path / f"bad_{abs(hash(module))}.py"
+    bad.write_text(module)
+    code, out = run(capsys, "run", str(write_case(TWO_OPS)), "--rules", str(bad))
+    assert code == 2
+    assert message in out
+    assert "Traceback" not in out
+
+
+def test_the_api_checks_a_users_rules_and_says_whether_the_run_passed(
+    write_case: WriteCase,
+) -> None:
+    path = write_case(TWO_OPS)
+
+    def exp_rule(grad: np.ndarray, out: np.ndarray, input: np.ndarray) -> dict[str, np.ndarray]:
+        return {"input": grad * out}
+
+    report = runner.check(str(path), rules={"exp": exp_rule})
+    assert report.passed and report.summary.passed == 1
+    assert report.rule_sources == ["api tests.test_rules"]
+    uses = [u for t in report.cases[0].tensors for u in t.rules if u.op == "exp"]
+    assert uses and all(u.source == "api tests.test_rules" for u in uses)
+    wrong = runner.check([path], rules={"exp": lambda grad, out, input: {"input": grad * input}})
+    assert not wrong.passed and wrong.summary.failed == 1
+    assert wrong.cases[0].fault is not None and wrong.cases[0].fault.op == "exp"
+
+
+# --- seeing it --------------------------------------------------------------------------------
+
+
+def test_show_prints_each_source_side_by_side_with_the_worst_element_marked(
+    write_case: WriteCase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(
+        "name: t/show\ninputs:\n  a: [[4.0, 5.0], [1.0, 3.0]]\n  b: [[2.0, 2.0], [2.0, 2.0]]\n"
+        "graph:\n  c: a * b\nupstream: 3\nrules:\n  mul:\n    other: grad * input * 2\n"
+        "expect:\n  grad:\n    b: [[12.0, 15.0], [3.0, 9.0]]\n"
+    )
+    code, out = run(capsys, "show", "t/show", str(path.parent))
+    assert code == 1
+    lines = out.splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("grad of 'b'")))
+    assert "manual vs torch: 4 of 4 differ, worst at [0, 1]" in lines[start]
+    assert lines[start + 1] == "  from node 'c' (mul) 'other': case rule"
+    header = lines[start + 2].split()
+    assert header == ["manual", "torch", "expected", "manual", "-", "torch"]
+    assert lines[start + 3].split() == [
+        "[",
+        "24",
+        "*30",
+        "]",
+        "[",
+        "12",
+        "*15",
+        "]",
+        "[",
+        "12",
+        "*15",
+        "]",
+        "[",
+        "12",
+        "*15",
+        "]",
+    ]
+    code, out = run(capsys, "show", str(path))  # a file works too
+    assert code == 1 and "grad of 'b'" in out
+
+
+def test_show_names_close_cases_when_none_matches(
+    write_case: WriteCase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case("name: t/show\ninputs: {a: [1.0]}\ngraph: {c: exp(a)}\n")
+    code, out = run(capsys, "show", "t/shwo", str(path.parent))
+    assert code == 2
+    assert "no case named 't/shwo'; did you mean 't/show'?" in out
+
+
+def test_run_verbose_shows_every_case_side_by_side(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case("name: t/v\ninputs: {a: [1.0, 2.0]}\ngraph: {c: exp(a)}\n")
+    code, out = run(capsys, "run", "-v", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 0
+    assert "=== PASSED t/v" in out
+    assert "grad of 'a'  (2,) float64: manual vs torch agree" in out
+
+
+# --- diagnosis, alone --------------------------------------------------------------------------
+
+
+def test_diagnose_names_the_usual_mistakes_and_nothing_else() -> None:
+    r = np.array([[1.0, -2.0], [3.0, 0.5]])
+    assert diagnose(-r, r) == "the sign flipped: manual = -1 x torch's"
+    assert diagnose(r / 6, r) == "a constant factor: manual = 1/6 x torch's"
+    assert diagnose(r.T, r) == "the transpose of torch's"
+    assert diagnose(np.zeros_like(r), r).startswith("zero")  # type: ignore[union-attr]
+    assert diagnose(np.ones((3, 2, 2)) * r, r * 3).startswith("not summed over the broadcast")  # type: ignore[union-attr]
+    assert diagnose(r + np.array([[0.0, 0.0], [0.0, 1e-3]]), r) is None
+    ties = np.array([0.5, 0.5, 0.0])
+    assert diagnose(np.array([1.0, 0.0, 0.0]), ties).startswith("one-hot at ties")  # type: ignore[union-attr]
+    assert diagnose(ties, np.array([1.0, 0.0, 0.0])).startswith("split over ties")  # type: ignore[union-attr]
+    g = np.array([2.0, -1.0, 3.0])
+    assert diagnose(np.ones(3), g, upstream=g, ones_reference=np.ones(3)).startswith(  # type: ignore[union-attr]
+        "the upstream gradient ignored"
+    )
+
+
+def test_the_json_report_carries_fault_and_diagnosis(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(MATMUL.replace("RULE_INPUT", "2 * (grad @ other.T)"))
+    run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    data = json.loads((tmp_path / "r.json").read_text())
+    fault = data["cases"][0]["fault"]
+    assert fault["node"] == "c" and fault["argument"] == "input"
+    assert fault["diagnosis"] == "a constant factor: manual = 2 x torch's"
+    assert data["summary"] == {"passed": 0, "failed": 1, "errors": 0, "xfailed": 0, "xpassed": 0}
