@@ -21,8 +21,8 @@ test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check runner schemas tests benchmarks
-	$(BIN)/ruff format --check runner schemas tests benchmarks
+	$(BIN)/ruff check runner schemas tests benchmarks examples
+	$(BIN)/ruff format --check runner schemas tests benchmarks examples
 	$(BIN)/mypy
 
 docs: $(BIN)/.installed
