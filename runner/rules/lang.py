@@ -40,9 +40,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 MAX_LENGTH = 10_000
-MAX_DEPTH = (
-    100  # nesting levels of the tree; deeper rules are refused, so evaluating never recurses far
-)
+MAX_DEPTH = 100  # tree levels; deeper rules are refused, so evaluating never recurses far
 MAX_INT_BITS = 10_000
 MAX_SEQUENCE = 10_000  # items in a Python list, tuple or str a rule builds
 MAX_EINSUM_OPERANDS = 32
@@ -116,10 +114,47 @@ def _count(v: Any, memo: dict[int, int] | None = None) -> int:
 
 
 def _checked_count(v: Any, limit: int) -> int:
+    """``_count``, refused over ``limit`` or when numpy would make an array of other things than
+    numbers (a list of strings is a string array: big, and nothing a rule computes with)."""
     n = _count(v)
     if n > limit:
         raise _too_big(n, limit)
+    if isinstance(v, list | tuple) and not _is_data(v, set()):
+        raise _Refused("lists and tuples given to numpy must hold numbers or arrays")
     return n
+
+
+def _is_data(v: Any, seen: set[int]) -> bool:
+    """Numbers, bools, None, numeric arrays, and lists and tuples of those (each walked once)."""
+    if isinstance(v, list | tuple):
+        if id(v) in seen:
+            return True
+        seen.add(id(v))
+        return all(_is_data(item, seen) for item in v)
+    if isinstance(v, np.ndarray | np.generic):
+        return v.dtype.kind in "biuf"
+    return v is None or isinstance(v, bool | int | float)
+
+
+# Parameters that take a string (einsum's subscripts, norm's ord='fro', pad's mode, ...) or a
+# dtype; every other argument of a numpy call must be data (`_is_data`).
+_STRING_PARAMS = frozenset(
+    (
+        "subscripts ord mode kind order UPLO reflect_type value "
+        + "dtype int_type arrays_and_dtypes"
+    ).split()
+)
+
+
+def _check_argument(key: str, value: Any, limit: int) -> None:
+    if key in ("dtype", "int_type") and value is not None:
+        _numeric_dtype(value)
+    elif key in _STRING_PARAMS and isinstance(value, str | np.dtype | type):
+        pass
+    elif not _is_data(value, set()):
+        raise _Refused(f"{key}= must be numbers or arrays, not {type(value).__name__}")
+    else:
+        _checked_count(value, limit)
 
 
 def _shape(v: Any, limit: int) -> tuple[int, ...]:
@@ -261,7 +296,7 @@ def _repeat(b: Bound, limit: int) -> int:
 
 
 _PAD_MODES = frozenset(
-    "constant edge linear_ramp maximum mean median minimum reflect symmetric wrap empty".split()
+    "constant edge linear_ramp maximum mean median minimum reflect symmetric wrap".split()
 )
 
 
@@ -511,13 +546,10 @@ logical_not logical_or logical_xor maximum minimum mod multiply negative nextaft
 positive power rad2deg reciprocal remainder rint sign signbit sin sinh spacing sqrt square
 subtract tan tanh true_divide trunc""".split()
 
-_REDUCE = _spec("a axis? dtype? | keepdims? initial?")
-_REDUCE_MEAN = _spec("a axis? dtype? | keepdims?")
-_REDUCE_MAX = _spec("a axis? | keepdims? initial?")
-_REDUCE_AXIS = _spec("a axis? | keepdims?")
-_MOMENT = _spec("a axis? dtype? | ddof? keepdims? correction?")
-_CUMULATIVE = _spec("a axis? dtype?")
-_ONE = _spec("a")
+
+def _rows(names: str, spec: _Spec) -> dict[str, _Spec]:
+    return dict.fromkeys(names.split(), spec)
+
 
 _NP_SPECS: dict[str, _Spec] = {
     # --- elementwise ---
@@ -528,47 +560,29 @@ _NP_SPECS: dict[str, _Spec] = {
         for name in _UFUNCS
         if isinstance(getattr(np, name, None), np.ufunc)
     },
+    **_rows("sinc isneginf isposinf", _spec("x", _elementwise)),
+    **_rows("isclose allclose", _spec("a b rtol? atol? equal_nan?", _elementwise)),
     "where": _spec("condition x? y? /", _where),
     "clip": _spec("a a_min? a_max? | min? max?", _elementwise),
-    "isclose": _spec("a b rtol? atol? equal_nan?", _elementwise),
-    "allclose": _spec("a b rtol? atol? equal_nan?", _elementwise),
     "nan_to_num": _spec("x | nan? posinf? neginf?", _elementwise),
     "round": _spec("a decimals?", _elementwise),
-    "sinc": _spec("x", _elementwise),
-    "isneginf": _spec("x", _elementwise),
-    "isposinf": _spec("x", _elementwise),
-    # --- reductions and scans ---
-    "sum": _REDUCE,
-    "prod": _REDUCE,
-    "nansum": _REDUCE,
-    "nanprod": _REDUCE,
-    "mean": _REDUCE_MEAN,
-    "nanmean": _REDUCE_MEAN,
-    "max": _REDUCE_MAX,
-    "min": _REDUCE_MAX,
-    "amax": _REDUCE_MAX,
-    "amin": _REDUCE_MAX,
-    "nanmax": _REDUCE_MAX,
-    "nanmin": _REDUCE_MAX,
-    "any": _REDUCE_AXIS,
-    "all": _REDUCE_AXIS,
-    "argmax": _REDUCE_AXIS,
-    "argmin": _REDUCE_AXIS,
-    "count_nonzero": _REDUCE_AXIS,
-    "median": _REDUCE_AXIS,
-    "ptp": _REDUCE_AXIS,
-    "var": _MOMENT,
-    "std": _MOMENT,
-    "nanvar": _MOMENT,
-    "nanstd": _MOMENT,
+    # --- reductions and scans: no bigger than their argument ---
+    **_rows("sum prod nansum nanprod", _spec("a axis? dtype? | keepdims? initial?")),
+    **_rows("mean nanmean", _spec("a axis? dtype? | keepdims?")),
+    **_rows("max min amax amin nanmax nanmin", _spec("a axis? | keepdims? initial?")),
+    **_rows("any all argmax argmin count_nonzero median ptp", _spec("a axis? | keepdims?")),
+    **_rows("var std nanvar nanstd", _spec("a axis? dtype? | ddof? keepdims? correction?")),
+    **_rows("cumsum cumprod nancumsum nancumprod", _spec("a axis? dtype?")),
     "average": _spec("a axis? weights? returned? | keepdims?"),
-    "cumsum": _CUMULATIVE,
-    "cumprod": _CUMULATIVE,
-    "nancumsum": _CUMULATIVE,
-    "nancumprod": _CUMULATIVE,
     "trace": _spec("a offset? axis1? axis2? dtype?"),
     "array_equal": _spec("a1 a2 equal_nan?"),
-    # --- same elements, another shape or order ---
+    # --- the same elements in another shape or order ---
+    **_rows("copy flatnonzero shape ndim", _spec("a")),
+    **_rows("fliplr flipud", _spec("m")),
+    **_rows("sort argsort", _spec("a axis? kind? | stable?")),
+    **_rows("atleast_1d atleast_2d atleast_3d", _spec("*arys")),
+    **_rows("split array_split", _spec("ary indices_or_sections axis?", _split)),
+    **_rows("nonzero argwhere", _spec("a", _nonzero)),
     "reshape": _spec("a / shape order?"),
     "transpose": _spec("a axes?"),
     "swapaxes": _spec("a axis1 axis2"),
@@ -577,28 +591,14 @@ _NP_SPECS: dict[str, _Spec] = {
     "expand_dims": _spec("a axis"),
     "ravel": _spec("a order?"),
     "flip": _spec("m axis?"),
-    "fliplr": _spec("m"),
-    "flipud": _spec("m"),
     "rot90": _spec("m k? axes?"),
     "roll": _spec("a shift axis?"),
-    "sort": _spec("a axis? kind? | stable?"),
-    "argsort": _spec("a axis? kind? | stable?"),
-    "atleast_1d": _spec("*arys"),
-    "atleast_2d": _spec("*arys"),
-    "atleast_3d": _spec("*arys"),
-    "copy": _ONE,
     "diagonal": _spec("a offset? axis1? axis2?"),
-    "split": _spec("ary indices_or_sections axis?", _split),
-    "array_split": _spec("ary indices_or_sections axis?", _split),
-    "nonzero": _spec("a", _nonzero),
-    "argwhere": _spec("a", _nonzero),
-    "flatnonzero": _ONE,
     # --- new arrays ---
-    "ones": _spec("shape dtype?", _creation),
-    "zeros": _spec("shape dtype?", _creation),
+    **_rows("ones zeros", _spec("shape dtype?", _creation)),
+    **_rows("ones_like zeros_like", _spec("a dtype? | shape?", _like)),
+    **_rows("tril triu", _spec("m k?", _tri)),
     "full": _spec("shape fill_value dtype?", _creation),
-    "ones_like": _spec("a dtype? | shape?", _like),
-    "zeros_like": _spec("a dtype? | shape?", _like),
     "full_like": _spec("a fill_value dtype? | shape?", _like),
     "eye": _spec("N M? k? dtype?", _eye),
     "identity": _spec("n dtype?", _identity),
@@ -607,17 +607,13 @@ _NP_SPECS: dict[str, _Spec] = {
     "array": _spec("object dtype? | ndmin?", _array),
     "asarray": _spec("a dtype?", _array),
     "broadcast_to": _spec("array shape", _broadcast_to),
-    "tril": _spec("m k?", _tri),
-    "triu": _spec("m k?", _tri),
     "diag": _spec("v k?", _diag),
     "diagflat": _spec("v k?", _diagflat),
-    # --- joining and repeating (a list argument is bounded by its count) ---
+    # --- joining (a list argument is bounded by its count) and repeating ---
+    **_rows("hstack vstack", _spec("tup | dtype?")),
+    **_rows("column_stack dstack", _spec("tup")),
     "stack": _spec("arrays axis? | dtype?"),
     "concatenate": _spec("arrays / axis? | dtype?"),
-    "hstack": _spec("tup | dtype?"),
-    "vstack": _spec("tup | dtype?"),
-    "column_stack": _spec("tup"),
-    "dstack": _spec("tup"),
     "tile": _spec("A reps", _tile),
     "repeat": _spec("a repeats axis?", _repeat),
     "pad": _spec(
@@ -626,17 +622,14 @@ _NP_SPECS: dict[str, _Spec] = {
     "take": _spec("a indices axis? | mode?", _take),
     "take_along_axis": _spec("arr indices axis?", _take_along_axis),
     # --- products ---
+    **_rows("outer kron", _spec("a b", _product)),
     "matmul": _spec("x1 x2 / | dtype?", _matmul),
     "dot": _spec("a b", _dot),
     "inner": _spec("a b /", _inner),
     "vdot": _spec("a b /"),
-    "outer": _spec("a b", _product),
-    "kron": _spec("a b", _product),
     "tensordot": _spec("a b axes?", _tensordot),
     "einsum": _spec("subscripts *operands | dtype?", _einsum, optimize=True),
     # --- about arrays and dtypes ---
-    "shape": _ONE,
-    "ndim": _ONE,
     "size": _spec("a axis?"),
     "finfo": _spec("dtype"),
     "iinfo": _spec("int_type"),
@@ -644,41 +637,29 @@ _NP_SPECS: dict[str, _Spec] = {
 }
 
 _LINALG_SPECS: dict[str, _Spec] = {
-    "inv": _ONE,
+    **_rows("inv det slogdet", _spec("a")),
+    **_rows("eigh eigvalsh", _spec("a UPLO?")),
     "pinv": _spec("a rcond? hermitian? | rtol?"),
-    "det": _ONE,
-    "slogdet": _ONE,
     "solve": _spec("a b", _solve),
     "norm": _spec("x ord? axis? keepdims?"),
     "svd": _spec("a full_matrices? compute_uv? hermitian?", _svd),
-    "eigh": _spec("a UPLO?"),
-    "eigvalsh": _spec("a UPLO?"),
     "qr": _spec("a mode?", _qr),
     "cholesky": _spec("a / | upper?"),
 }
 
 # Methods bind their receiver as "a", so they share the functions' estimators.
 _METHOD_SPECS: dict[str, _Spec] = {
-    "sum": _spec("axis? dtype? | keepdims? initial?"),
-    "prod": _spec("axis? dtype? | keepdims? initial?"),
+    **_rows("sum prod", _spec("axis? dtype? | keepdims? initial?")),
+    **_rows("max min", _spec("axis? | keepdims? initial?")),
+    **_rows("any all argmax argmin", _spec("axis? | keepdims?")),
+    **_rows("var std", _spec("axis? dtype? | ddof? keepdims?")),
+    **_rows("cumsum cumprod", _spec("axis? dtype?")),
+    **_rows("flatten ravel copy", _spec("")),
     "mean": _spec("axis? dtype? | keepdims?"),
-    "max": _spec("axis? | keepdims? initial?"),
-    "min": _spec("axis? | keepdims? initial?"),
-    "any": _spec("axis? | keepdims?"),
-    "all": _spec("axis? | keepdims?"),
-    "argmax": _spec("axis? | keepdims?"),
-    "argmin": _spec("axis? | keepdims?"),
-    "var": _spec("axis? dtype? | ddof? keepdims?"),
-    "std": _spec("axis? dtype? | ddof? keepdims?"),
-    "cumsum": _spec("axis? dtype?"),
-    "cumprod": _spec("axis? dtype?"),
     "reshape": _spec("*shape | order?"),
     "transpose": _spec("*axes"),
     "swapaxes": _spec("axis1 axis2 /"),
     "squeeze": _spec("axis?"),
-    "flatten": _spec(""),
-    "ravel": _spec(""),
-    "copy": _spec(""),
     "astype": _spec("dtype"),
     "clip": _spec("min? max?", _elementwise),
     "round": _spec("decimals?"),
@@ -694,28 +675,16 @@ _METHOD_SPECS: dict[str, _Spec] = {
 
 _SCALAR_TYPES: dict[str, type] = {
     "bool": np.bool_,
-    "bool_": np.bool_,
-    "float16": np.float16,
-    "float32": np.float32,
-    "float64": np.float64,
-    "int8": np.int8,
-    "int16": np.int16,
-    "int32": np.int32,
-    "int64": np.int64,
-    "intp": np.intp,
-    "uint8": np.uint8,
-    "uint16": np.uint16,
-    "uint32": np.uint32,
-    "uint64": np.uint64,
+    **{
+        name: getattr(np, name)
+        for name in "bool_ float16 float32 float64 int8 int16 int32 int64 intp uint8 uint16 "
+        "uint32 uint64".split()
+    },
 }
 _NP_VALUES: dict[str, Any] = {
     **_SCALAR_TYPES,
-    "e": np.e,
-    "euler_gamma": np.euler_gamma,
-    "inf": np.inf,
-    "nan": np.nan,
+    **{name: getattr(np, name) for name in ("e", "euler_gamma", "inf", "nan", "pi")},
     "newaxis": None,
-    "pi": np.pi,
 }
 _CONVERT = _spec("value? /", _array)  # np.float32(x), np.bool_(mask)
 
@@ -734,7 +703,7 @@ _REFUSED_NP: dict[str, str] = {
     **dict.fromkeys(
         """save savez savez_compressed load loadtxt savetxt genfromtxt fromfile fromregex
         frombuffer fromstring memmap ctypeslib lib DataSource testing f2py distutils
-        show_config show_runtime get_include from_dlpack char rec ma""".split(),
+        show_config show_runtime get_include from_dlpack""".split(),
         _IO,
     ),
     **dict.fromkeys("seterr seterrcall setbufsize set_printoptions errstate".split(), _STATE),
@@ -1146,20 +1115,20 @@ def parse_rule(text: str) -> RuleExpr:
 
 # --- evaluation ----------------------------------------------------------------------------------
 
-_BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
-    ast.MatMult: operator.matmul,
-    ast.BitAnd: operator.and_,
-    ast.BitOr: operator.or_,
-    ast.BitXor: operator.xor,
-    ast.LShift: operator.lshift,
-    ast.RShift: operator.rshift,
+_BINOPS: dict[type[ast.operator], tuple[str, Callable[[Any, Any], Any]]] = {
+    ast.Add: ("+", operator.add),
+    ast.Sub: ("-", operator.sub),
+    ast.Mult: ("*", operator.mul),
+    ast.Div: ("/", operator.truediv),
+    ast.FloorDiv: ("//", operator.floordiv),
+    ast.Mod: ("%", operator.mod),
+    ast.Pow: ("**", operator.pow),
+    ast.MatMult: ("@", operator.matmul),
+    ast.BitAnd: ("&", operator.and_),
+    ast.BitOr: ("|", operator.or_),
+    ast.BitXor: ("^", operator.xor),
+    ast.LShift: ("<<", operator.lshift),
+    ast.RShift: (">>", operator.rshift),
 }
 _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
     ast.Eq: operator.eq,
@@ -1190,7 +1159,7 @@ def _as_index(v: Any) -> int | None:
 
 def _binop(op: ast.operator | ast.cmpop, left: Any, right: Any, limit: int) -> Any:
     """``left op right`` after the checks that keep it small."""
-    fn = _BINOPS[type(op)] if isinstance(op, ast.operator) else _COMPARE[type(op)]
+    fn = _BINOPS[type(op)][1] if isinstance(op, ast.operator) else _COMPARE[type(op)]
     if isinstance(op, ast.Is | ast.IsNot):
         return fn(left, right)
     if (
@@ -1296,9 +1265,16 @@ def _check_value(v: Any, limit: int, nested: bool = False) -> None:
         raise _Refused(f"made a value of type {type(v).__name__}, which rules do not use")
 
 
-def _arrays(v: Any) -> list[np.ndarray[Any, Any]]:
+def _owners(v: Any) -> list[np.ndarray[Any, Any]]:
+    """The arrays holding the memory of the arrays in ``v`` (a view's is its base's)."""
     items = v if isinstance(v, list | tuple) else (v,)
-    return [i for i in items if isinstance(i, np.ndarray)]
+    found = []
+    for item in items:
+        if isinstance(item, np.ndarray):
+            while isinstance(item.base, np.ndarray):
+                item = item.base
+            found.append(item)
+    return found
 
 
 class _Eval:
@@ -1312,14 +1288,14 @@ class _Eval:
         self.known: weakref.WeakValueDictionary[int, np.ndarray[Any, Any]]
         self.known = weakref.WeakValueDictionary()
         for value in env.values():
-            for arr in _arrays(value):
+            for arr in _owners(value):
                 self.known[id(arr)] = arr
 
     def account(self, value: Any) -> None:
-        """Counts the arrays a step made (views own nothing), each once: every step is bounded,
-        but a rule of many steps could still hold many arrays."""
-        for arr in _arrays(value):
-            if arr.flags.owndata and self.known.get(id(arr)) is not arr:
+        """Counts the memory a step's result holds that no earlier value held: every step is
+        bounded, but a rule of many steps could still hold many arrays."""
+        for arr in _owners(value):
+            if self.known.get(id(arr)) is not arr:
                 self.known[id(arr)] = arr
                 self.created += arr.size
         if self.created > MAX_CREATED * self.limit:
@@ -1358,7 +1334,7 @@ class _Eval:
             return self.call(node, col)
         if isinstance(node, ast.BinOp):
             left, right = self.expr(node.left), self.expr(node.right)
-            what = f"operator {_SYMBOLS.get(type(node.op), type(node.op).__name__)}"
+            what = f"operator {_BINOPS[type(node.op)][0]}"
             return self.run(what, lambda: _binop(node.op, left, right, self.limit), col)
         if isinstance(node, ast.UnaryOp):
             operand = self.expr(node.operand)
@@ -1467,13 +1443,8 @@ class _Eval:
             if receiver is not None:
                 bound["a"] = receiver
             for key, value in bound.items():
-                if key == "dtype" and value is not None:
-                    _numeric_dtype(value)
-                if key == spec.sig.var:
-                    for item in value:
-                        _checked_count(item, limit)
-                elif isinstance(value, list | tuple):
-                    _checked_count(value, limit)
+                for item in value if key == spec.sig.var else (value,):
+                    _check_argument(key, item, limit)
             if spec.estimate is not None:
                 n = spec.estimate(bound, limit)
                 if n > limit:
@@ -1523,23 +1494,6 @@ def _bind(sig: _Sig, args: list[Any], kwargs: Mapping[str, Any]) -> Bound:
     if missing:
         raise _Refused(f"missing the argument {missing[0]!r}")
     return bound
-
-
-_SYMBOLS: dict[type[ast.operator], str] = {
-    ast.Add: "+",
-    ast.Sub: "-",
-    ast.Mult: "*",
-    ast.Div: "/",
-    ast.FloorDiv: "//",
-    ast.Mod: "%",
-    ast.Pow: "**",
-    ast.MatMult: "@",
-    ast.BitAnd: "&",
-    ast.BitOr: "|",
-    ast.BitXor: "^",
-    ast.LShift: "<<",
-    ast.RShift: ">>",
-}
 
 
 def evaluate(rule: RuleExpr, env: Mapping[str, Any], *, max_elements: int) -> Any:
