@@ -589,3 +589,24 @@ def test_the_json_report_carries_fault_and_diagnosis(
     assert fault["node"] == "c" and fault["argument"] == "input"
     assert fault["diagnosis"] == "a constant factor: manual = 2 x torch's"
     assert data["summary"] == {"passed": 0, "failed": 1, "errors": 0, "xfailed": 0, "xpassed": 0}
+
+
+def test_the_readme_lists_the_rule_language_as_it_is() -> None:
+    import re
+
+    from runner.rules import lang
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("**The rule language**") : readme.index("Refused: names")]
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", section))
+    tables = (
+        lang.NP_FUNCTIONS,
+        lang.NP_LINALG_FUNCTIONS,
+        lang.NP_CONSTANTS,
+        lang.ARRAY_METHODS,
+        lang.ARRAY_ATTRIBUTES,
+        lang.BUILTINS,
+    )
+    missing = sorted(name for table in tables for name in table if name not in words)
+    assert not missing, f"README's rule language does not list {missing}"
