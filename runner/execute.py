@@ -21,7 +21,7 @@ from runner.compile import CompiledCase
 from runner.engine import Backward, RuleError, backward, forward
 from runner.graph import Graph, Ref
 from runner.inputs import make_input, make_upstream
-from runner.localise import localise
+from runner.localise import localise, probe
 from runner.oracles import EXPECTED, MANUAL, TORCH, Oracle, Sources
 from runner.report import failure_messages, fault_message
 from runner.rules import RuleSet
@@ -92,6 +92,10 @@ def run_case(
         if not all(t.ok for t in result.tensors):
             result.status = "failed"
             result.fault = localise(case, sources, oracles, tolerances)
+        else:
+            # The user's rules must also hold off the case's own upstream gradient.
+            result.fault = probe(case, sources, oracles, tolerances)
+            result.status = "failed" if result.fault else "passed"
         result.messages = ([fault_message(result.fault)] if result.fault else []) + (
             failure_messages(result)
         )

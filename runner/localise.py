@@ -5,6 +5,10 @@ whose gradient for one of its arguments does not is the node whose rule is wrong
 judged alone: its rule's result (as the engine recorded it) against the oracle's gradient of that
 node alone, given the same upstream gradient, so gradients that several nodes accumulate into one
 tensor do not blur the verdict. `runner.diagnose` then says what the wrong gradient looks like.
+
+`probe` asks the same question of every node whose gradient came from a user's rule, under a
+random upstream gradient: a rule that ignores its upstream gradient, or is wrong only off the
+case's data, must not pass because the case's upstream is constant (``1.0`` by default).
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import numpy as np
 from runner.compare import compare
 from runner.compile import CompiledCase
 from runner.diagnose import diagnose
+from runner.engine import node_vjp
 from runner.graph import Node, Ref
 from runner.ops.spec import Array
 from runner.oracles import Oracle, Sources
-from schemas.report import Comparison, Fault
+from runner.rules import CATALOGUE
+from schemas.report import Fault
 
 Tolerances = Callable[[CompiledCase, str], tuple[float, float]]
 
@@ -34,92 +40,130 @@ def localise(
 
     ``tolerances(case, oracle name)`` gives the (rtol, atol) each node is judged with.
     """
-    oracle = next((o for o in oracles if o.node_vjp is not None), None)
-    if oracle is None or oracle.node_vjp is None:
+    oracle = _node_oracle(oracles)
+    if oracle is None:
         return None
     graph, manual = case.graph, sources.manual
-    values = sources.values["manual"]
     rtol, atol = tolerances(case, oracle.name)
     for node in reversed(graph.nodes[: graph.index(graph.output) + 1]):
         given = manual.given.get(node.name)
         g = manual.grads.get(node.name)
         if given is None or g is None:
             continue
-        if not compare(
-            g,
-            sources.grads[oracle.name].get(node.name),
-            sources=("manual", oracle.name),
-            rtol=rtol,
-            atol=atol,
-        ).ok:
+        theirs = sources.grads[oracle.name].get(node.name)
+        if not compare(g, theirs, sources=("manual", oracle.name), rtol=rtol, atol=atol).ok:
             continue
-        args = node.bind(values)
         try:
-            reference = oracle.node_vjp(node, args, g)
-        except Exception:  # the oracle cannot differentiate this node alone: judge no further
+            fault = _judge(case, sources, node, g, given, oracle, (rtol, atol))
+        except _OracleRefused:
             return None
-        for pname, grad in given.items():
-            arg = node.args[pname]
-            items = arg if isinstance(arg, list) else [arg]
-            grads = grad if isinstance(grad, list) else [grad]
-            refs = reference.get(pname)
-            refs = refs if isinstance(refs, list) else [refs]
-            for i, (operand, mine, theirs) in enumerate(zip(items, grads, refs, strict=False)):
-                if mine is None or not isinstance(operand, Ref):
-                    continue
-                if not graph.requires_grad.get(operand.name, False):
-                    continue
-                found = compare(mine, theirs, sources=("manual", oracle.name), rtol=rtol, atol=atol)
-                if found.ok:
-                    continue
-                argument = f"{pname}[{i}]" if isinstance(arg, list) else pname
-                return _fault(
-                    case, sources, node.name, pname, argument, found, oracle, args, mine, theirs
-                )
+        if fault is not None:
+            return fault
     return None
 
 
-def _fault(
+PROBE_SEED = 0
+
+
+def probe(
+    case: CompiledCase, sources: Sources, oracles: Sequence[Oracle], tolerances: Tolerances
+) -> Fault | None:
+    """The first node, walking back, whose user rule disagrees with the oracle under a random
+    upstream gradient (standard normal, seed `PROBE_SEED`, the node's output shape and dtype),
+    judged alone as in `localise`; None when every user rule agrees (or there is none)."""
+    oracle = _node_oracle(oracles)
+    if oracle is None:
+        return None
+    graph, manual = case.graph, sources.manual
+    tol = tolerances(case, oracle.name)
+    rng = np.random.default_rng(PROBE_SEED)
+    values = sources.values["manual"]
+    for node in reversed(graph.nodes[: graph.index(graph.output) + 1]):
+        used = manual.sources.get(node.name, {})
+        g = manual.grads.get(node.name)
+        if g is None or all(source == CATALOGUE for source in used.values()):
+            continue
+        upstream = np.asarray(rng.standard_normal(g.shape), dtype=g.dtype)
+        given, _ = node_vjp(node, upstream, values[node.name], node.bind(values), sources.rule_sets)
+        mine = {k: v for k, v in given.items() if used.get(k, CATALOGUE) != CATALOGUE}
+        try:
+            fault = _judge(case, sources, node, upstream, mine, oracle, tol)
+        except _OracleRefused:
+            return None
+        if fault is not None:
+            return fault.model_copy(update={"upstream": f"random (seed {PROBE_SEED})"})
+    return None
+
+
+class _OracleRefused(Exception):
+    pass
+
+
+def _node_oracle(oracles: Sequence[Oracle]) -> Oracle | None:
+    return next((o for o in oracles if o.node_vjp is not None), None)
+
+
+def _judge(
     case: CompiledCase,
     sources: Sources,
-    node_name: str,
-    pname: str,
-    argument: str,
-    found: Comparison,
+    node: Node,
+    g: Array,
+    given: dict[str, Any],
     oracle: Oracle,
-    args: dict[str, Any],
-    mine: Array,
-    theirs: Array | None,
-) -> Fault:
-    node = case.graph.node(node_name)
-    source = sources.manual.sources[node_name].get(pname, "")
-    rule = ""
+    tol: tuple[float, float],
+) -> Fault | None:
+    """The first argument of ``node`` whose gradient in ``given`` (the rule's, under upstream
+    ``g``) differs from the oracle's gradient of the node alone; raises `_OracleRefused` when the
+    oracle cannot differentiate the node by itself."""
+    assert oracle.node_vjp is not None
+    graph = case.graph
+    args = node.bind(sources.values["manual"])
+    try:
+        reference = oracle.node_vjp(node, args, g)
+    except Exception:
+        raise _OracleRefused from None
+    for pname, grad in given.items():
+        arg = node.args[pname]
+        items = arg if isinstance(arg, list) else [arg]
+        grads = grad if isinstance(grad, list) else [grad]
+        refs = reference.get(pname)
+        refs = refs if isinstance(refs, list) else [refs]
+        for i, (operand, mine, theirs) in enumerate(zip(items, grads, refs, strict=False)):
+            if mine is None or not isinstance(operand, Ref):
+                continue
+            if not graph.requires_grad.get(operand.name, False):
+                continue
+            found = compare(mine, theirs, sources=("manual", oracle.name), rtol=tol[0], atol=tol[1])
+            if found.ok:
+                continue
+            argument = f"{pname}[{i}]" if isinstance(arg, list) else pname
+            source = sources.manual.sources[node.name].get(pname, "")
+            diagnosis = None
+            if theirs is not None:
+                ones = _under_ones(oracle, node, args, g, pname, argument)
+                diagnosis = diagnose(mine, theirs, upstream=g, ones_reference=ones)
+            return Fault(
+                node=node.name,
+                op=node.op.name,
+                argument=argument,
+                source=source,
+                where=case.locations.get(node.name, ""),
+                expression=node.text,
+                rule=_rule_text(sources, source, node.op.name, pname),
+                oracle=oracle.name,
+                comparison=found,
+                diagnosis=diagnosis,
+            )
+    return None
+
+
+def _rule_text(sources: Sources, source: str, op: str, pname: str) -> str:
+    """```grad @ other.T` at cases/x.yaml:7:12`` for the rule set that gave the gradient."""
     for rule_set in sources.rule_sets:
         if rule_set.source == source:
-            text = rule_set.text(node.op.name, pname)
-            at = rule_set.locate(node.op.name, pname)
-            rule = " ".join(x for x in (f"`{text}`" if text else "", f"at {at}" if at else "") if x)
-    diagnosis = None
-    if theirs is not None:
-        upstream = sources.manual.grads[node_name]
-        diagnosis = diagnose(
-            mine,
-            theirs,
-            upstream=upstream,
-            ones_reference=_under_ones(oracle, node, args, upstream, pname, argument),
-        )
-    return Fault(
-        node=node_name,
-        op=node.op.name,
-        argument=argument,
-        source=source,
-        where=case.locations.get(node_name, ""),
-        expression=node.text,
-        rule=rule,
-        oracle=oracle.name,
-        comparison=found,
-        diagnosis=diagnosis,
-    )
+            text, at = rule_set.text(op, pname), rule_set.locate(op, pname)
+            return " ".join(x for x in (f"`{text}`" if text else "", f"at {at}" if at else "") if x)
+    return ""
 
 
 def _under_ones(

@@ -65,6 +65,11 @@ def fault_message(f: Fault) -> str:
     """Which rule is wrong, and how: the node, the argument, the worst element, the hint."""
     rule = f"{f.source} rule" + (f" {f.rule}" if f.rule else "")
     text = f"the rule of node {node_name(f)} is wrong for '{f.argument}' ({rule})"
+    if f.upstream != "case":
+        text += (
+            f" under a {f.upstream} upstream gradient, judged alone; the case's own upstream "
+            "does not show it"
+        )
     if f.comparison is not None:
         text += f": {f.comparison.left} vs {f.comparison.right} {_worst(f.comparison)}"
     if f.diagnosis:

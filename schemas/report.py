@@ -74,6 +74,9 @@ class Fault(_Model):
     # Where the rule is written (a case rule's file:line:col and text, a module's file:line).
     rule: str = ""
     oracle: str = "torch"
+    # The upstream gradient the node was judged under: "case" (the case's own, through the
+    # graph) or "random (seed 0)" (the probe of a user's rule).
+    upstream: str = "case"
     comparison: Comparison | None = None
     # "looks like: ..." - a hint from testing the usual mistakes, never a verdict.
     diagnosis: str | None = None

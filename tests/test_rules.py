@@ -610,3 +610,22 @@ def test_the_readme_lists_the_rule_language_as_it_is() -> None:
     )
     missing = sorted(name for table in tables for name in table if name not in words)
     assert not missing, f"README's rule language does not list {missing}"
+
+
+def test_a_constant_upstream_does_not_hide_a_rule_that_ignores_it(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (
+        "inputs: {a: [1.0, 2.0], b: [3.0, 4.0]}\ngraph: {c: a * b}\nrules: {mul: {input: RULE}}\n"
+    )
+    path = write_case(text.replace("RULE", "other"))
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 1
+    assert "is wrong for 'input' (case rule `other` at " in out
+    assert "under a random (seed 0) upstream gradient, judged alone" in out
+    assert "looks like: the upstream gradient ignored" in out
+    fault = report_of(tmp_path / "r.json").cases[0].fault
+    assert fault is not None and fault.upstream == "random (seed 0)"
+    path.write_text(text.replace("RULE", "grad * other"))
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 0, out
