@@ -254,7 +254,8 @@ def _call_user(
         return _user_error(rule_set, node, None, message, exc)
 
     try:
-        answer = fn(g.copy(), out.copy(), {k: copy(v) for k, v in args.items()})
+        with np.errstate(all="ignore"):  # inf and NaN are the comparison's to judge
+            answer = fn(g.copy(), out.copy(), {k: copy(v) for k, v in args.items()})
     except RuleError as exc:  # a case rule's own, already precise
         raise fail(str(exc), exc) from None
     except Exception as exc:

@@ -21,7 +21,7 @@ import numpy as np
 from runner.compare import compare
 from runner.compile import CompiledCase
 from runner.diagnose import diagnose
-from runner.engine import node_vjp
+from runner.engine import RuleError, node_vjp
 from runner.graph import Node, Ref
 from runner.ops.spec import Array
 from runner.oracles import Oracle, Sources
@@ -63,14 +63,18 @@ def localise(
 
 
 PROBE_SEED = 0
+UNDER_UPSTREAM = f"a random upstream gradient (seed {PROBE_SEED})"
+UNDER_INPUTS = f"random inputs and upstream gradient (seed {PROBE_SEED})"
 
 
 def probe(
     case: CompiledCase, sources: Sources, oracles: Sequence[Oracle], tolerances: Tolerances
 ) -> Fault | None:
-    """The first node, walking back, whose user rule disagrees with the oracle under a random
-    upstream gradient (standard normal, seed `PROBE_SEED`, the node's output shape and dtype),
-    judged alone as in `localise`; None when every user rule agrees (or there is none)."""
+    """The first node, walking back, whose user rule disagrees with the oracle, judged alone as
+    in `localise`, under a random upstream gradient (standard normal, seed `PROBE_SEED`), then
+    also with its floating operands replaced by random ones (so symmetric or special data cannot
+    hide a wrong rule); None when every user rule agrees (or there is none). Where the oracle
+    refuses the random operands (an op's domain), that node's second probe is skipped."""
     oracle = _node_oracle(oracles)
     if oracle is None:
         return None
@@ -83,16 +87,70 @@ def probe(
         g = manual.grads.get(node.name)
         if g is None or all(source == CATALOGUE for source in used.values()):
             continue
-        upstream = np.asarray(rng.standard_normal(g.shape), dtype=g.dtype)
-        given, _ = node_vjp(node, upstream, values[node.name], node.bind(values), sources.rule_sets)
-        mine = {k: v for k, v in given.items() if used.get(k, CATALOGUE) != CATALOGUE}
-        try:
-            fault = _judge(case, sources, node, upstream, mine, oracle, tol)
-        except _OracleRefused:
-            return None
-        if fault is not None:
-            return fault.model_copy(update={"upstream": f"random (seed {PROBE_SEED})"})
+        for under in (UNDER_UPSTREAM, UNDER_INPUTS):
+            upstream = np.asarray(rng.standard_normal(g.shape), dtype=g.dtype)
+            args, out = node.bind(values), values[node.name]
+            if under == UNDER_INPUTS:
+                found = _random_operands(node, args, rng)
+                if found is None:
+                    continue
+                args, out = found
+            try:
+                given, _ = node_vjp(node, upstream, out, args, sources.rule_sets)
+            except RuleError as exc:
+                if under == UNDER_INPUTS:
+                    continue  # a rule may assume the op's domain; random data need not keep it
+                return _raised(case, node, exc, under)
+            mine = {k: v for k, v in given.items() if used.get(k, CATALOGUE) != CATALOGUE}
+            try:
+                fault = _judge(case, sources, node, upstream, mine, oracle, tol, args)
+            except _OracleRefused:
+                continue
+            if fault is not None:
+                return fault.model_copy(update={"under": under})
     return None
+
+
+def _random_operands(
+    node: Node, args: dict[str, Any], rng: np.random.Generator
+) -> tuple[dict[str, Any], Array] | None:
+    """``args`` with every floating array operand drawn anew (standard normal, same shape and
+    dtype), and the node's forward value on them; None when the forward refuses them."""
+    fresh = dict(args)
+    changed = False
+    for p in node.op.tensor_params:
+        value = args[p.name]
+        items = value if isinstance(value, list) else [value]
+        new = [
+            np.asarray(rng.standard_normal(v.shape), dtype=v.dtype)
+            if isinstance(v, np.ndarray) and np.issubdtype(v.dtype, np.floating)
+            else v
+            for v in items
+        ]
+        changed |= any(a is not b for a, b in zip(new, items, strict=True))
+        fresh[p.name] = new if isinstance(value, list) else new[0]
+    if not changed:
+        return None
+    try:
+        with np.errstate(all="ignore"):
+            out = np.asarray(node.op.forward(**fresh))
+    except Exception:
+        return None
+    return fresh, out
+
+
+def _raised(case: CompiledCase, node: Node, exc: RuleError, under: str) -> Fault:
+    return Fault(
+        node=node.name,
+        op=node.op.name,
+        argument=exc.argument or "",
+        source=exc.source,
+        where=case.locations.get(node.name, ""),
+        expression=node.text,
+        rule=exc.where,
+        under=under,
+        problem=str(exc),
+    )
 
 
 class _OracleRefused(Exception):
@@ -111,13 +169,16 @@ def _judge(
     given: dict[str, Any],
     oracle: Oracle,
     tol: tuple[float, float],
+    args: dict[str, Any] | None = None,
 ) -> Fault | None:
     """The first argument of ``node`` whose gradient in ``given`` (the rule's, under upstream
-    ``g``) differs from the oracle's gradient of the node alone; raises `_OracleRefused` when the
-    oracle cannot differentiate the node by itself."""
+    ``g``, on ``args``: by default the node's operands in the case) differs from the oracle's
+    gradient of the node alone; raises `_OracleRefused` when the oracle cannot differentiate the
+    node by itself."""
     assert oracle.node_vjp is not None
     graph = case.graph
-    args = node.bind(sources.values["manual"])
+    if args is None:
+        args = node.bind(sources.values["manual"])
     try:
         reference = oracle.node_vjp(node, args, g)
     except Exception:

@@ -65,13 +65,12 @@ def fault_message(f: Fault) -> str:
     """Which rule is wrong, and how: the node, the argument, the worst element, the hint."""
     rule = f"{f.source} rule" + (f" {f.rule}" if f.rule else "")
     text = f"the rule of node {node_name(f)} is wrong for '{f.argument}' ({rule})"
-    if f.upstream != "case":
-        text += (
-            f" under a {f.upstream} upstream gradient, judged alone; the case's own upstream "
-            "does not show it"
-        )
+    if f.under != "the case":
+        text += f", judged alone under {f.under}; the case's own data and upstream do not show it"
     if f.comparison is not None:
         text += f": {f.comparison.left} vs {f.comparison.right} {_worst(f.comparison)}"
+    elif f.problem:
+        text += f": {f.problem}"
     if f.diagnosis:
         text += f"; looks like: {f.diagnosis}"
     return text

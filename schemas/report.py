@@ -74,10 +74,13 @@ class Fault(_Model):
     # Where the rule is written (a case rule's file:line:col and text, a module's file:line).
     rule: str = ""
     oracle: str = "torch"
-    # The upstream gradient the node was judged under: "case" (the case's own, through the
-    # graph) or "random (seed 0)" (the probe of a user's rule).
-    upstream: str = "case"
+    # What the node was judged under: "the case" (its data and upstream gradient, through the
+    # graph), or a probe of a user's rule ("a random upstream gradient (seed 0)", "random inputs
+    # and upstream gradient (seed 0)").
+    under: str = "the case"
     comparison: Comparison | None = None
+    # Set instead of a comparison when the rule failed outright (raised, wrong shape or dtype).
+    problem: str | None = None
     # "looks like: ..." - a hint from testing the usual mistakes, never a verdict.
     diagnosis: str | None = None
 

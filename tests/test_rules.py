@@ -622,10 +622,26 @@ def test_a_constant_upstream_does_not_hide_a_rule_that_ignores_it(
     code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
     assert code == 1
     assert "is wrong for 'input' (case rule `other` at " in out
-    assert "under a random (seed 0) upstream gradient, judged alone" in out
+    assert "judged alone under a random upstream gradient (seed 0); the case's own" in out
     assert "looks like: the upstream gradient ignored" in out
     fault = report_of(tmp_path / "r.json").cases[0].fault
-    assert fault is not None and fault.upstream == "random (seed 0)"
+    assert fault is not None and fault.under == "a random upstream gradient (seed 0)"
     path.write_text(text.replace("RULE", "grad * other"))
     code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
     assert code == 0, out
+
+
+def test_symmetric_data_does_not_hide_a_missing_transpose(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # b is symmetric, so grad @ b equals grad @ b.T on the case's own data.
+    path = write_case(
+        "inputs:\n  a: [[1.0, 2.0], [3.0, 4.0]]\n  b: [[2.0, 1.0], [1.0, 3.0]]\n"
+        "graph: {c: a @ b}\nupstream: {random: normal, seed: 1}\n"
+        "rules: {matmul: {input: grad @ other, other: input.T @ grad}}\n"
+    )
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 1, out
+    fault = report_of(tmp_path / "r.json").cases[0].fault
+    assert fault is not None and (fault.node, fault.argument) == ("c", "input")
+    assert fault.under == "random inputs and upstream gradient (seed 0)"
