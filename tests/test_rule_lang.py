@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runner.rules import lang
+from runner.rules import lang_tables
 from runner.rules.lang import (
     ARRAY_ATTRIBUTES,
     ARRAY_METHODS,
@@ -459,9 +459,9 @@ def test_table_rows_match_numpy_signatures() -> None:
     """A row's positional parameters are numpy's first ones, in order, so a positional argument
     can never land in out=; its keywords are numpy's parameters."""
     tables = [
-        (lang._NP_SPECS, lambda name: getattr(np, name), False),
-        (lang._LINALG_SPECS, lambda name: getattr(np.linalg, name), False),
-        (lang._METHOD_SPECS, lambda name: getattr(np.ndarray, name), True),
+        (lang_tables._NP_SPECS, lambda name: getattr(np, name), False),
+        (lang_tables._LINALG_SPECS, lambda name: getattr(np.linalg, name), False),
+        (lang_tables._METHOD_SPECS, lambda name: getattr(np.ndarray, name), True),
     ]
     for specs, lookup, method in tables:
         for name, spec in specs.items():

@@ -1,9 +1,9 @@
 """The limits a rule runs under, and the errors that report a rule refused or failed.
 
 Internal to the rule language; `runner.rules.lang` re-exports the limits and the two public errors.
-`_Refused` is the refusal the size checks, estimators and builtins raise without knowing where in
-the rule they are; the interpreter (`runner.rules.lang_eval`) turns it into a `RuleEvalError` at
-the column of the step that failed.
+`_Refused` is the refusal the size checks, estimators, operators, builtins and argument binding
+raise without knowing where in the rule they are; the interpreter (`runner.rules.lang_eval`) turns
+it into a `RuleEvalError` at the column of the step that failed.
 """
 
 from __future__ import annotations

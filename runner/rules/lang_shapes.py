@@ -1,8 +1,9 @@
 """What numpy would make of a value, measured before it is made: element counts, shapes, the size
 of an indexing result, and whether an argument is data (numbers, bools, numeric arrays) at all.
 
-Internal to the rule language (`runner.rules.lang`); the estimators (`runner.rules.lang_sizes`)
-and the interpreter (`runner.rules.lang_eval`) build on these. Every refusal is a `_Refused`.
+Internal to the rule language (`runner.rules.lang`); the estimators (`runner.rules.lang_sizes`),
+the operators (`runner.rules.lang_python`) and the interpreter (`runner.rules.lang_eval`) build on
+these. Every refusal is a `_Refused`.
 """
 
 from __future__ import annotations
