@@ -39,6 +39,16 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     return code, out + err
 
 
+def run_yaml(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> tuple[int, str, Path]:
+    """Write ``text`` as a case file, run it, return the exit status, the output and the file;
+    the report is at tmp_path / "r.json"."""
+    path = write_case(text)
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    return code, out, path
+
+
 def report_of(path: Path) -> Report:
     return Report.model_validate_json(path.read_text())
 
@@ -49,8 +59,9 @@ def report_of(path: Path) -> Report:
 def test_a_right_case_rule_passes_and_the_report_names_its_source(
     write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_case(MATMUL.replace("RULE_INPUT", "grad @ other.T"))
-    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    code, out, path = run_yaml(
+        write_case, tmp_path, capsys, MATMUL.replace("RULE_INPUT", "grad @ other.T")
+    )
     assert code == 0, out
     case = report_of(tmp_path / "r.json").cases[0]
     uses = {(t.tensor, u.node, u.argument, u.source) for t in case.tensors for u in t.rules}
@@ -60,8 +71,9 @@ def test_a_right_case_rule_passes_and_the_report_names_its_source(
 def test_an_argument_the_rule_leaves_out_keeps_the_catalogues_rule(
     write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_case(MATMUL.replace("    input: RULE_INPUT\n", ""))
-    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    code, out, path = run_yaml(
+        write_case, tmp_path, capsys, MATMUL.replace("    input: RULE_INPUT\n", "")
+    )
     assert code == 0, out
     case = report_of(tmp_path / "r.json").cases[0]
     sources = {t.tensor: [u.source for u in t.rules] for t in case.tensors if t.kind == "grad"}
@@ -71,8 +83,9 @@ def test_an_argument_the_rule_leaves_out_keeps_the_catalogues_rule(
 def test_a_wrong_case_rule_fails_naming_node_argument_worst_element_and_diagnosis(
     write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_case(MATMUL.replace("RULE_INPUT", "-(grad @ other.T)"))
-    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    code, out, path = run_yaml(
+        write_case, tmp_path, capsys, MATMUL.replace("RULE_INPUT", "-(grad @ other.T)")
+    )
     assert code == 1
     assert (
         "the rule of node 'c' (matmul) is wrong for 'input' (case rule `-(grad @ other.T)` " in out
@@ -90,7 +103,10 @@ def test_a_wrong_case_rule_fails_naming_node_argument_worst_element_and_diagnosi
 def test_the_fault_is_the_first_wrong_rule_walking_back_not_the_leaves(
     write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_case(
+    code, out, path = run_yaml(
+        write_case,
+        tmp_path,
+        capsys,
         """\
 inputs:
   x: {random: normal, shape: [3, 4], seed: 1}
@@ -102,9 +118,8 @@ upstream: 1.5
 rules:
   softmax:
     input: grad * out * (1 - out)
-"""
+""",
     )
-    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
     assert code == 1
     fault = report_of(tmp_path / "r.json").cases[0].fault
     assert fault is not None and (fault.op, fault.argument) == ("softmax", "input")
@@ -130,8 +145,7 @@ def test_each_classic_mistake_is_diagnosed(
     rule: str,
     diagnosis: str,
 ) -> None:
-    path = write_case(MATMUL.replace("RULE_INPUT", rule))
-    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    code, out, path = run_yaml(write_case, tmp_path, capsys, MATMUL.replace("RULE_INPUT", rule))
     assert code == 1
     assert f"looks like: {diagnosis}" in out
 
@@ -152,7 +166,10 @@ def test_a_rule_that_raises_fails_its_case_with_its_location_and_the_shapes_othe
 def test_a_rule_returning_the_broadcast_shape_is_not_silently_summed(
     write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_case(
+    code, out, path = run_yaml(
+        write_case,
+        tmp_path,
+        capsys,
         """\
 inputs:
   a: {random: normal, shape: [2, 3], seed: 1}
@@ -162,9 +179,8 @@ graph:
 rules:
   mul:
     other: grad * input
-"""
+""",
     )
-    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
     assert code == 1
     assert (
         "the case rule for 'other' (`grad * input`) returned shape (2, 3), the operand's is "
@@ -175,11 +191,13 @@ rules:
 def test_a_rule_in_the_wrong_dtype_fails(
     write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_case(
+    code, out, path = run_yaml(
+        write_case,
+        tmp_path,
+        capsys,
         "dtype: float32\ninputs: {a: [1.0, 2.0]}\ngraph: {c: exp(a)}\n"
-        "rules: {exp: {input: (grad * out).astype(np.float64)}}\n"
+        "rules: {exp: {input: (grad * out).astype(np.float64)}}\n",
     )
-    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
     assert code == 1
     assert "returned dtype float64, the operand's is float32" in out
 
@@ -187,7 +205,10 @@ def test_a_rule_in_the_wrong_dtype_fails(
 def test_a_list_parameter_takes_a_list_of_gradients(
     write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_case(
+    code, out, path = run_yaml(
+        write_case,
+        tmp_path,
+        capsys,
         """\
 inputs:
   a: {random: normal, shape: [2, 3], seed: 1}
@@ -210,9 +231,8 @@ upstream: {random: normal, seed: 3}
 rules:
   cat:
     tensors: "[grad[:2], grad[2:] * 2]"
-"""
+""",
     )
-    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
     assert code == 1
     cases = report_of(tmp_path / "r.json").cases
     assert [c.status for c in cases] == ["passed", "failed"]
@@ -317,8 +337,7 @@ def test_a_hostile_rule_file_creates_nothing(
         f'---\ninputs: {{a: [1.0]}}\ngraph: {{c: exp(a)}}\nrules: {{exp: {{input: "{a}"}}}}\n'
         for a in attempts
     )
-    path = write_case(body)
-    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    code, out, path = run_yaml(write_case, tmp_path, capsys, body)
     assert code == 2
     assert out.count(": rules.exp.input: ") == len(attempts), out
     assert not canary.exists()
@@ -327,11 +346,13 @@ def test_a_hostile_rule_file_creates_nothing(
 def test_a_rule_building_an_array_over_the_element_limit_fails_its_case_not_the_run(
     write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_case(
+    code, out, path = run_yaml(
+        write_case,
+        tmp_path,
+        capsys,
         "inputs: {a: [1.0]}\ngraph: {c: exp(a)}\n"
-        "rules: {exp: {input: 'np.ones((100000, 100000)).sum() * grad'}}\n"
+        "rules: {exp: {input: 'np.ones((100000, 100000)).sum() * grad'}}\n",
     )
-    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
     assert code == 1
     assert "10000000000 elements" in out
 
@@ -348,8 +369,7 @@ def test_xfail_fails_quietly_and_xpass_fails_the_run_strictly(
     right = MATMUL.replace("RULE_INPUT", "grad @ other.T").replace(
         "rules:", "xfail: believed wrong\nrules:"
     )
-    path = write_case(wrong)
-    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    code, out, path = run_yaml(write_case, tmp_path, capsys, wrong)
     assert code == 0, out
     assert out.strip().splitlines()[-1] == "0 passed, 0 failed, 1 xfailed"
     assert "expected to fail (xfail): the transpose is missing" in out
@@ -618,8 +638,7 @@ def test_a_constant_upstream_does_not_hide_a_rule_that_ignores_it(
     text = (
         "inputs: {a: [1.0, 2.0], b: [3.0, 4.0]}\ngraph: {c: a * b}\nrules: {mul: {input: RULE}}\n"
     )
-    path = write_case(text.replace("RULE", "other"))
-    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    code, out, path = run_yaml(write_case, tmp_path, capsys, text.replace("RULE", "other"))
     assert code == 1
     assert "is wrong for 'input' (case rule `other` at " in out
     assert "judged alone under a random upstream gradient (seed 0); the case's own" in out
@@ -635,12 +654,14 @@ def test_symmetric_data_does_not_hide_a_missing_transpose(
     write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # b is symmetric, so grad @ b equals grad @ b.T on the case's own data.
-    path = write_case(
+    code, out, path = run_yaml(
+        write_case,
+        tmp_path,
+        capsys,
         "inputs:\n  a: [[1.0, 2.0], [3.0, 4.0]]\n  b: [[2.0, 1.0], [1.0, 3.0]]\n"
         "graph: {c: a @ b}\nupstream: {random: normal, seed: 1}\n"
-        "rules: {matmul: {input: grad @ other, other: input.T @ grad}}\n"
+        "rules: {matmul: {input: grad @ other, other: input.T @ grad}}\n",
     )
-    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
     assert code == 1, out
     fault = report_of(tmp_path / "r.json").cases[0].fault
     assert fault is not None and (fault.node, fault.argument) == ("c", "input")
