@@ -18,8 +18,8 @@ from typing import Any
 
 from runner.loader import Loaded, load
 from runner.rules import RuleSet
+from runner.rules.modules import RulesError, rule_set
 from runner.rules.modules import load as load_modules
-from runner.rules.modules import rule_set
 from schemas.report import CaseResult, Report
 
 RulesArg = RuleSet | Mapping[str, Any] | str | Sequence[RuleSet | Mapping[str, Any] | str] | None
@@ -31,15 +31,27 @@ def rule_sets(rules: RulesArg, base: Path | None = None) -> list[RuleSet]:
     those. Raises `runner.rules.modules.RulesError` for one that cannot be used."""
     if rules is None:
         return []
-    items = [rules] if isinstance(rules, RuleSet | Mapping | str) else list(rules)
+    if isinstance(rules, RuleSet | Mapping | str):
+        items: list[Any] = [rules]
+    elif isinstance(rules, list | tuple):
+        items = list(rules)
+    else:
+        raise RulesError(
+            f"rules must be a RULES dict, a path to a .py file, a module name, or a list of "
+            f"those; got {type(rules).__name__}"
+        )
     found: list[RuleSet] = []
     for item in items:
         if isinstance(item, RuleSet):
             found.append(item)
         elif isinstance(item, str):
             found += load_modules([item], base or Path.cwd())
-        else:
+        elif isinstance(item, Mapping):
             found.append(rule_set(item, _api_source(item)))
+        else:
+            raise RulesError(
+                f"rules[...] must be a RULES dict, a path or a module name, got {item!r}"
+            )
     return found
 
 

@@ -19,7 +19,7 @@ from runner.rules import RuleSet
 from runner.rules.modules import RulesError, find_config
 from runner.rules.modules import load as load_modules
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_REPORT = "reports/report.json"
 
 
@@ -46,7 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help=SHOW_HELP)
     _rules_option(run)
 
-    show = sub.add_parser("show", help="run one case and print " + SHOW_HELP.split(", ", 1)[1])
+    show = sub.add_parser(
+        "show",
+        help="run one case and show every checked tensor from each source side by side",
+    )
     show.add_argument("case", metavar="CASE", help="a case name, or a case file")
     show.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
     _rules_option(show)
@@ -105,6 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INVALID
     except BrokenPipeError:
         return EXIT_OK
+    except KeyboardInterrupt:
+        print("gradcase: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     raise AssertionError(args.command)
 
 
@@ -176,15 +182,16 @@ def _show(name: str, paths: Sequence[str], rules: Sequence[str] | None) -> int:
 
     rule_sets = _rule_sets(rules)
     as_file = Path(name)
-    if not paths and as_file.suffix in (".yaml", ".yml") and as_file.is_file():
+    if not paths and as_file.suffix in (".yaml", ".yml"):
+        if not as_file.is_file():
+            raise UsageError(f"no such case file: {name}")
         loaded = load([name])
         chosen = loaded.cases
     else:
         loaded = load(paths)
         chosen = [c for c in loaded.cases if c.name == name]
         if not chosen:
-            problems = [p for p in loaded.problems]
-            for problem in problems:
+            for problem in loaded.problems:
                 print(problem, file=sys.stderr)
             names = [c.name for c in loaded.cases]
             raise UsageError(f"no case named '{name}'{did_you_mean(name, names)}")

@@ -72,6 +72,8 @@ def _close(a: Array, b: Array, scale: float) -> bool:
 
 def _factor(m: Array, r: Array, scale: float) -> float | None:
     """c when m = c * r for one scalar c != 1 (least squares, then checked elementwise)."""
+    if m.size < 2:  # one number is a multiple of any other: no information
+        return None
     c = float(np.vdot(m, r) / np.vdot(r, r))
     if c == 0 or abs(c - 1) <= FIT_RTOL or not _close(m, c * r, scale * max(abs(c), 1.0)):
         return None
@@ -103,8 +105,8 @@ def _ties_hint(m: Array, r: Array, scale: float) -> str | None:
         )
     if np.all(sm[sr]) and sr.sum() < sm.sum() and _close(m[sr], r[sr], scale):
         return (
-            f"gradient also at {int(sm.sum() - sr.sum())} element(s) where torch's is zero "
-            "(at ties torch gives it to one element, the index its max/min returns)"
+            f"a gradient at {int(sm.sum() - sr.sum())} element(s) where torch's is zero (at a "
+            "kink or a tie torch's convention may give 0 there)"
         )
     if np.array_equal(sm, sr):
         ratio = m[sr] / r[sr]
@@ -130,6 +132,8 @@ def _shape_hint(m: Array, r: Array) -> str | None:
         summed = reduce_to(m, r.shape)
     except ValueError:
         return None
+    if m.size == r.size:
+        return "extra dimensions of size 1 (reshape to the operand's shape)"
     scale = float(np.max(np.abs(r))) if r.size else 0.0
     if _close(summed, r, scale):
         return "not summed over the broadcast dimensions (summed, it equals torch's)"

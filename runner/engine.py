@@ -10,6 +10,7 @@ precision, fails its case instead of being silently repaired.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,10 +43,12 @@ class RuleError(Exception):
         where: str = "",
         argument: str | None = None,
         source: str = "",
+        text: str = "",
     ) -> None:
         super().__init__(message)
         self.node = node
         self.source = source
+        self.text = text  # the user's rule: its expression, or its function's name
         self.user = user
         self.where = where
         self.argument = argument
@@ -110,7 +113,7 @@ def _fit(grad: Any, operand: Any, *, what: str) -> Array | None:
     return sum_to(np.asarray(grad), operand.shape, what=what).astype(operand.dtype, copy=False)
 
 
-def check_user_grad(grad: Any, operand: Array, *, what: str) -> Array:
+def check_user_grad(grad: Any, operand: Array, *, what: str, out_shape: Shape = ()) -> Array:
     """A user's gradient for ``operand``, as an array of exactly its shape and dtype.
 
     Raises `RuleError` (``user=True``) naming both shapes or dtypes, and the likely mistake: a
@@ -120,14 +123,18 @@ def check_user_grad(grad: Any, operand: Array, *, what: str) -> Array:
     """
     try:
         arr = np.asarray(grad)
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a user's object may raise anything, SystemExit included
         raise RuleError(
             f"{what} returned no array ({type(exc).__name__}: {exc})", user=True
         ) from exc
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise RuleError(f"{what} returned {type(grad).__name__}, not a numeric array", user=True)
+        got = f"an array of dtype {arr.dtype}" if isinstance(grad, np.ndarray) else None
+        raise RuleError(f"{what} returned {got or type(grad).__name__}, not numbers", user=True)
     if arr.shape != operand.shape:
-        raise RuleError(f"{what} {_shape_problem(arr.shape, operand.shape)}", user=True)
+        problem = _shape_problem(arr.shape, operand.shape, tuple(out_shape))
+        raise RuleError(f"{what} {problem}", user=True)
     if arr.dtype != operand.dtype:
         raise RuleError(
             f"{what} returned dtype {arr.dtype}, the operand's is {operand.dtype} (compute in "
@@ -137,18 +144,24 @@ def check_user_grad(grad: Any, operand: Array, *, what: str) -> Array:
     return arr
 
 
-def _shape_problem(got: Shape, want: Shape) -> str:
+def _shape_problem(got: Shape, want: Shape, out: Shape) -> str:
+    """The shape mismatch, and the usual mistake it looks like; ``out`` is the node's output
+    (and upstream gradient) shape."""
     text = f"returned shape {got}, the operand's is {want}"
     try:
         reduce_to(np.empty(got), want)
     except ValueError:
         pass
     else:
+        if math.prod(got) == math.prod(want):
+            return text + "; looks like: extra dimensions of size 1"
         return text + "; looks like: not summed over the broadcast dimensions"
     if len(got) >= 2 and got[:-2] + (got[-1], got[-2]) == want:
         return text + "; looks like: the transpose of the gradient"
-    if _reduced_from(got, want):
-        return text + "; looks like: a reduction's gradient not broadcast back to its input"
+    if got == out and _reduced_from(got, want):
+        return text + (
+            "; looks like: the upstream gradient of a reduction, not broadcast back to its input"
+        )
     return text
 
 
@@ -169,11 +182,13 @@ class Backward:
     ``given``: per node, per tensor parameter, what that node's rule gave its operand (a list for
     list parameters; None where no gradient) at the operand's shape and dtype.
     ``sources``: per node, per parameter that got a gradient, the rule's source name.
+    ``notes``: user rules that were asked and gave nothing, so a later source's rule was used.
     """
 
     grads: dict[str, Array]
     given: dict[str, dict[str, Any]] = field(default_factory=dict)
     sources: dict[str, dict[str, str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -207,10 +222,16 @@ def forward(graph: Graph, inputs: Mapping[str, Array]) -> dict[str, Array]:
 
 
 def node_vjp(
-    node: Node, g: Array, out: Array, args: Mapping[str, Any], rules: Sequence[RuleSet]
+    node: Node,
+    g: Array,
+    out: Array,
+    args: Mapping[str, Any],
+    rules: Sequence[RuleSet],
+    silent: list[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """One node's gradients per tensor parameter, and the source of each: the first rule set
-    that answers an argument gives it, the catalogue the rest."""
+    that answers an argument gives it, the catalogue the rest. The sources of rule sets that were
+    asked but gave no gradient at all (``{}``, or None for every argument) go on ``silent``."""
     op = node.op
     wanted = {p.name: p for p in op.tensor_params if p.grad and _any_wanted(args[p.name])}
     given: dict[str, Any] = {}
@@ -220,6 +241,8 @@ def node_vjp(
         if fn is None or len(given) == len(wanted):
             continue
         answer = _call_user(rule_set, fn, node, g, out, args)
+        if silent is not None and all(answer.get(k) is None for k in wanted):
+            silent.append(rule_set.source)
         for key, value in answer.items():
             if key in given or key not in wanted or value is None:
                 continue
@@ -258,10 +281,15 @@ def _call_user(
             answer = fn(g.copy(), out.copy(), {k: copy(v) for k, v in args.items()})
     except RuleError as exc:  # a case rule's own, already precise
         raise fail(str(exc), exc) from None
-    except Exception as exc:
+    except KeyboardInterrupt:  # the person running gradcase, not the rule
+        raise
+    except BaseException as exc:  # SystemExit from a rule must not end the run
         raise fail(f"raised {type(exc).__name__}: {exc} ({_shapes(g, out, args)})") from exc
     if answer is None:
-        return {}
+        raise fail(
+            "returned None (a missing return?); a rule returns a dict of argument name -> "
+            "gradient, and an op left out of RULES keeps the catalogue's rule"
+        )
     if not isinstance(answer, Mapping):
         raise fail(
             f"returned {type(answer).__name__}; a rule returns a dict of argument name -> gradient"
@@ -294,6 +322,7 @@ def _user_error(
         where=located,
         argument=argument,
         source=rule_set.source,
+        text=text,
     )
 
 
@@ -307,10 +336,12 @@ def _user_grads(rule_set: RuleSet, node: Node, p: Param, value: Any, operand: An
                     f"{type(value).__name__}{count}"
                 )
             return [
-                check_user_grad(v, o, what=f"[{i}]") if _wants_grad(o) else None
+                check_user_grad(v, o, what=f"[{i}]", out_shape=node.shape)
+                if _wants_grad(o)
+                else None
                 for i, (v, o) in enumerate(zip(value, operand, strict=True))
             ]
-        return check_user_grad(value, operand, what="")
+        return check_user_grad(value, operand, what="", out_shape=node.shape)
     except RuleError as exc:
         raise _user_error(rule_set, node, p.name, str(exc).lstrip(), None) from None
 
@@ -339,19 +370,27 @@ def backward(
     grads: dict[str, Array] = {graph.output: np.asarray(upstream)}
     given: dict[str, dict[str, Any]] = {}
     sources: dict[str, dict[str, str]] = {}
+    notes: list[str] = []
     # As in forward: inf and NaN are legitimate (torch makes them too), numpy's warnings noise.
     with np.errstate(all="ignore"):
         for node in reversed(graph.nodes[: graph.index(graph.output) + 1]):
             g = grads.get(node.name)
             if g is None or not graph.requires_grad[node.name]:
                 continue
+            silent: list[str] = []
             try:
                 per_param, sources[node.name] = node_vjp(
-                    node, g, values[node.name], node.bind(values), rules
+                    node, g, values[node.name], node.bind(values), rules, silent
                 )
             except RuleError as error:
                 error.node = node.name
                 raise
+            notes += [
+                f"the {source} rule for {node.op.name} gave no gradient at node '{node.name}' "
+                "(it returned {} or None for every argument), so the catalogue's rule (or a later "
+                "source's) was used"
+                for source in silent
+            ]
             given[node.name] = per_param
             for pname, grad in per_param.items():
                 arg = node.args[pname]
@@ -361,7 +400,7 @@ def backward(
                     if isinstance(ref, Ref) and gi is not None and graph.requires_grad[ref.name]:
                         prev = grads.get(ref.name)
                         grads[ref.name] = gi if prev is None else prev + gi
-    return Backward(grads=grads, given=given, sources=sources)
+    return Backward(grads=grads, given=given, sources=sources, notes=notes)
 
 
 def run_manual(

@@ -85,10 +85,13 @@ def run_case(
     )
     try:
         sources = run_sources(case, rules, oracles)
-    except Exception as exc:  # rules and torch may raise anything; one case must not stop a run
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # rules and torch may raise anything; one case must not stop a run
         _broken(case, result, exc)
     else:
         result.tensors = compare_sources(case, sources, oracles)
+        result.notes = list(dict.fromkeys(sources.manual.notes))
         if not all(t.ok for t in result.tensors):
             result.status = "failed"
             result.fault = localise(case, sources, oracles, tolerances)
@@ -104,7 +107,7 @@ def run_case(
     return result, sources
 
 
-def _broken(case: CompiledCase, result: CaseResult, exc: Exception) -> None:
+def _broken(case: CompiledCase, result: CaseResult, exc: BaseException) -> None:
     located = isinstance(exc, RuleError | TorchError)
     text = str(exc) if located else f"{type(exc).__name__}: {exc}"
     node = getattr(exc, "node", None)
@@ -114,16 +117,18 @@ def _broken(case: CompiledCase, result: CaseResult, exc: Exception) -> None:
         result.status = "failed"
         where = exc.where or case.locations.get(node or "", "")
         result.messages = [f"{where}: {text}" if where else text]
-        if node is not None and exc.argument is not None:
+        if node is not None:
             n = case.graph.node(node)
+            rule = " at ".join(x for x in (f"`{exc.text}`" if exc.text else "", exc.where) if x)
             result.fault = Fault(
                 node=node,
                 op=n.op.name,
-                argument=exc.argument,
+                argument=exc.argument or "",
                 source=exc.source,
                 where=case.locations.get(node, ""),
                 expression=n.text,
-                rule=exc.where,  # where the rule is written
+                rule=rule,
+                problem=text,
                 diagnosis=text.split("looks like: ", 1)[1] if "looks like: " in text else None,
             )
         return
@@ -138,7 +143,12 @@ def _apply_xfail(case: CompiledCase, result: CaseResult) -> None:
     if reason is None:
         return
     result.xfail = reason
-    if result.status == "failed":
+    if result.status == "failed" and not _rule_is_wrong(result):
+        result.messages.append(
+            f"xfail ({reason}) does not cover this failure: the manual gradients agree with "
+            "torch, only the expected values differ (is a golden value wrong?)"
+        )
+    elif result.status == "failed":
         result.status = "xfailed"
         result.messages.append(f"expected to fail (xfail): {reason}")
     elif result.status == "passed":
@@ -147,6 +157,15 @@ def _apply_xfail(case: CompiledCase, result: CaseResult) -> None:
             f"XPASS (strict): the case passed, but it is marked xfail: {reason}; the rule may "
             "have been fixed: remove xfail"
         )
+
+
+def _rule_is_wrong(result: CaseResult) -> bool:
+    """The failure is a rule's: a fault was found, or manual disagrees with an oracle."""
+    return result.fault is not None or any(
+        not c.ok and c.left == MANUAL and c.right != EXPECTED
+        for t in result.tensors
+        for c in t.comparisons
+    )
 
 
 def compare_sources(

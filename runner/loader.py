@@ -223,6 +223,11 @@ def _explain(err: Any, data: Any) -> tuple[Path, str]:
                 f"node '{loc[1]}' must be an expression string (such as 'a @ b') or "
                 f"{{op, args, kwargs}}, got {node!r}; constants go under inputs"
             )
+    if len(loc) >= 3 and loc[0] == "rules" and kind in ("string_type", "list_type"):
+        return tuple(loc[:3]), (
+            "a rule is a numpy expression written as a string (e.g. "
+            "'np.zeros_like(input)' or '0 * grad'); a list parameter may take a list of them"
+        )
     if kind == "string_pattern_mismatch" and loc == ["name"]:
         return ("name",), "a case name is one line of printable text"
     if kind == "too_short" and loc in (["inputs"], ["graph"]):

@@ -119,6 +119,7 @@ def case_line(r: CaseResult) -> str:
 def details(report: Report) -> list[str]:
     """What follows the per-case lines: invalid files, then each failure's details."""
     lines = [f"INVALID {d.file}:{d.line}:{d.col}: {d.message}" for d in report.diagnostics]
+    lines += [f"NOTE {r.name}: {note}" for r in report.cases for note in r.notes]
     bad = [r for r in report.cases if r.status != "passed"]
     # Expected failures last: what needs attention comes first.
     bad.sort(key=lambda r: r.status == "xfailed")

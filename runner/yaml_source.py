@@ -49,6 +49,7 @@ class Document:
     data: Any
     marks: dict[Path, Node] = field(default_factory=dict)
     keys: dict[Path, Node] = field(default_factory=dict)  # the key node of each mapping entry
+    lines: list[str] = field(default_factory=list)  # the file's text, to place sub-expressions
 
     def where(self, path: Path, offset: int = 0, at_key: bool = False) -> Location:
         """The location of the deepest node on ``path`` that exists (of its key, with
@@ -65,6 +66,10 @@ class Document:
             return Location(self.file, 1, 1)
         mark = node.start_mark
         col = mark.column + 1
+        if cut == len(path) and offset and isinstance(node, ScalarNode) and self.lines:
+            found = scalar_position(self.lines, node, offset)
+            if found is not None:
+                return Location(self.file, found[0] + 1, found[1] + 1)
         if cut == len(path) and offset and isinstance(node, ScalarNode):
             if node.end_mark.line == mark.line and node.style in (None, "", "'", '"'):
                 col += offset + (1 if node.style else 0)
@@ -72,6 +77,59 @@ class Document:
 
     def problem(self, path: Path, message: str, offset: int = 0, at_key: bool = False) -> Problem:
         return Problem(self.where(path, offset, at_key), message)
+
+
+_ESCAPE_WIDTH = {"x": 4, "u": 6, "U": 10}
+# Escapes YAML decodes to a blank character (tab, line feed, ..., no-break space).
+_WHITE_ESCAPES = frozenset("tnrfvLP_ \t")
+
+
+def scalar_position(lines: list[str], node: ScalarNode, offset: int) -> tuple[int, int] | None:
+    """The 0-based (line, column) in the file of the character at ``offset`` of a scalar's
+    value, for any scalar style: plain or quoted over several lines, a literal ``|`` or folded
+    ``>`` block, escapes in double quotes. YAML turns line breaks and indentation into spaces or
+    newlines but keeps every other character in order, so the character is found by counting
+    the non-blank ones. None when it cannot be placed (a blank character, a value YAML built
+    otherwise)."""
+    value = node.value
+    if not isinstance(value, str) or not 0 <= offset < len(value) or value[offset].isspace():
+        return None
+    target = sum(1 for ch in value[:offset] if not ch.isspace())
+    style = node.style or ""
+    line, col = node.start_mark.line, node.start_mark.column
+    if style in ("'", '"'):
+        col += 1
+    elif style in ("|", ">"):
+        line, col = line + 1, 0  # the content starts below the header line
+    end = (node.end_mark.line, node.end_mark.column)
+    count = 0
+    while (line, col) < end and line < len(lines):
+        text = lines[line]
+        if col >= len(text):
+            line, col = line + 1, 0
+            continue
+        width, blank = 1, text[col].isspace()
+        if style == '"' and text[col] == "\\":
+            code = text[col + 1 : col + 2]
+            if not code:  # an escaped line break
+                line, col = line + 1, 0
+                continue
+            width = _ESCAPE_WIDTH.get(code, 2)
+            blank = code in _WHITE_ESCAPES
+            if code in _ESCAPE_WIDTH:
+                digits = text[col + 2 : col + width]
+                try:
+                    blank = chr(int(digits, 16)).isspace()
+                except ValueError:
+                    return None
+        elif style == "'" and text[col : col + 2] == "''":
+            width = 2
+        if not blank:
+            if count == target:
+                return line, col
+            count += 1
+        col += width
+    return None
 
 
 class _Builder:
@@ -196,10 +254,11 @@ def load_documents(text: str, file: str) -> list[Document]:
         raise CaseInvalid([Problem(Location(file, 1, 1), f"invalid YAML: {exc}")]) from None
     docs = []
     builder = _Builder(file)
+    lines = text.split("\n")
     for node in nodes:
         if node is None or isinstance(node, ScalarNode) and node.tag.endswith(":null"):
             continue  # an empty document, e.g. after a trailing ---
-        doc = Document(file, None)
+        doc = Document(file, None, lines=lines)
         doc.data = builder.build(node, (), doc)
         docs.append(doc)
     if builder.problems:

@@ -106,6 +106,8 @@ class CaseResult(_Model):
     messages: list[str] = []
     fault: Fault | None = None
     xfail: str | None = None
+    # What the reader should know even when the case passed (a user's rule that gave nothing).
+    notes: list[str] = []
 
 
 class Summary(_Model):

@@ -106,7 +106,7 @@ def test_the_first_rule_set_that_answers_wins() -> None:
             r"returned dtype float32, the operand's is float64",
         ),
         ({"input": np.ones(2, dtype=np.int64)}, r"returned dtype int64"),
-        ({"input": "text"}, r"returned str, not a numeric array"),
+        ({"input": "text"}, r"returned str, not numbers"),
         ({"weight": np.ones(2)}, r"returned a gradient for 'weight', which mul does not have"),
         ([np.ones(2)], r"returned list; a rule returns a dict"),
     ],

@@ -195,7 +195,7 @@ REFUSED = [
     ("x" * 10_001, "at most 10000", 0),
     ("-" * 200 + "grad", "nests more than 100 levels", 101),
     ("+".join(["grad"] * 2000), "nests more than 100 levels", 0),
-    ("-" * 5000 + "grad", "invalid rule: RecursionError", 0),
+    ("-" * 5000 + "grad", "nests more than 100 levels deep; split it into simpler steps", 0),
 ]
 
 
@@ -486,3 +486,30 @@ def test_table_rows_match_numpy_signatures() -> None:
                 assert any(p.kind is p.VAR_POSITIONAL for p in params), name
             takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
             assert takes_any or set(sig.kw) <= set(names), name
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "np.linalg.norm(np.ones((3100, 3100)), 2)",
+        "np.ones((3000, 3000)) @ np.ones((3000, 3000))",
+        "np.linalg.inv(np.eye(3000))",
+        "np.dot(np.ones((3000, 3000)), np.ones((3000, 3000)))",
+        "np.tensordot(np.ones((3000, 3000)), np.ones((3000, 3000)), 1)",
+    ],
+)
+def test_cubic_work_is_bounded_before_it_runs(text: str) -> None:
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(RuleEvalError, match=r"multiply-adds \(at most 10000000000\)"):
+        evaluate(parse_rule(text), {}, max_elements=10**7)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_a_rule_has_a_time_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from runner.rules import lang_eval
+
+    monkeypatch.setattr(lang_eval, "MAX_SECONDS", 0.0)
+    with pytest.raises(RuleEvalError, match=r"the rule has run for over 0 s"):
+        evaluate(parse_rule("grad + 1"), {"grad": np.ones(2)}, max_elements=10)

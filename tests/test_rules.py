@@ -666,3 +666,119 @@ def test_symmetric_data_does_not_hide_a_missing_transpose(
     fault = report_of(tmp_path / "r.json").cases[0].fault
     assert fault is not None and (fault.node, fault.argument) == ("c", "input")
     assert fault.under == "random inputs and upstream gradient (seed 0)"
+
+
+# --- found by trying it as a new user and an attacker -----------------------------------------
+
+
+def test_a_rule_that_exits_fails_its_case_and_the_run_goes_on(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exits = tmp_path / "exits.py"
+    exits.write_text("import sys\nRULES = {'exp': lambda grad, out, input: sys.exit(0)}\n")
+    write_case(TWO_OPS, name="a.yaml")
+    write_case(TWO_OPS.replace("t/two", "t/three"), name="b.yaml")
+    report = tmp_path / "r.json"
+    code, out = run(
+        capsys, "run", str(tmp_path / "cases"), "--rules", str(exits), "--report", str(report)
+    )
+    assert code == 1
+    assert "exits.py rule (`<lambda>`) raised SystemExit: 0 (shapes: grad (2, 2)" in out
+    assert out.strip().splitlines()[-1] == "0 passed, 2 failed"
+    assert report_of(report).summary.failed == 2
+
+
+def test_a_module_rule_returning_none_fails_and_an_empty_answer_is_noted(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    none = tmp_path / "none_rules.py"
+    none.write_text("def exp(grad, out, input):\n    grad * out\n\nRULES = {'exp': exp}\n")
+    empty = tmp_path / "empty_rules.py"
+    empty.write_text("RULES = {'exp': lambda grad, out, input: {}}\n")
+    path = write_case(TWO_OPS)
+    report = str(tmp_path / "r.json")
+    code, out = run(capsys, "run", str(path), "--rules", str(none), "--report", report)
+    assert code == 1
+    assert "rule (`exp`) returned None (a missing return?)" in out
+    code, out = run(capsys, "run", str(path), "--rules", str(empty), "--report", report)
+    assert code == 0
+    assert (
+        f"NOTE t/two: the module {empty} rule for exp gave no gradient at node 'c' (it returned "
+        "{} or None for every argument), so the catalogue's rule (or a later source's) was used"
+    ) in out
+
+
+def test_xfail_does_not_cover_a_wrong_golden_value(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_yaml(
+        write_case,
+        tmp_path,
+        capsys,
+        "xfail: the rule is wrong\ninputs: {a: [1.0, 2.0]}\ngraph: {c: a * a}\n"
+        "expect: {grad: {a: [2.0, 5.0]}}\n",
+    )
+    assert code == 1
+    assert out.strip().splitlines()[-1] == "0 passed, 1 failed"
+    assert "does not cover this failure: the manual gradients agree with torch" in out
+
+
+def test_rules_in_block_and_multi_line_scalars_are_located_at_the_sub_expression(
+    write_case: WriteCase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(
+        "inputs: {a: [1.0], b: [2.0]}\ngraph: {c: a * b}\nrules:\n  mul:\n    input: |-\n"
+        "      grad * other if np.save('x', grad) is None else 0\n"
+        "    other: grad *\n      np.load('x')\n"
+    )
+    code, out = run(capsys, "validate", str(path))
+    assert code == 2
+    assert "case.yaml:6:26: error: rules.mul.input: np.save does I/O" in out
+    assert "case.yaml:8:10: error: rules.mul.other: np.load does I/O" in out
+
+
+def test_a_double_quoted_rule_with_escapes_is_located_in_the_file() -> None:
+    from runner.yaml_source import load_documents
+
+    text = 'rules: "grad\\t* \\u00e9 + np.save(1)"\n'
+    doc = load_documents(text, "f.yaml")[0]
+    value = doc.data["rules"]
+    assert str(doc.where(("rules",), value.index("save"))) == f"f.yaml:1:{text.index('save') + 1}"
+
+
+def test_shape_hints_say_only_what_fits() -> None:
+    from runner.engine import _shape_problem
+
+    assert _shape_problem((1,), (), ()).endswith("looks like: extra dimensions of size 1")
+    assert "not broadcast back" not in _shape_problem((), (2, 3), (2, 4))
+    assert _shape_problem((2,), (2, 3), (2,)).endswith("not broadcast back to its input")
+    assert diagnose(np.array([1.5]), np.array([-0.7])) is None  # one number fits any factor
+
+
+def test_bad_api_and_cli_arguments_are_clear_errors(
+    write_case: WriteCase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runner.rules.modules import RulesError
+
+    path = write_case(TWO_OPS)
+    with pytest.raises(RulesError, match="rules must be a RULES dict, a path to a .py file"):
+        runner.check(str(path), rules=42)  # type: ignore[arg-type]
+    code, out = run(capsys, "run", str(path), "--rules", "no_such_pkg_xyz.rules")
+    assert code == 2
+    assert "importing it raised ModuleNotFoundError: No module named 'no_such_pkg_xyz'" in out
+    assert "runner/rules" not in out
+    code, out = run(capsys, "show", "missing.yaml")
+    assert (code, out.strip()) == (2, "gradcase: error: no such case file: missing.yaml")
+
+
+def test_a_rule_that_is_not_a_string_or_gives_no_argument_is_refused(
+    write_case: WriteCase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(
+        "inputs: {a: [1.0]}\ngraph: {c: exp(a)}\nrules: {exp: {input: 0}}\n---\n"
+        "inputs: {a: [1.0]}\ngraph: {c: exp(a)}\nrules: {exp: {}}\n"
+    )
+    code, out = run(capsys, "validate", str(path))
+    assert code == 2
+    assert "rules.exp.input: a rule is a numpy expression written as a string" in out
+    assert "rules.exp: no argument's rule is given (rules give gradients for: input)" in out

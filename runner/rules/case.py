@@ -104,6 +104,15 @@ def compile_rules(
         if op_name not in used:
             problems.append(doc.problem(path, _unused_op(op_name, used), at_key=True))
             continue
+        if not table:
+            problems.append(
+                doc.problem(
+                    path,
+                    f"rules.{op_name}: no argument's rule is given (rules give gradients for: "
+                    f"{', '.join(op.differentiable()) or 'none'})",
+                )
+            )
+            continue
         ops_nodes = [n for n in nodes if n.op.name == op_name]
         for argument, text in table.items():
             arg_path: Path = (*path, argument)

@@ -51,7 +51,9 @@ from runner.rules.lang_limits import (
     MAX_EINSUM_WORK,
     MAX_INT_BITS,
     MAX_LENGTH,
+    MAX_SECONDS,
     MAX_SEQUENCE,
+    MAX_WORK,
     RuleEvalError,
     RuleLangError,
 )
@@ -77,6 +79,8 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_EINSUM_OPERANDS",
     "MAX_EINSUM_WORK",
+    "MAX_SECONDS",
+    "MAX_WORK",
     "MAX_INT_BITS",
     "MAX_LENGTH",
     "MAX_SEQUENCE",
@@ -127,13 +131,19 @@ def parse_rule(text: str) -> RuleExpr:
             tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise RuleLangError(f"invalid rule: {exc.msg}", cols.syntax(exc)) from None
-    except (RecursionError, MemoryError, ValueError) as exc:  # absurd nesting, NUL bytes
-        raise RuleLangError(f"invalid rule: {type(exc).__name__}") from None
+    except (RecursionError, MemoryError):  # absurd nesting: Python's parser gives up
+        raise RuleLangError(
+            f"the rule nests more than {MAX_DEPTH} levels deep; split it into simpler steps"
+        ) from None
+    except ValueError as exc:  # NUL bytes
+        raise RuleLangError(f"invalid rule: {exc}") from None
     check = _Check(cols)
     try:
         check.expr(tree.body, 0)
     except RecursionError:
-        raise RuleLangError("the rule nests too deeply; split it up") from None
+        raise RuleLangError(
+            f"the rule nests more than {MAX_DEPTH} levels deep; split it into simpler steps"
+        ) from None
     names = tuple(sorted(check.names.items(), key=lambda item: item[1]))
     return RuleExpr(text, tree, names)
 

@@ -128,7 +128,10 @@ class _Check:
     def expr(self, node: ast.expr, depth: int, index: bool = False) -> None:
         col = self.cols.of(node)
         if depth > MAX_DEPTH:
-            self.fail(f"the rule nests more than {MAX_DEPTH} levels deep; split it up", col)
+            self.fail(
+                f"the rule nests more than {MAX_DEPTH} levels deep; split it into simpler steps",
+                col,
+            )
         d = depth + 1
         if isinstance(node, ast.Constant):
             self.constant(node, index, col)

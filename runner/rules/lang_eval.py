@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -22,6 +23,7 @@ from runner.rules.lang_check import _Columns, _is_linalg, _is_np
 from runner.rules.lang_limits import (
     MAX_CREATED,
     MAX_INT_BITS,
+    MAX_SECONDS,
     MAX_SEQUENCE,
     RuleEvalError,
     _Refused,
@@ -29,6 +31,7 @@ from runner.rules.lang_limits import (
 )
 from runner.rules.lang_python import _BINOPS, _UNARY, _binop
 from runner.rules.lang_shapes import _check_argument, _index_size
+from runner.rules.lang_sizes import linalg_work
 from runner.rules.lang_tables import (
     _ARRAY_ATTRS,
     _BUILTIN_SPECS,
@@ -92,6 +95,7 @@ class _Eval:
         self.env = env
         self.limit = limit
         self.created = 0
+        self.deadline = time.monotonic() + MAX_SECONDS
         # Arrays already counted (or the caller's), by id; weak, so no array lives longer for it
         # and an id is forgotten before it can be reused.
         self.known: weakref.WeakValueDictionary[int, np.ndarray[Any, Any]]
@@ -119,6 +123,10 @@ class _Eval:
             value = step()
             _check_value(value, self.limit)
             self.account(value)
+            if time.monotonic() > self.deadline:
+                raise _Refused(
+                    f"the rule has run for over {MAX_SECONDS:g} s; rules check small examples"
+                )
             return value
         except RuleEvalError:
             raise
@@ -258,6 +266,8 @@ class _Eval:
                 n = spec.estimate(bound, limit)
                 if n > limit:
                     raise _too_big(n, limit)
+            if label.startswith("np.linalg."):
+                linalg_work(bound, limit)
             return fn(*args, **kwargs, **dict(spec.forced))
 
         return self.run(label, step, col)

@@ -15,6 +15,17 @@ MAX_SEQUENCE = 10_000  # items in a Python list, tuple or str a rule builds
 MAX_EINSUM_OPERANDS = 32
 MAX_CREATED = 32  # all the arrays one evaluation makes: at most this many times max_elements
 MAX_EINSUM_WORK = 10**10  # multiply-adds of einsum's unoptimised loop, an upper bound on its time
+# Multiply-adds of one matrix product or decomposition (about a second here): the element limit
+# bounds memory, not the cubic time of matmul, svd or inv on a 3000 x 3000 matrix.
+MAX_WORK = 10**10
+MAX_SECONDS = 10.0  # one evaluation of a rule, checked after every step
+
+
+def _too_slow(work: int, what: str) -> _Refused:
+    return _Refused(
+        f"{what} would take about {work} multiply-adds (at most {MAX_WORK}); rules check small "
+        "examples"
+    )
 
 
 class RuleLangError(Exception):

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.rules.lang_limits import _Refused, _too_big
+from runner.rules.lang_limits import MAX_WORK, _Refused, _too_big, _too_slow
 
 
 def _prod(dims: Any) -> int:
@@ -171,8 +171,12 @@ def _axis(axis: Any, ndim: int) -> int:
 
 
 def _matmul_shapes(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    """The size of ``a @ b``; refuses a product over `MAX_WORK` multiply-adds."""
     if not a or not b:
         return 1  # numpy refuses scalars
     a2 = a if len(a) > 1 else (1, *a)
     b2 = b if len(b) > 1 else (*b, 1)
-    return _prod(np.broadcast_shapes(a2[:-2], b2[:-2])) * a2[-2] * b2[-1]
+    size = _prod(np.broadcast_shapes(a2[:-2], b2[:-2])) * a2[-2] * b2[-1]
+    if size * a2[-1] > MAX_WORK:
+        raise _too_slow(size * a2[-1], "the product")
+    return size

@@ -21,7 +21,9 @@ from runner.rules.lang_limits import (
     MAX_EINSUM_OPERANDS,
     MAX_EINSUM_WORK,
     MAX_SEQUENCE,
+    MAX_WORK,
     _Refused,
+    _too_slow,
 )
 from runner.rules.lang_shapes import _axis, _count, _dims, _matmul_shapes, _prod, _shape
 
@@ -176,16 +178,33 @@ def _dot(b: Bound, limit: int) -> int:
     x, y = _shape(b["a"], limit), _shape(b["b"], limit)
     if not x or not y:
         return _prod(x) * _prod(y)
-    if len(y) == 1:
-        return _prod(x[:-1])
-    return _prod(x[:-1]) * _prod(y[:-2]) * y[-1]
+    size = _prod(x[:-1]) if len(y) == 1 else _prod(x[:-1]) * _prod(y[:-2]) * y[-1]
+    return _worked(size, size * x[-1], "np.dot")
 
 
 def _inner(b: Bound, limit: int) -> int:
     x, y = _shape(b["a"], limit), _shape(b["b"], limit)
     if not x or not y:
         return _prod(x) * _prod(y)
-    return _prod(x[:-1]) * _prod(y[:-1])
+    size = _prod(x[:-1]) * _prod(y[:-1])
+    return _worked(size, size * x[-1], "np.inner")
+
+
+def _worked(size: int, work: int, what: str) -> int:
+    if work > MAX_WORK:
+        raise _too_slow(work, what)
+    return size
+
+
+def linalg_work(bound: Bound, limit: int) -> None:
+    """Refuses a decomposition, inverse or solve over `MAX_WORK` multiply-adds: about
+    batch x m x n x min(m, n) for an (..., m, n) matrix (the Frobenius norm is linear)."""
+    matrix = bound.get("a", bound.get("x"))
+    shape = _shape(matrix, limit)
+    if len(shape) < 2 or ("x" in bound and bound.get("ord") not in (2, -2, "nuc")):
+        return
+    m, n = shape[-2], shape[-1]
+    _worked(0, _prod(shape[:-2]) * m * n * min(m, n), "the decomposition")
 
 
 def _tensordot(b: Bound, limit: int) -> int:
@@ -204,7 +223,8 @@ def _tensordot(b: Bound, limit: int) -> int:
         summed_y = {_axis(i, len(y)) for i in ay}
     kept = [d for i, d in enumerate(x) if i not in summed_x]
     kept += [d for i, d in enumerate(y) if i not in summed_y]
-    return _prod(kept)
+    summed = _prod([d for i, d in enumerate(x) if i in summed_x])
+    return _worked(_prod(kept), _prod(kept) * summed, "np.tensordot")
 
 
 def _einsum(b: Bound, limit: int) -> int:

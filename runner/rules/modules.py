@@ -150,7 +150,12 @@ def _import_file(path: Path) -> Any:
 
 def _summary(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
-    user = [f for f in frames if "importlib" not in f.filename]
+    own = Path(__file__).resolve().parent.parent  # gradcase's runner/: never the user's fault
+    user = [
+        f
+        for f in frames
+        if "importlib" not in f.filename and not Path(f.filename).resolve().is_relative_to(own)
+    ]
     at = f" at {_display(Path(user[-1].filename))}:{user[-1].lineno}" if user else ""
     if isinstance(exc, SyntaxError) and exc.filename:
         at = f" at {_display(Path(exc.filename))}:{exc.lineno}"
