@@ -782,3 +782,43 @@ def test_a_rule_that_is_not_a_string_or_gives_no_argument_is_refused(
     assert code == 2
     assert "rules.exp.input: a rule is a numpy expression written as a string" in out
     assert "rules.exp: no argument's rule is given (rules give gradients for: input)" in out
+
+
+def test_the_catalogue_given_as_a_users_rules_passes_every_case_probes_included() -> None:
+    """Every op's own VJP, handed in as a user's RULES dict, goes through the user-rule path:
+    exact shapes and dtypes, fault localisation, and the random-upstream and random-operand
+    probes. A right rule must never fail (no false failure at any op's domain or kink)."""
+    from runner.ops import REGISTRY
+    from runner.ops.spec import Op, sum_to
+    from tests.conftest import ROOT
+
+    def as_rule(op: Op) -> Callable[..., dict[str, object]]:
+        def fit(g: object, v: object) -> object:
+            if g is None or not (isinstance(v, np.ndarray) and v.dtype.kind == "f"):
+                return None
+            return sum_to(np.asarray(g), v.shape).astype(v.dtype)
+
+        def rule(grad: np.ndarray, out: np.ndarray, **args: object) -> dict[str, object]:
+            raw = op.vjp(grad, out, **args)
+            found: dict[str, object] = {}
+            for p, g in zip(op.tensor_params, raw, strict=True):
+                v = args[p.name]
+                if p.grad and isinstance(v, list):
+                    found[p.name] = [
+                        fit(gi, vi) for gi, vi in zip(g or [None] * len(v), v, strict=True)
+                    ]
+                elif p.grad:
+                    found[p.name] = fit(g, v)
+            return found
+
+        return rule
+
+    report = runner.check(
+        ROOT / "cases", rules={name: as_rule(op) for name, op in REGISTRY.items()}
+    )
+    bad = [
+        f"{c.name}: {c.messages[:1]}" for c in report.cases if c.status not in ("passed", "xfailed")
+    ]
+    assert not bad, "\n".join(bad)
+    sources = {u.source for c in report.cases for t in c.tensors for u in t.rules}
+    assert sources == {"api tests.test_rules", "case"}
