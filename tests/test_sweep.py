@@ -118,3 +118,42 @@ def test_op_matches_torch(op: Op, index: int, dtype: str) -> None:
     for label, left, right in checks:
         c = compare(left, right, sources=("manual", "torch"), rtol=rtol, atol=atol)
         assert c.ok, f"{where}: {label}: {c.model_dump(exclude_none=True)}"
+
+
+# Where an infinite upstream meets a zero inside a formula, the result depends on the order of
+# the formula's operations (inf * 0 before or after a sum); these ops compute torch's gradient by
+# another, equally exact, order for finite upstreams, so only the infinite case differs.
+INF_ORDER = {
+    "einsum": "a dim summed in one operand only: torch sums the upstream first (-inf), we multiply",
+    "layer_norm": "torch's fused kernel gives NaN where the composed formula gives -inf",
+}
+
+
+@pytest.mark.parametrize(
+    "op", [op for op in REGISTRY.values() if op.name not in INF_ORDER], ids=lambda op: op.name
+)
+def test_an_infinite_upstream_gives_torchs_gradient(op: Op) -> None:
+    """Ops whose torch backward selects (relu, clamp, hardtanh, trace) or is zeros_like(grad)
+    (sign, floor, ceil, round, trunc) give 0 where the gradient is not selected, not inf * 0."""
+    for index, sample in enumerate(op.samples(np.random.default_rng(0))):
+        graph, inputs = single_op_graph(op, sample, "float64")
+        if not graph.requires_grad["out"]:
+            continue
+        out_dtype = run_torch(graph, inputs, None).values["out"].dtype
+        upstream = np.random.default_rng(index).normal(size=graph.shapes["out"]).astype(out_dtype)
+        flat = upstream.reshape(-1)
+        if flat.size == 0:
+            continue
+        flat[0], flat[-1] = np.inf, -np.inf if flat.size > 1 else np.inf
+        manual = run_manual(graph, inputs, upstream)
+        ref = run_torch(graph, inputs, upstream)
+        for name in inputs:
+            if graph.requires_grad[name]:
+                c = compare(
+                    manual.grads.get(name),
+                    ref.grads.get(name),
+                    sources=("manual", "torch"),
+                    rtol=1e-7,
+                    atol=1e-7,
+                )
+                assert c.ok, f"{op.name} sample {index} ({sample.note}) {name}: {c}"

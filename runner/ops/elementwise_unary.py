@@ -18,8 +18,9 @@ NAN = float("nan")
 
 
 def zero_derivative(x: Array, out: Array) -> Array:
-    """The derivative of a piecewise-constant op (sign, rounding): 0 everywhere, as torch."""
-    return np.zeros(x.shape, out.dtype)
+    """The derivative of a piecewise-constant op (sign, rounding): nothing selected, so the
+    gradient is 0 everywhere, an infinite upstream included (torch: ``zeros_like(grad)``)."""
+    return np.zeros(x.shape, bool)
 
 
 # --- the builder ---------------------------------------------------------------------------
@@ -71,9 +72,18 @@ def unary(
     ints: bool = True,
     check: Callable[..., None] | None = None,
 ) -> Op:
-    """``df(x, out, **attrs)`` is the local derivative; the VJP is ``g * df``. ``floating``: an
-    int or bool input gives a float32 result, as torch's floating ops do. ``tf`` defaults to
-    ``torch.<name>``; ``check(**attrs)`` validates the attributes in the shape rule."""
+    """``df(x, out, **attrs)`` is the local derivative; the VJP is ``g * df``, or, where ``df``
+    is a bool mask, ``where(df, g, 0)``: torch's backward of relu, hardtanh, clamp and the
+    piecewise-constant ops selects rather than multiplies, so an infinite upstream gradient gives
+    0 outside the mask, not inf * 0 = NaN. ``floating``: an int or bool input gives a float32
+    result, as torch's floating ops do. ``tf`` defaults to ``torch.<name>``; ``check(**attrs)``
+    validates the attributes in the shape rule."""
+
+    def vjp(g: Array, out: Array, input: Any, **kw: Any) -> tuple[Array]:
+        d = np.asarray(df(cast(input), out, **kw))
+        if d.dtype == bool:
+            return (np.where(d, g, np.zeros((), g.dtype)),)
+        return (g * d,)
 
     def cast(input: Any) -> Array:
         x = operand(input)
@@ -89,7 +99,7 @@ def unary(
         family=FAMILY,
         params=(Param("input", "tensor"), *attrs),
         forward=lambda input, **kw: f(cast(input), **kw),
-        vjp=lambda g, out, input, **kw: (g * df(cast(input), out, **kw),),
+        vjp=vjp,
         torch=tf or (lambda t, input, **kw: getattr(t, name)(input, **kw)),
         shape=shape,
         samples=_unary_samples(domain, points, sample_attrs, ints),
@@ -166,7 +176,7 @@ def _dclamp(x: Array, out: Array, min: float | None, max: float | None) -> Array
         inside &= x >= min
     if max is not None:
         inside &= x <= max
-    return inside.astype(out.dtype)
+    return inside
 
 
 def _check_clamp(min: float | None, max: float | None) -> None:
@@ -181,7 +191,7 @@ def _check_hardtanh(min_val: float, max_val: float) -> None:
 
 def _dhardtanh(x: Array, out: Array, min_val: float, max_val: float) -> Array:
     # Open interval (unlike clamp) and written as torch does, so a NaN passes the gradient.
-    return np.logical_not((x <= min_val) | (x >= max_val)).astype(out.dtype)
+    return np.logical_not((x <= min_val) | (x >= max_val))
 
 
 POSITIVE = (0.1, 4.0)
@@ -255,7 +265,7 @@ UNARY_OPS: list[Op] = [
     unary(
         "relu",
         lambda x: np.maximum(x, 0),
-        lambda x, out: np.logical_not(out <= 0).astype(out.dtype),
+        lambda x, out: np.logical_not(out <= 0),
         floating=False,
         points=(0.0, NAN),
         note="relu'(0) = 0; torch zeroes where out <= 0, so relu'(NaN) = 1",
