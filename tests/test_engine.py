@@ -190,3 +190,24 @@ def test_torch_refusing_an_op_is_an_error_at_its_node(tmp_path: object) -> None:
         "for 'Float'"
     ]
     assert case.locations["c"].endswith("case.yaml:3:6")
+
+
+def test_a_value_in_the_wrong_precision_fails_even_when_the_numbers_agree(tmp_path: object) -> None:
+    import dataclasses
+    from pathlib import Path
+
+    from runner.execute import execute
+    from runner.loader import load
+
+    path = Path(str(tmp_path)) / "case.yaml"
+    path.write_text("dtype: float32\ninputs: {a: [1.0, 2.0]}\ngraph:\n  c: exp(a)\n")
+    case = load([str(path)]).cases[0]
+    node = case.graph.node("c")
+    in_float64 = dataclasses.replace(
+        node.op, forward=lambda input: np.exp(input.astype(np.float64))
+    )
+    object.__setattr__(node, "op", in_float64)
+    result = execute(case)
+    assert result.status == "failed"
+    value = next(t for t in result.tensors if (t.tensor, t.kind) == ("c", "value"))
+    assert value.comparisons[0].problem == "dtype float64 vs float32"
