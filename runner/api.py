@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from runner.loader import Loaded, load
@@ -22,16 +23,18 @@ from runner.rules.modules import RulesError, rule_set
 from runner.rules.modules import load as load_modules
 from schemas.report import CaseResult, Report
 
-RulesArg = RuleSet | Mapping[str, Any] | str | Sequence[RuleSet | Mapping[str, Any] | str] | None
+RuleSource = RuleSet | Mapping[str, Any] | str | ModuleType
+RulesArg = RuleSource | Sequence[RuleSource] | None
 
 
 def rule_sets(rules: RulesArg, base: Path | None = None) -> list[RuleSet]:
-    """The rule sets ``rules`` names, in order: a RULES dict (source ``api <its module>``), a
-    `RuleSet`, a path to a .py file or a module name (source ``module <spec>``), or a list of
-    those. Raises `runner.rules.modules.RulesError` for one that cannot be used."""
+    """The rule sets ``rules`` names, in order: a RULES dict (source ``api <its module>``), an
+    imported module with a RULES dict, a `RuleSet`, a path to a .py file or a module name
+    (source ``module <spec>``), or a list of those. Raises `runner.rules.modules.RulesError`
+    for one that cannot be used."""
     if rules is None:
         return []
-    if isinstance(rules, RuleSet | Mapping | str):
+    if isinstance(rules, RuleSet | Mapping | str | ModuleType):
         items: list[Any] = [rules]
     elif isinstance(rules, list | tuple):
         items = list(rules)
@@ -48,6 +51,8 @@ def rule_sets(rules: RulesArg, base: Path | None = None) -> list[RuleSet]:
             found += load_modules([item], base or Path.cwd())
         elif isinstance(item, Mapping):
             found.append(rule_set(item, _api_source(item)))
+        elif isinstance(item, ModuleType):
+            found.append(rule_set(getattr(item, "RULES", None), f"module {item.__name__}"))
         else:
             raise RulesError(
                 f"rules[...] must be a RULES dict, a path or a module name, got {item!r}"

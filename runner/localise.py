@@ -22,7 +22,7 @@ from runner.compare import compare
 from runner.compile import CompiledCase
 from runner.diagnose import diagnose
 from runner.engine import RuleError, node_vjp
-from runner.graph import Node, Ref
+from runner.graph import Graph, Node, Ref
 from runner.ops.spec import Array
 from runner.oracles import Oracle, Sources
 from runner.rules import CATALOGUE
@@ -65,16 +65,25 @@ def localise(
 PROBE_SEED = 0
 UNDER_UPSTREAM = f"a random upstream gradient (seed {PROBE_SEED})"
 UNDER_INPUTS = f"random inputs and upstream gradient (seed {PROBE_SEED})"
+UNDER_NEGATED = f"the same random inputs negated (seed {PROBE_SEED})"
 
 
 def probe(
-    case: CompiledCase, sources: Sources, oracles: Sequence[Oracle], tolerances: Tolerances
+    case: CompiledCase,
+    sources: Sources,
+    oracles: Sequence[Oracle],
+    tolerances: Tolerances,
+    record: dict[str, Any] | None = None,
 ) -> Fault | None:
     """The first node, walking back, whose user rule disagrees with the oracle, judged alone as
-    in `localise`, under a random upstream gradient (standard normal, seed `PROBE_SEED`), then
-    also with its floating operands replaced by random ones (so symmetric or special data cannot
-    hide a wrong rule); None when every user rule agrees (or there is none). Where the oracle
-    refuses the random operands (an op's domain), that node's second probe is skipped."""
+    in `localise`: under a random upstream gradient (standard normal, seed `PROBE_SEED`), then
+    also with the operands that require grad drawn anew (standard normal), then with those
+    negated, so every element is tried at both signs and symmetric or special data cannot hide a
+    wrong rule. Constants (targets, masks, ``requires_grad: false``) keep the case's values. Where
+    the forward or the oracle refuses the random operands (an op's domain), that probe is
+    skipped. None when every user rule agrees (or there is none). ``record`` receives the arrays
+    of the failing probe (the upstream, the operands, both gradients) for the side-by-side view.
+    """
     oracle = _node_oracle(oracles)
     if oracle is None:
         return None
@@ -87,56 +96,79 @@ def probe(
         g = manual.grads.get(node.name)
         if g is None or all(source == CATALOGUE for source in used.values()):
             continue
-        for under in (UNDER_UPSTREAM, UNDER_INPUTS):
+        drawn = _random_operands(graph, node, node.bind(values), rng)
+        for under in (UNDER_UPSTREAM, UNDER_INPUTS, UNDER_NEGATED):
             upstream = np.asarray(rng.standard_normal(g.shape), dtype=g.dtype)
             args, out = node.bind(values), values[node.name]
-            if under == UNDER_INPUTS:
-                found = _random_operands(node, args, rng)
+            if under != UNDER_UPSTREAM:
+                found = _forward(node, drawn, negate=under == UNDER_NEGATED)
                 if found is None:
                     continue
                 args, out = found
             try:
                 given, _ = node_vjp(node, upstream, out, args, sources.rule_sets)
             except RuleError as exc:
-                if under == UNDER_INPUTS:
+                if under != UNDER_UPSTREAM:
                     continue  # a rule may assume the op's domain; random data need not keep it
                 return _raised(case, node, exc, under)
             mine = {k: v for k, v in given.items() if used.get(k, CATALOGUE) != CATALOGUE}
             try:
-                fault = _judge(case, sources, node, upstream, mine, oracle, tol, args)
+                fault = _judge(case, sources, node, upstream, mine, oracle, tol, args, record)
             except _OracleRefused:
                 continue
             if fault is not None:
+                if record is not None:
+                    record.update(upstream=upstream, under=under)
                 return fault.model_copy(update={"under": under})
     return None
 
 
+Drawn = tuple[dict[str, Any], set[tuple[str, int]]]
+
+
 def _random_operands(
-    node: Node, args: dict[str, Any], rng: np.random.Generator
-) -> tuple[dict[str, Any], Array] | None:
-    """``args`` with every floating array operand drawn anew (standard normal, same shape and
-    dtype), and the node's forward value on them; None when the forward refuses them."""
+    graph: Graph, node: Node, args: dict[str, Any], rng: np.random.Generator
+) -> Drawn | None:
+    """``args`` with every floating operand that requires grad drawn anew (standard normal,
+    same shape and dtype), and which (parameter, position) were drawn; None when none was."""
     fresh = dict(args)
-    changed = False
+    drawn: set[tuple[str, int]] = set()
     for p in node.op.tensor_params:
-        value = args[p.name]
-        items = value if isinstance(value, list) else [value]
-        new = [
-            np.asarray(rng.standard_normal(v.shape), dtype=v.dtype)
-            if isinstance(v, np.ndarray) and np.issubdtype(v.dtype, np.floating)
-            else v
-            for v in items
-        ]
-        changed |= any(a is not b for a, b in zip(new, items, strict=True))
-        fresh[p.name] = new if isinstance(value, list) else new[0]
-    if not changed:
+        value, refs = args[p.name], node.args[p.name]
+        items = list(value) if isinstance(value, list) else [value]
+        names = refs if isinstance(refs, list) else [refs]
+        for i, (v, ref) in enumerate(zip(items, names, strict=True)):
+            if (
+                isinstance(v, np.ndarray)
+                and np.issubdtype(v.dtype, np.floating)
+                and isinstance(ref, Ref)
+                and graph.requires_grad.get(ref.name, False)
+            ):
+                items[i] = np.asarray(rng.standard_normal(v.shape), dtype=v.dtype)
+                drawn.add((p.name, i))
+        fresh[p.name] = items if isinstance(value, list) else items[0]
+    return (fresh, drawn) if drawn else None
+
+
+def _forward(
+    node: Node, drawn: Drawn | None, *, negate: bool
+) -> tuple[dict[str, Any], Array] | None:
+    """The drawn operands (negated: the same magnitudes at the other sign) and the node's
+    forward value on them; None when there are none or the forward refuses them."""
+    if drawn is None:
         return None
+    args, keys = dict(drawn[0]), drawn[1]
+    if negate:
+        for name, i in keys:
+            if isinstance(args[name], list):
+                args[name] = [-v if j == i else v for j, v in enumerate(args[name])]
+            else:
+                args[name] = -args[name]
     try:
         with np.errstate(all="ignore"):
-            out = np.asarray(node.op.forward(**fresh))
+            return args, np.asarray(node.op.forward(**args))
     except Exception:
         return None
-    return fresh, out
 
 
 def _raised(case: CompiledCase, node: Node, exc: RuleError, under: str) -> Fault:
@@ -170,6 +202,7 @@ def _judge(
     oracle: Oracle,
     tol: tuple[float, float],
     args: dict[str, Any] | None = None,
+    record: dict[str, Any] | None = None,
 ) -> Fault | None:
     """The first argument of ``node`` whose gradient in ``given`` (the rule's, under upstream
     ``g``, on ``args``: by default the node's operands in the case) differs from the oracle's
@@ -203,6 +236,10 @@ def _judge(
             if theirs is not None:
                 ones = _under_ones(oracle, node, args, g, pname, argument)
                 diagnosis = diagnose(mine, theirs, upstream=g, ones_reference=ones)
+                diagnosis = diagnosis or _transposed(oracle, node, args, g, mine, pname, argument)
+            if record is not None:
+                record.update(node=node.name, argument=argument, manual=mine, oracle=theirs)
+                record.update({f"operand {k}": v for k, v in args.items() if _is_array(v)})
             return Fault(
                 node=node.name,
                 op=node.op.name,
@@ -216,6 +253,60 @@ def _judge(
                 diagnosis=diagnosis,
             )
     return None
+
+
+def _is_array(v: Any) -> bool:
+    return isinstance(v, np.ndarray)
+
+
+def _transposed(
+    oracle: Oracle,
+    node: Node,
+    args: dict[str, Any],
+    g: Array,
+    mine: Array,
+    pname: str,
+    argument: str,
+) -> str | None:
+    """Matrix rules go wrong by a transpose on the wrong side: does ``mine`` equal the oracle's
+    gradient with one square operand (or the upstream gradient, or both) transposed, or that
+    transposed? Op-agnostic: it only transposes the last two dims of square arrays."""
+    if oracle.node_vjp is None:
+        return None
+    square = [
+        k for k, v in args.items() if _is_array(v) and v.ndim >= 2 and v.shape[-1] == v.shape[-2]
+    ]
+    names = [*square, "grad"] if g.ndim >= 2 and g.shape[-1] == g.shape[-2] else square
+    tries = [(n,) for n in names] + [("grad", n) for n in square if "grad" in names]
+    scale = float(np.max(np.abs(mine))) if np.size(mine) else 0.0
+    for flipped in tries:
+        moved = {k: np.swapaxes(v, -1, -2) if k in flipped else v for k, v in args.items()}
+        upstream = np.swapaxes(g, -1, -2) if "grad" in flipped else g
+        try:
+            found = _pick(oracle.node_vjp(node, moved, upstream), pname, argument)
+        except Exception:
+            continue
+        if found is None or found.shape != np.shape(mine):
+            continue
+        what = " and ".join(f"'{n}'" if n != "grad" else "grad" for n in flipped)
+        if np.allclose(mine, found, rtol=1e-6, atol=1e-9 * max(scale, 1e-300)):
+            return f"torch's gradient with {what} transposed (a transpose on the wrong side)"
+        if found.ndim >= 2 and np.allclose(
+            mine, np.swapaxes(found, -1, -2), rtol=1e-6, atol=1e-9 * max(scale, 1e-300)
+        ):
+            return (
+                f"the transpose of torch's gradient with {what} transposed (the factors of a "
+                "product in the wrong order)"
+            )
+    return None
+
+
+def _pick(found: dict[str, Any], pname: str, argument: str) -> Array | None:
+    """One argument's gradient from a per-parameter result (``tensors[1]`` picks from a list)."""
+    value = found.get(pname)
+    if isinstance(value, list):
+        value = value[int(argument.rsplit("[", 1)[1].rstrip("]"))]
+    return None if value is None else np.asarray(value)
 
 
 def _rule_text(sources: Sources, source: str, op: str, pname: str) -> str:
@@ -238,7 +329,4 @@ def _under_ones(
         found = oracle.node_vjp(node, args, np.ones_like(upstream))
     except Exception:
         return None
-    value = found.get(pname)
-    if isinstance(value, list):
-        value = value[int(argument.rsplit("[", 1)[1].rstrip("]"))]
-    return None if value is None else np.asarray(value)
+    return _pick(found, pname, argument)

@@ -64,3 +64,5 @@ class Sources:
     rule_sets: list[RuleSet] = field(default_factory=list)  # in force, in the order asked
     values: dict[Source, dict[str, Array]] = field(default_factory=dict)
     grads: dict[Source, dict[str, Array]] = field(default_factory=dict)
+    # The arrays of a probe that found a fault: its upstream, the operands, both gradients.
+    probe: dict[str, Any] = field(default_factory=dict)

@@ -66,7 +66,7 @@ def fault_message(f: Fault) -> str:
     rule = f"{f.source} rule" + (f" {f.rule}" if f.rule else "")
     text = f"the rule of node {node_name(f)} is wrong for '{f.argument}' ({rule})"
     if f.under != "the case":
-        text += f", judged alone under {f.under}; the case's own data and upstream do not show it"
+        text += f", found by the probe: judged alone under {f.under}"
     if f.comparison is not None:
         text += f": {f.comparison.left} vs {f.comparison.right} {_worst(f.comparison)}"
     elif f.problem:

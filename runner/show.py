@@ -28,6 +28,8 @@ def render(result: CaseResult, sources: Any) -> list[str]:
         return lines + [f"  {m}" for m in result.messages]
     if result.fault is not None:
         lines.append(f"  {fault_message(result.fault)}")
+    if result.fault is not None and sources.probe:
+        lines += _probe(sources.probe)
     for check in result.tensors:
         lines += _tensor(check, sources)
     return lines
@@ -64,6 +66,29 @@ def _tensor(check: TensorCheck, sources: Any) -> list[str]:
         lines += _side_by_side(shown, marks)
     else:
         lines += _worst_rows(shown, diff)
+    return lines
+
+
+def _probe(found: dict[str, Any]) -> list[str]:
+    """The arrays of the probe that found the fault: what it fed the node, and both gradients."""
+    lines = ["", f"the probe of node '{found['node']}', under {found['under']}:"]
+    fed = {k: v for k, v in found.items() if k.startswith("operand ")}
+    fed["upstream"] = found["upstream"]
+    if len({np.shape(v) for v in fed.values()}) == 1 and np.size(found["upstream"]) <= MAX_SHOWN:
+        lines += _side_by_side(fed, {})
+    else:
+        lines += [f"  {k}: shape {np.shape(v)}" for k, v in fed.items()]
+    mine, theirs = found["manual"], found["oracle"]
+    grads = {"manual": mine}
+    if theirs is not None:
+        grads["torch"] = theirs
+        if np.shape(mine) == np.shape(theirs):
+            grads["manual - torch"] = np.asarray(mine, np.float64) - np.asarray(theirs, np.float64)
+    lines.append(f"gradient for '{found['argument']}':")
+    if np.size(mine) <= MAX_SHOWN and len({np.shape(v) for v in grads.values()}) == 1:
+        lines += _side_by_side(grads, {})
+    else:
+        lines += _worst_rows(grads, grads.get("manual - torch"))
     return lines
 
 

@@ -641,7 +641,7 @@ def test_a_constant_upstream_does_not_hide_a_rule_that_ignores_it(
     code, out, path = run_yaml(write_case, tmp_path, capsys, text.replace("RULE", "other"))
     assert code == 1
     assert "is wrong for 'input' (case rule `other` at " in out
-    assert "judged alone under a random upstream gradient (seed 0); the case's own" in out
+    assert "found by the probe: judged alone under a random upstream gradient (seed 0)" in out
     assert "looks like: the upstream gradient ignored" in out
     fault = report_of(tmp_path / "r.json").cases[0].fault
     assert fault is not None and fault.under == "a random upstream gradient (seed 0)"
@@ -720,7 +720,7 @@ def test_xfail_does_not_cover_a_wrong_golden_value(
     )
     assert code == 1
     assert out.strip().splitlines()[-1] == "0 passed, 1 failed"
-    assert "does not cover this failure: the manual gradients agree with torch" in out
+    assert "does not cover this failure: no rule is wrong (the manual gradients agree" in out
 
 
 def test_rules_in_block_and_multi_line_scalars_are_located_at_the_sub_expression(
@@ -822,3 +822,60 @@ def test_the_catalogue_given_as_a_users_rules_passes_every_case_probes_included(
     assert not bad, "\n".join(bad)
     sources = {u.source for c in report.cases for t in c.tensors for u in t.rules}
     assert sources == {"api tests.test_rules", "case"}
+
+
+def test_the_probe_tries_both_signs_and_keeps_constants(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A relu rule that is right only for negative inputs, on negative data: the negated probe
+    # gives every element the other sign.
+    code, out, path = run_yaml(
+        write_case,
+        tmp_path,
+        capsys,
+        "inputs: {x: [[-1.0, -2.0, -3.0], [-0.5, -0.1, -4.0]]}\ngraph: {y: relu(x)}\n"
+        "upstream: {random: normal, seed: 1}\nrules: {relu: {input: np.zeros_like(input)}}\n",
+    )
+    assert code == 1 and "found by the probe" in out
+    # cross_entropy with a probability target: the target is a constant the probe keeps.
+    path.write_text(
+        "inputs:\n  x: {random: normal, shape: [3, 4], seed: 1}\n"
+        "  t: {values: [[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1]],"
+        " requires_grad: false}\ngraph:\n  l: cross_entropy(x, t)\nrules:\n  cross_entropy:\n"
+        "    input: (np.exp(input) / np.exp(input).sum(axis=1, keepdims=True) - target)"
+        " * grad / input.shape[0]\n"
+    )
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 0, out
+
+
+def test_show_prints_the_arrays_of_the_probe_that_found_the_fault(
+    write_case: WriteCase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(
+        "name: t/pr\ninputs: {a: [1.0, 2.0], b: [3.0, 4.0]}\ngraph: {c: a * b}\n"
+        "rules: {mul: {input: other}}\n"
+    )
+    code, out = run(capsys, "show", str(path))
+    assert code == 1
+    assert "the probe of node 'c', under a random upstream gradient (seed 0):" in out
+    lines = out.splitlines()
+    at = lines.index("gradient for 'input':")
+    assert lines[at + 1].split() == ["manual", "torch", "manual", "-", "torch"]
+    assert lines[at + 2].split()[:4] == ["[", "3", "4", "]"]
+
+
+def test_a_transpose_on_the_wrong_side_is_diagnosed(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    square = MATMUL.replace("shape: [2, 3]", "shape: [3, 3]").replace(
+        "shape: [3, 4]", "shape: [3, 3]"
+    )
+    code, out, _ = run_yaml(
+        write_case, tmp_path, capsys, square.replace("RULE_INPUT", "grad @ other")
+    )
+    assert code == 1
+    assert (
+        "looks like: torch's gradient with 'other' transposed (a transpose on the wrong side)"
+        in out
+    )

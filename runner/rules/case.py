@@ -51,7 +51,10 @@ class ArgumentRule:
         results = []
         for i, expr in enumerate(self.exprs):
             try:
-                results.append(evaluate(expr, env, max_elements=MAX_ELEMENTS))
+                value = evaluate(expr, env, max_elements=MAX_ELEMENTS)
+                if value is None:
+                    raise RuleEvalError("evaluated to None; a rule gives the gradient (an array)")
+                results.append(value)
             except RuleEvalError as exc:
                 raise RuleError(
                     f"failed: {exc} ({_shapes(env)})",
@@ -170,6 +173,11 @@ def _argument_problem(
         )
     if reached is None:
         return ""
+    if not any(node.name in reached for node in nodes):
+        return (
+            f"rules.{op.name}: the rule for '{argument}' would never run: the output's gradient "
+            f"reaches no node of {op.name} (the output does not depend on them)"
+        )
     for node in nodes:
         if node.name not in reached:
             continue
