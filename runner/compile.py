@@ -56,7 +56,9 @@ class _Compiler:
         self.nondiff_uses: dict[str, tuple[Path, int, str]] = {}
         self.diff_uses: set[str] = set()
 
-    def problem(self, path: Path, message: str, offset: int = 0, at_key: bool = False) -> None:
+    def problem(
+        self, path: Path, message: str, offset: int | None = None, at_key: bool = False
+    ) -> None:
         self.problems.append(self.doc.problem(path, message, offset, at_key))
 
     # --- inputs --------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from runner.compile import CompiledCase, compile_case
 from runner.diagnostics import CaseInvalid, Location, Problem, did_you_mean
-from runner.yaml_source import Document, Path, load_documents
+from runner.yaml_source import Document, Path, load_stream
 from schemas import case as case_models
 from schemas.case import Case
 
@@ -114,18 +114,17 @@ def load_file(file: FsPath, root: FsPath, shown: str) -> tuple[list[CompiledCase
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CaseInvalid([Problem(Location(shown, 1, 1), f"cannot read file: {exc}")]) from None
-    docs = load_documents(text, shown)
-    if not docs:
+    docs, problems = load_stream(text, shown)
+    if not docs and not problems:
         raise CaseInvalid([Problem(Location(shown, 1, 1), "file holds no case")])
     stem = (
         file.resolve().relative_to(root).with_suffix("").as_posix()
         if file.resolve().is_relative_to(root)
         else file.stem
     )
-    problems: list[Problem] = []
     cases = []
-    for i, doc in enumerate(docs):
-        default = stem if len(docs) == 1 else f"{stem}[{i}]"
+    for doc in docs:
+        default = stem if doc.count == 1 else f"{stem}[{doc.index}]"
         try:
             cases.append(compile_document(doc, default))
         except CaseInvalid as exc:

@@ -50,8 +50,10 @@ class Document:
     marks: dict[Path, Node] = field(default_factory=dict)
     keys: dict[Path, Node] = field(default_factory=dict)  # the key node of each mapping entry
     lines: list[str] = field(default_factory=list)  # the file's text, to place sub-expressions
+    index: int = 0  # its position among the stream's non-empty documents
+    count: int = 1  # how many non-empty documents the stream holds
 
-    def where(self, path: Path, offset: int = 0, at_key: bool = False) -> Location:
+    def where(self, path: Path, offset: int | None = None, at_key: bool = False) -> Location:
         """The location of the deepest node on ``path`` that exists (of its key, with
         ``at_key``); ``offset`` moves the column into a plain or quoted one-line scalar (e.g. to
         a sub-expression)."""
@@ -66,7 +68,7 @@ class Document:
             return Location(self.file, 1, 1)
         mark = node.start_mark
         col = mark.column + 1
-        if cut == len(path) and offset and isinstance(node, ScalarNode) and self.lines:
+        if cut == len(path) and offset is not None and isinstance(node, ScalarNode) and self.lines:
             found = scalar_position(self.lines, node, offset)
             if found is not None:
                 return Location(self.file, found[0] + 1, found[1] + 1)
@@ -75,7 +77,9 @@ class Document:
                 col += offset + (1 if node.style else 0)
         return Location(self.file, mark.line + 1, col)
 
-    def problem(self, path: Path, message: str, offset: int = 0, at_key: bool = False) -> Problem:
+    def problem(
+        self, path: Path, message: str, offset: int | None = None, at_key: bool = False
+    ) -> Problem:
         return Problem(self.where(path, offset, at_key), message)
 
 
@@ -240,7 +244,18 @@ class _Builder:
 
 
 def load_documents(text: str, file: str) -> list[Document]:
-    """Every document of a YAML stream, or `CaseInvalid` with every problem found."""
+    """Every document of a YAML stream, or `CaseInvalid` with every problem found (see
+    `load_stream` to keep the valid documents of a stream with invalid ones)."""
+    docs, problems = load_stream(text, file)
+    if problems:
+        raise CaseInvalid(problems)
+    return docs
+
+
+def load_stream(text: str, file: str) -> tuple[list[Document], list[Problem]]:
+    """The valid documents of a YAML stream and the problems of the others: a duplicate key or
+    a refused tag in one document does not stop the rest. `CaseInvalid` when the stream itself
+    does not parse."""
     try:
         nodes = list(yaml.compose_all(text, Loader=_COMPOSER))
     except yaml.MarkedYAMLError as exc:
@@ -252,15 +267,20 @@ def load_documents(text: str, file: str) -> list[Document]:
         ) from None
     except yaml.YAMLError as exc:
         raise CaseInvalid([Problem(Location(file, 1, 1), f"invalid YAML: {exc}")]) from None
-    docs = []
-    builder = _Builder(file)
+    docs: list[Document] = []
+    problems: list[Problem] = []
     lines = text.split("\n")
-    for node in nodes:
-        if node is None or isinstance(node, ScalarNode) and node.tag.endswith(":null"):
-            continue  # an empty document, e.g. after a trailing ---
-        doc = Document(file, None, lines=lines)
-        doc.data = builder.build(node, (), doc)
-        docs.append(doc)
-    if builder.problems:
-        raise CaseInvalid(builder.problems)
-    return docs
+    # Empty documents (e.g. after a trailing ---) are not cases.
+    nodes = [n for n in nodes if not (isinstance(n, ScalarNode) and n.tag.endswith(":null"))]
+    for index, node in enumerate(nodes):
+        builder = _Builder(file)
+        doc = Document(file, None, lines=lines, index=index, count=len(nodes))
+        try:
+            doc.data = builder.build(node, (), doc)
+        except CaseInvalid as exc:
+            builder.problems += exc.problems
+        if builder.problems:
+            problems += builder.problems
+        else:
+            docs.append(doc)
+    return docs, problems

@@ -257,12 +257,12 @@ REFUSED = [
     ("rules: {matmul: {input: gradd}}", "unknown name 'gradd'; did you mean 'grad'?", "7:25"),
     ("rules: {matmul: {input: grad.__class__}}", "__class__", "7:30"),
     ("rules: {matmul: {input: np.save(grad)}}", "np.save does I/O", "7:28"),
-    ("rules: {matmul: {input: '[g for g in grad]'}}", "comprehensions are not allowed", "7:25"),
-    ("rules: {matmul: {input: 'lambda: 0'}}", "lambda is not allowed", "7:25"),
+    ("rules: {matmul: {input: '[g for g in grad]'}}", "comprehensions are not allowed", "7:26"),
+    ("rules: {matmul: {input: 'lambda: 0'}}", "lambda is not allowed", "7:26"),
     ("rules: {matmul: {input: '(y := grad)'}}", "assignment (:=) is not allowed", "7:27"),
-    ("rules: {matmul: {input: 'open(\"x\")'}}", "open() is not allowed", "7:25"),
+    ("rules: {matmul: {input: 'open(\"x\")'}}", "open() is not allowed", "7:26"),
     ("rules: {matmul: {input: 'np.lib'}}", "np.lib does I/O", "7:29"),
-    ("rules: {matmul: {input: '__import__(\"os\")'}}", "__import__() is not allowed", "7:25"),
+    ("rules: {matmul: {input: '__import__(\"os\")'}}", "__import__() is not allowed", "7:26"),
     (
         "rules: {matmul: {input: 'np.add(grad, 1, out=grad)'}}",
         "out= writes into an existing array",
@@ -879,3 +879,31 @@ def test_a_transpose_on_the_wrong_side_is_diagnosed(
         "looks like: torch's gradient with 'other' transposed (a transpose on the wrong side)"
         in out
     )
+
+
+def test_a_bad_document_does_not_stop_the_others_in_its_file(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_yaml(
+        write_case,
+        tmp_path,
+        capsys,
+        "inputs: {a: [1.0]}\ngraph: {c: exp(a)}\n---\n"
+        "inputs: {a: [1.0]}\ngraph: {c: exp(a)}\nrules: {exp: {input: grad}, exp: {input: out}}\n"
+        "---\ninputs: {a: !!python/name:os.system [1.0]}\ngraph: {c: exp(a)}\n---\n"
+        "inputs: {a: [2.0]}\ngraph: {c: exp(a)}\n",
+    )
+    assert code == 2
+    assert "PASSED case[0] " in out and "PASSED case[3] " in out  # names keep their positions
+    assert "case.yaml:6:29: duplicate key 'exp'" in out
+    assert "case.yaml:8:13: the tag tag:yaml.org,2002:python/name:os.system is not allowed" in out
+
+
+def test_a_refusal_at_the_start_of_a_quoted_rule_points_inside_the_quotes(
+    write_case: WriteCase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(
+        "inputs: {a: [1.0]}\ngraph: {c: exp(a)}\nrules: {exp: {input: 'type(grad)'}}\n"
+    )
+    code, out = run(capsys, "validate", str(path))
+    assert code == 2 and "case.yaml:3:23: error: rules.exp.input: type() is not allowed" in out
