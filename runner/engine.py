@@ -21,6 +21,7 @@ from runner.graph import Graph, Node, Ref
 from runner.ops.spec import Array, Op, Param, Shape
 from runner.ops.spec import sum_to as reduce_to
 from runner.rules import CATALOGUE, RuleSet
+from runner.rules.budget import OverBudget, time_limit
 
 VJP = Callable[..., Sequence[Any]]
 
@@ -277,12 +278,15 @@ def _call_user(
         return _user_error(rule_set, node, None, message, exc)
 
     try:
-        with np.errstate(all="ignore"):  # inf and NaN are the comparison's to judge
+        # inf and NaN are the comparison's to judge; a rule that loops is the case's failure.
+        with np.errstate(all="ignore"), time_limit():
             answer = fn(g.copy(), out.copy(), {k: copy(v) for k, v in args.items()})
     except RuleError as exc:  # a case rule's own, already precise
         raise fail(str(exc), exc) from None
     except KeyboardInterrupt:  # the person running gradcase, not the rule
         raise
+    except OverBudget as exc:
+        raise fail(f"was stopped: {exc}") from None
     except BaseException as exc:  # SystemExit from a rule must not end the run
         raise fail(f"raised {type(exc).__name__}: {exc} ({_shapes(g, out, args)})") from exc
     if answer is None:

@@ -25,6 +25,7 @@ from runner.localise import localise, probe
 from runner.oracles import EXPECTED, MANUAL, TORCH, Oracle, Sources
 from runner.report import failure_messages, fault_message
 from runner.rules import RuleSet
+from runner.rules.budget import case_budget
 from runner.torch_side import TorchError
 from schemas.report import CaseResult, Comparison, Fault, RuleUse, Source, TensorCheck
 
@@ -77,7 +78,15 @@ def run_case(
     case: CompiledCase, rules: Sequence[RuleSet] = (), oracles: Sequence[Oracle] = (TORCH,)
 ) -> tuple[CaseResult, Sources | None]:
     """`execute`, also returning the arrays of every source (None when the case could not
-    compute them) for the side-by-side view."""
+    compute them) for the side-by-side view. The user's rules of the case share one time budget
+    (`runner.rules.budget`)."""
+    with case_budget():
+        return _run_case(case, rules, oracles)
+
+
+def _run_case(
+    case: CompiledCase, rules: Sequence[RuleSet], oracles: Sequence[Oracle]
+) -> tuple[CaseResult, Sources | None]:
     start = time.perf_counter()
     sources: Sources | None = None
     result = CaseResult(

@@ -513,3 +513,10 @@ def test_a_rule_has_a_time_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lang_eval, "MAX_SECONDS", 0.0)
     with pytest.raises(RuleEvalError, match=r"the rule has run for over 0 s"):
         evaluate(parse_rule("grad + 1"), {"grad": np.ones(2)}, max_elements=10)
+
+
+def test_a_case_budget_stops_a_rule_at_its_next_step() -> None:
+    from runner.rules.budget import case_budget
+
+    with case_budget(0.0), pytest.raises(RuleEvalError, match=r"have run for over .* s in all"):
+        evaluate(parse_rule("grad + 1"), {"grad": np.ones(2)}, max_elements=10)

@@ -907,3 +907,25 @@ def test_a_refusal_at_the_start_of_a_quoted_rule_points_inside_the_quotes(
     )
     code, out = run(capsys, "validate", str(path))
     assert code == 2 and "case.yaml:3:23: error: rules.exp.input: type() is not allowed" in out
+
+
+def test_the_rules_of_a_case_share_a_time_budget(
+    write_case: WriteCase,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    from runner.rules import budget
+
+    monkeypatch.setattr(budget, "CASE_SECONDS", 0.5)
+    sleepy = tmp_path / "sleepy.py"
+    sleepy.write_text("import time\nRULES = {'exp': lambda grad, out, input: time.sleep(30)}\n")
+    path = write_case(TWO_OPS)
+    start = time.perf_counter()
+    code, out = run(
+        capsys, "run", str(path), "--rules", str(sleepy), "--report", str(tmp_path / "r.json")
+    )
+    assert code == 1 and time.perf_counter() - start < 10
+    assert "was stopped: the case's rules have run for over 0.5 s in all" in out

@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from runner.rules.budget import OverBudget, deadline
 from runner.rules.lang_check import _Columns, _is_linalg, _is_np
 from runner.rules.lang_limits import (
     MAX_CREATED,
@@ -127,6 +128,9 @@ class _Eval:
                 raise _Refused(
                     f"the rule has run for over {MAX_SECONDS:g} s; rules check small examples"
                 )
+            case_end = deadline()
+            if case_end is not None and time.monotonic() > case_end:
+                raise _Refused(str(OverBudget()))
             return value
         except RuleEvalError:
             raise
