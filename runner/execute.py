@@ -233,6 +233,7 @@ def rule_uses(graph: Graph, manual: Backward, tensor: str) -> list[RuleUse]:
                             op=node.op.name,
                             argument=f"{pname}[{i}]" if isinstance(arg, list) else pname,
                             source=manual.sources[node.name][pname],
+                            expression="" if node.named else node.text,
                         )
                     )
     return uses

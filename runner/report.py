@@ -51,7 +51,8 @@ def _by(check: TensorCheck, c: Comparison) -> str:
 
 
 def rule_use(u: RuleUse) -> str:
-    return f"node '{u.node}' ({u.op}) '{u.argument}': {u.source} rule"
+    node = f"`{u.expression}`" if u.expression else f"'{u.node}'"
+    return f"node {node} ({u.op}) '{u.argument}': {u.source} rule"
 
 
 def node_name(f: Fault) -> str:

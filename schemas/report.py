@@ -49,6 +49,7 @@ class RuleUse(_Model):
     op: str
     argument: str
     source: str
+    expression: str = ""  # the node's expression text (names an anonymous node)
 
 
 class TensorCheck(_Model):

@@ -272,6 +272,8 @@ class _Check:
             elif _is_linalg(func.value):
                 label = f"np.linalg.{func.attr}"
         else:
+            # What is called says more than "not a name" when it is refused itself (a lambda).
+            self.expr(func, depth)
             self.fail(f"only names can be called; {_CALL_FORMS}", col)
         assert sig is not None  # every call form returns its sig or fails
         for arg in node.args:
