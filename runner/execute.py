@@ -21,20 +21,27 @@ from runner.compile import CompiledCase
 from runner.engine import Backward, RuleError, backward, forward
 from runner.graph import Graph, Ref
 from runner.inputs import make_input, make_upstream
-from runner.localise import localise, probe
+from runner.localise import PROBE_SEED, localise, probe
 from runner.oracles import EXPECTED, MANUAL, TORCH, Oracle, Sources
 from runner.report import failure_messages, fault_message
 from runner.rules import RuleSet
 from runner.rules.budget import case_budget
 from runner.torch_side import TorchError
+from schemas.case import RandomUpstream
 from schemas.report import CaseResult, Comparison, Fault, RuleUse, Source, TensorCheck
 
 
 def run_sources(
-    case: CompiledCase, rules: Sequence[RuleSet] = (), oracles: Sequence[Oracle] = (TORCH,)
+    case: CompiledCase,
+    rules: Sequence[RuleSet] = (),
+    oracles: Sequence[Oracle] = (TORCH,),
+    *,
+    random_upstream: int | None = None,
 ) -> Sources:
     """Compute every source of ``case``: the manual side with the case's own rules first, then
     ``rules`` in order, then the catalogue; each oracle; the expected literals as arrays.
+    ``random_upstream``: a seed to draw the upstream gradient from (standard normal) instead of
+    the case's; the expected values then do not apply and are left out.
 
     Raises `RuleError` (a rule or a forward failed) or `TorchError` (an oracle refused).
     """
@@ -42,7 +49,11 @@ def run_sources(
     inputs = {name: make_input(plan) for name, plan in case.inputs.items()}
     values = forward(graph, inputs)
     out = values[graph.output]
-    upstream = make_upstream(case.model.upstream, graph.shapes[graph.output], out.dtype)
+    shape = graph.shapes[graph.output]
+    if random_upstream is None:
+        upstream = make_upstream(case.model.upstream, shape, out.dtype)
+    else:
+        upstream = np.random.default_rng(random_upstream).standard_normal(shape).astype(out.dtype)
     in_force = ([case.rules] if case.rules else []) + list(rules)
     manual = backward(graph, values, upstream, in_force)
     sources = Sources(inputs, upstream, manual, in_force, {MANUAL: values}, {MANUAL: manual.grads})
@@ -50,8 +61,13 @@ def run_sources(
         ref = oracle.run(graph, inputs, upstream)
         sources.values[oracle.name], sources.grads[oracle.name] = ref.values, ref.grads
     expect = case.model.expect
-    sources.values[EXPECTED] = {k: np.asarray(v, dtype=np.float64) for k, v in expect.value.items()}
-    sources.grads[EXPECTED] = {k: np.asarray(v, dtype=np.float64) for k, v in expect.grad.items()}
+    golden = random_upstream is None
+    sources.values[EXPECTED] = {
+        k: np.asarray(v, dtype=np.float64) for k, v in expect.value.items() if golden
+    }
+    sources.grads[EXPECTED] = {
+        k: np.asarray(v, dtype=np.float64) for k, v in expect.grad.items() if golden
+    }
     return sources
 
 
@@ -106,20 +122,68 @@ def _run_case(
         try:
             if failed:
                 result.fault = localise(case, sources, oracles, tolerances)
-            else:
-                # The user's rules must also hold off the case's own data and upstream.
-                result.fault = probe(case, sources, oracles, tolerances, sources.probe)
-                result.status = "failed" if result.fault else "passed"
+            elif case.model.probe:
+                # A constant upstream hides a rule that ignores or transposes it; then the
+                # user's rules must also hold off the case's own data and upstream.
+                probed = _graph_probe(case, rules, oracles, result)
+                if probed is not None:
+                    sources = probed
+                if result.fault is None and result.status == "passed":
+                    result.fault = probe(case, sources, oracles, tolerances, sources.probe)
+                    result.status = "failed" if result.fault else "passed"
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # telling which rule is wrong must never lose the verdict
             result.notes.append(f"could not tell which rule is wrong: {type(exc).__name__}: {exc}")
         result.messages = ([fault_message(result.fault)] if result.fault else []) + (
-            failure_messages(result)
+            result.messages or failure_messages(result)
         )
     _apply_xfail(case, result)
     result.duration = time.perf_counter() - start
     return result, sources
+
+
+GRAPH_PROBE = f"a random upstream gradient for the whole graph (seed {PROBE_SEED})"
+
+
+def _graph_probe(
+    case: CompiledCase, rules: Sequence[RuleSet], oracles: Sequence[Oracle], result: CaseResult
+) -> Sources | None:
+    """When the case's upstream gradient is constant, run it once more under a seeded random
+    one. A disagreement fails the case as the probe's: ``result`` then carries the probe's
+    comparisons and fault, and the probe's sources are returned (for the side-by-side view)."""
+    if not _constant(case.model.upstream):
+        return None
+    try:
+        sources = run_sources(case, rules, oracles, random_upstream=PROBE_SEED)
+    except RuleError as exc:
+        if not exc.user:
+            raise
+        _broken(case, result, exc)
+        if result.fault is not None:
+            result.fault = result.fault.model_copy(update={"under": GRAPH_PROBE})
+        return None
+    checks = compare_sources(case, sources, oracles)
+    if all(t.ok for t in checks):
+        return None
+    result.status = "failed"
+    result.tensors = checks
+    result.notes.append(
+        "the case passes under its own constant upstream gradient; the comparisons shown are "
+        f"under {GRAPH_PROBE}"
+    )
+    result.messages = [f"under {GRAPH_PROBE}: {m}" for m in failure_messages(result)]
+    fault = localise(case, sources, oracles, tolerances)
+    result.fault = fault.model_copy(update={"under": GRAPH_PROBE}) if fault else None
+    return sources
+
+
+def _constant(upstream: Any) -> bool:
+    """A number, or a literal whose elements are all equal (a random spec is not constant)."""
+    if isinstance(upstream, RandomUpstream):
+        return False
+    flat = np.asarray(upstream, dtype=np.float64).reshape(-1)
+    return flat.size <= 1 or bool(np.all(flat == flat[0]))
 
 
 def _broken(case: CompiledCase, result: CaseResult, exc: BaseException) -> None:

@@ -174,3 +174,6 @@ class Case(_Strict):
     # A rule known to be wrong: failing is "xfailed" (the run passes), passing is "xpassed" (the
     # run fails: strict), both with this reason.
     xfail: str | None = Field(default=None, min_length=1)
+    # Probe a passing case: under a random upstream when its own is constant, and each user
+    # rule alone on random data. False turns both off (a rule right only on this data).
+    probe: bool = True

@@ -641,10 +641,16 @@ def test_a_constant_upstream_does_not_hide_a_rule_that_ignores_it(
     code, out, path = run_yaml(write_case, tmp_path, capsys, text.replace("RULE", "other"))
     assert code == 1
     assert "is wrong for 'input' (case rule `other` at " in out
-    assert "found by the probe: judged alone under a random upstream gradient (seed 0)" in out
+    assert (
+        "found by the probe: judged alone under a random upstream gradient for the whole graph"
+        in out
+    )
     assert "looks like: the upstream gradient ignored" in out
     fault = report_of(tmp_path / "r.json").cases[0].fault
-    assert fault is not None and fault.under == "a random upstream gradient (seed 0)"
+    assert (
+        fault is not None
+        and fault.under == "a random upstream gradient for the whole graph (seed 0)"
+    )
     path.write_text(text.replace("RULE", "grad * other"))
     code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
     assert code == 0, out
@@ -854,15 +860,17 @@ def test_show_prints_the_arrays_of_the_probe_that_found_the_fault(
 ) -> None:
     path = write_case(
         "name: t/pr\ninputs: {a: [1.0, 2.0], b: [3.0, 4.0]}\ngraph: {c: a * b}\n"
-        "rules: {mul: {input: other}}\n"
+        "upstream: {random: normal, seed: 5}\nrules: {mul: {input: -grad * other * 2}}\n"
+        "---\nname: t/pr-data\ninputs: {a: [1.0, 2.0], b: [3.0, 4.0]}\ngraph: {c: a * b}\n"
+        "upstream: {random: normal, seed: 5}\n"
+        "rules: {mul: {input: grad * np.abs(other)}}\n"
     )
-    code, out = run(capsys, "show", str(path))
+    code, out = run(capsys, "show", "t/pr-data", str(path.parent))
     assert code == 1
-    assert "the probe of node 'c', under a random upstream gradient (seed 0):" in out
+    assert "the probe of node 'c', under the same random inputs negated (seed 0):" in out
     lines = out.splitlines()
     at = lines.index("gradient for 'input':")
     assert lines[at + 1].split() == ["manual", "torch", "manual", "-", "torch"]
-    assert lines[at + 2].split()[:4] == ["[", "3", "4", "]"]
 
 
 def test_a_transpose_on_the_wrong_side_is_diagnosed(
@@ -929,3 +937,18 @@ def test_the_rules_of_a_case_share_a_time_budget(
     )
     assert code == 1 and time.perf_counter() - start < 10
     assert "was stopped: the case's rules have run for over 0.5 s in all" in out
+
+
+def test_probe_false_opts_a_case_out_of_every_probe(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (
+        "inputs: {a: [1.0, 2.0], b: [3.0, 4.0]}\ngraph: {c: a * b}\nrules: {mul: {input: other}}\n"
+    )
+    code, out, path = run_yaml(write_case, tmp_path, capsys, text)
+    assert code == 1
+    case = report_of(tmp_path / "r.json").cases[0]
+    assert "the case passes under its own constant upstream gradient" in case.notes[0]
+    path.write_text("probe: false\n" + text)
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 0, out
