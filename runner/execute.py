@@ -134,7 +134,9 @@ def _run_case(
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # telling which rule is wrong must never lose the verdict
-            result.notes.append(f"could not tell which rule is wrong: {type(exc).__name__}: {exc}")
+            result.notes.append(
+                f"the probes or the fault search stopped: {type(exc).__name__}: {exc}"
+            )
         result.messages = ([fault_message(result.fault)] if result.fault else []) + (
             result.messages or failure_messages(result)
         )
