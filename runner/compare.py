@@ -19,7 +19,13 @@ EXPECTED_TOLERANCE: tuple[float, float] = (1e-4, 1e-4)
 
 
 def compare(
-    left: Any, right: Any, *, sources: tuple[Source, Source], rtol: float, atol: float
+    left: Any,
+    right: Any,
+    *,
+    sources: tuple[Source, Source],
+    rtol: float,
+    atol: float,
+    equal_nan: bool = True,
 ) -> Comparison:
     """``right`` is the reference: relative error is measured against it."""
 
@@ -38,7 +44,8 @@ def compare(
     if a.size == 0:
         return result(True, abs_err=0.0, rel_err=0.0, mismatched=0, total=0)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        same = (a == b) | (np.isnan(a) & np.isnan(b))
+        both_nan = np.isnan(a) & np.isnan(b)
+        same = (a == b) | (both_nan & equal_nan)
         diff = np.where(same, 0.0, np.abs(a - b))
         diff = np.where(np.isnan(diff), np.inf, diff)  # NaN on one side only
         excess = np.where(same, -np.inf, diff - (atol + rtol * np.abs(b)))
@@ -50,9 +57,22 @@ def compare(
         mismatched == 0,
         mismatched=mismatched,
         total=int(a.size),
+        nan_both=int(np.count_nonzero(both_nan)),
+        one_sided=_one_sided(a, b, sources),
         worst_index=[int(i) for i in worst],
         left_value=float(a[worst]),
         right_value=float(b[worst]),
         abs_err=float(diff[worst]),
         rel_err=float(rel[worst]),
     )
+
+
+def _one_sided(a: Any, b: Any, sources: tuple[Source, Source]) -> str | None:
+    """Which side alone has NaN or an infinity, and at how many elements (None: neither)."""
+    parts = []
+    for kind, test in (("NaN", np.isnan), ("inf", np.isinf)):
+        for side, mine, theirs in ((sources[0], a, b), (sources[1], b, a)):
+            alone = int(np.count_nonzero(test(mine) & ~test(theirs)))
+            if alone:
+                parts.append(f"{kind} on the {side} side only at {alone} element(s)")
+    return "; ".join(parts) or None

@@ -307,7 +307,9 @@ def rule_uses(graph: Graph, manual: Backward, tensor: str) -> list[RuleUse]:
 
 def _compare(left: Any, right: Any, lname: Source, rname: Source, case: CompiledCase) -> Comparison:
     rtol, atol = tolerances(case, rname)
-    result = compare(left, right, sources=(lname, rname), rtol=rtol, atol=atol)
+    result = compare(
+        left, right, sources=(lname, rname), rtol=rtol, atol=atol, equal_nan=case.model.equal_nan
+    )
     # A rule that computes in the wrong precision is a bug even when the numbers agree; golden
     # values are typed in no particular precision.
     if (

@@ -31,7 +31,8 @@ def describe(case: str, check: TensorCheck, c: Comparison) -> str:
     what = f"{case}: {check.kind} of '{check.tensor}': {c.left} vs {c.right}"
     if c.problem:
         return f"{what}: {c.problem}{_by(check, c)}"
-    return f"{what} {_worst(c)}{_by(check, c)}"
+    sided = f"; {c.one_sided}" if c.one_sided else ""
+    return f"{what} {_worst(c)}{sided}{_by(check, c)}"
 
 
 def _worst(c: Comparison) -> str:

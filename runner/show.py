@@ -96,8 +96,9 @@ def _verdict(c: Any) -> str:
     pair = f"{c.left} vs {c.right}"
     if c.problem:
         return f"{pair}: {c.problem}"
+    nan = f" ({c.nan_both} NaN on both sides)" if c.nan_both else ""
     if c.ok:
-        return f"{pair} agree"
+        return f"{pair} agree{nan}"
     return (
         f"{pair}: {c.mismatched} of {c.total} differ, worst at {c.worst_index} "
         f"(rtol {c.rtol:g}, atol {c.atol:g})"

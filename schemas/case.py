@@ -177,3 +177,5 @@ class Case(_Strict):
     # Probe a passing case: under a random upstream when its own is constant, and each user
     # rule alone on random data. False turns both off (a rule right only on this data).
     probe: bool = True
+    # NaN on both sides at the same element agrees (torch-exact); false makes it a mismatch.
+    equal_nan: bool = True

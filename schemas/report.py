@@ -37,6 +37,10 @@ class Comparison(_Model):
     # Elements out of tolerance, of how many ("4 of 6 differ").
     mismatched: int | None = None
     total: int | None = None
+    # Elements NaN on both sides (they agree unless the case sets equal_nan: false), and NaN or
+    # an infinity on one side only, said with the side.
+    nan_both: int | None = None
+    one_sided: str | None = None
     rtol: float
     atol: float
 

@@ -936,3 +936,20 @@ def test_probe_false_opts_a_case_out_of_every_probe(
     path.write_text("probe: false\n" + text)
     code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
     assert code == 0, out
+
+
+def test_nan_agrees_on_both_sides_unless_equal_nan_is_false_and_one_side_is_named(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = "inputs: {a: [-1.0, 4.0]}\ngraph: {c: sqrt(a)}\n"
+    code, out, path = run_yaml(write_case, tmp_path, capsys, text)
+    assert code == 0, out
+    grad = next(t for t in report_of(tmp_path / "r.json").cases[0].tensors if t.kind == "grad")
+    assert grad.comparisons[0].nan_both == 1
+    path.write_text("equal_nan: false\n" + text)
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 1 and "manual nan, torch nan" in out
+    path.write_text(text + "rules: {sqrt: {input: np.nan_to_num(grad / (2 * out))}}\n")
+    code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
+    assert code == 1
+    assert "NaN on the torch side only at 1 element(s)" in out
