@@ -70,7 +70,8 @@ def _operands(arg: Any) -> list[Any]:
     return list(arg) if isinstance(arg, list) else [arg]
 
 
-def _wants_grad(value: Any) -> bool:
+def floating_array(value: Any) -> bool:
+    """A floating-point array: the operands that get a gradient."""
     return isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating)
 
 
@@ -109,7 +110,7 @@ def apply_vjp(
 
 
 def _fit(grad: Any, operand: Any, *, what: str) -> Array | None:
-    if grad is None or not _wants_grad(operand):
+    if grad is None or not floating_array(operand):
         return None
     return sum_to(np.asarray(grad), operand.shape, what=what).astype(operand.dtype, copy=False)
 
@@ -261,7 +262,7 @@ def node_vjp(
 
 
 def _any_wanted(arg: Any) -> bool:
-    return any(_wants_grad(v) for v in _operands(arg))
+    return any(floating_array(v) for v in _operands(arg))
 
 
 def _call_user(
@@ -288,7 +289,8 @@ def _call_user(
     except OverBudget as exc:
         raise fail(f"was stopped: {exc}") from None
     except BaseException as exc:  # SystemExit from a rule must not end the run
-        raise fail(f"raised {type(exc).__name__}: {exc} ({_shapes(g, out, args)})") from exc
+        shapes = describe_shapes({"grad": g, "out": out, **args})
+        raise fail(f"raised {type(exc).__name__}: {exc} ({shapes})") from exc
     if answer is None:
         raise fail(
             "returned None (a missing return?); a rule returns a dict of argument name -> "
@@ -341,7 +343,7 @@ def _user_grads(rule_set: RuleSet, node: Node, p: Param, value: Any, operand: An
                 )
             return [
                 check_user_grad(v, o, what=f"[{i}]", out_shape=node.shape)
-                if _wants_grad(o)
+                if floating_array(o)
                 else None
                 for i, (v, o) in enumerate(zip(value, operand, strict=True))
             ]
@@ -350,12 +352,14 @@ def _user_grads(rule_set: RuleSet, node: Node, p: Param, value: Any, operand: An
         raise _user_error(rule_set, node, p.name, str(exc).lstrip(), None) from None
 
 
-def _shapes(g: Array, out: Array, args: Mapping[str, Any]) -> str:
-    parts = [f"grad {g.shape}", f"out {out.shape}"]
-    for k, v in args.items():
+def describe_shapes(values: Mapping[str, Any]) -> str:
+    """``shapes: grad (2, 4), input (2, 3), tensors [(2,), (3,)]`` for the arrays among
+    ``values`` (in their order), for the message of a rule that failed."""
+    parts = []
+    for k, v in values.items():
         if isinstance(v, np.ndarray):
             parts.append(f"{k} {v.shape}")
-        elif isinstance(v, list) and all(isinstance(x, np.ndarray) for x in v):
+        elif isinstance(v, list) and v and all(isinstance(x, np.ndarray) for x in v):
             parts.append(f"{k} [{', '.join(str(x.shape) for x in v)}]")
     return "shapes: " + ", ".join(parts)
 

@@ -21,14 +21,14 @@ from runner.compile import CompiledCase
 from runner.engine import Backward, RuleError, backward, forward
 from runner.graph import Graph, Ref
 from runner.inputs import make_input, make_upstream
-from runner.localise import PROBE_SEED, localise, probe
+from runner.localise import PROBE_SEED, localise, probe, rule_fault
 from runner.oracles import EXPECTED, MANUAL, TORCH, Oracle, Sources
 from runner.report import failure_messages, fault_message
 from runner.rules import RuleSet
 from runner.rules.budget import case_budget
 from runner.torch_side import TorchError
 from schemas.case import RandomUpstream
-from schemas.report import CaseResult, Comparison, Fault, RuleUse, Source, TensorCheck
+from schemas.report import CaseResult, Comparison, RuleUse, Source, TensorCheck
 
 
 def run_sources(
@@ -198,20 +198,7 @@ def _broken(case: CompiledCase, result: CaseResult, exc: BaseException) -> None:
         result.status = "failed"
         where = exc.where or case.locations.get(node or "", "")
         result.messages = [f"{where}: {text}" if where else text]
-        if node is not None:
-            n = case.graph.node(node)
-            rule = " at ".join(x for x in (f"`{exc.text}`" if exc.text else "", exc.where) if x)
-            result.fault = Fault(
-                node=node,
-                op=n.op.name,
-                argument=exc.argument or "",
-                source=exc.source,
-                where=case.locations.get(node, ""),
-                expression=n.text,
-                rule=rule,
-                problem=text,
-                diagnosis=text.split("looks like: ", 1)[1] if "looks like: " in text else None,
-            )
+        result.fault = rule_fault(case, exc)
         return
     result.status = "error"
     if node in case.locations:

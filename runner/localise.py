@@ -21,7 +21,7 @@ import numpy as np
 from runner.compare import compare
 from runner.compile import CompiledCase
 from runner.diagnose import diagnose
-from runner.engine import RuleError, node_vjp
+from runner.engine import RuleError, floating_array, node_vjp
 from runner.graph import Graph, Node, Ref
 from runner.ops.spec import Array
 from runner.oracles import Oracle, Sources
@@ -110,7 +110,7 @@ def probe(
             except RuleError as exc:
                 if under != UNDER_UPSTREAM:
                     continue  # a rule may assume the op's domain; random data need not keep it
-                return _raised(case, node, exc, under)
+                return rule_fault(case, exc, under)
             mine = {k: v for k, v in given.items() if used.get(k, CATALOGUE) != CATALOGUE}
             try:
                 fault = _judge(case, sources, node, upstream, mine, oracle, tol, args, record)
@@ -139,8 +139,7 @@ def _random_operands(
         names = refs if isinstance(refs, list) else [refs]
         for i, (v, ref) in enumerate(zip(items, names, strict=True)):
             if (
-                isinstance(v, np.ndarray)
-                and np.issubdtype(v.dtype, np.floating)
+                floating_array(v)
                 and isinstance(ref, Ref)
                 and graph.requires_grad.get(ref.name, False)
             ):
@@ -171,17 +170,25 @@ def _forward(
         return None
 
 
-def _raised(case: CompiledCase, node: Node, exc: RuleError, under: str) -> Fault:
+def rule_fault(case: CompiledCase, exc: RuleError, under: str = "the case") -> Fault | None:
+    """The fault of a user's rule that failed outright (it raised, or returned no usable
+    gradient): its node, argument, rule and problem, with the hint its message carries. None
+    when the error names no node."""
+    if exc.node is None:
+        return None
+    node = case.graph.node(exc.node)
+    text = str(exc)
     return Fault(
-        node=node.name,
+        node=exc.node,
         op=node.op.name,
         argument=exc.argument or "",
         source=exc.source,
-        where=case.locations.get(node.name, ""),
+        where=case.locations.get(exc.node, ""),
         expression=node.text,
-        rule=exc.where,
+        rule=" at ".join(x for x in (f"`{exc.text}`" if exc.text else "", exc.where) if x),
         under=under,
-        problem=str(exc),
+        problem=text,
+        diagnosis=text.split("looks like: ", 1)[1] if "looks like: " in text else None,
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from runner.binding import TENSOR_OVERLOADS
 from runner.diagnostics import Problem, did_you_mean
-from runner.engine import RuleError
+from runner.engine import RuleError, describe_shapes
 from runner.graph import Node, Ref
 from runner.inputs import MAX_ELEMENTS
 from runner.ops import REGISTRY
@@ -57,23 +57,12 @@ class ArgumentRule:
                 results.append(value)
             except RuleEvalError as exc:
                 raise RuleError(
-                    f"failed: {exc} ({_shapes(env)})",
+                    f"failed: {exc} ({describe_shapes(env)})",
                     user=True,
                     where=self.where(i, exc.col),
                     argument=self.argument,
                 ) from None
         return results if self.listed else results[0]
-
-
-def _shapes(env: Mapping[str, Any]) -> str:
-    parts = []
-    for k, v in env.items():
-        shape = getattr(v, "shape", None)
-        if shape is not None:
-            parts.append(f"{k} {tuple(shape)}")
-        elif isinstance(v, list) and all(hasattr(x, "shape") for x in v):
-            parts.append(f"{k} [{', '.join(str(tuple(x.shape)) for x in v)}]")
-    return "shapes: " + ", ".join(parts)
 
 
 def compile_rules(
