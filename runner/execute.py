@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.compare import DEFAULT_TOLERANCE, EXPECTED_TOLERANCE, compare
+from runner.compare import DEFAULT_TOLERANCE, EXPECTED_TOLERANCE, Tolerance, compare
 from runner.compile import CompiledCase
 from runner.engine import Backward, RuleError, backward, forward
 from runner.graph import Graph, Ref
@@ -24,6 +24,7 @@ from runner.inputs import make_input, make_upstream
 from runner.localise import PROBE_SEED, localise, probe, rule_fault
 from runner.oracles import EXPECTED, MANUAL, TORCH, Oracle, Sources
 from runner.report import failure_messages, fault_message
+from runner.roundoff import floors
 from runner.rules import RuleSet
 from runner.rules.budget import case_budget
 from runner.torch_side import TorchError
@@ -60,6 +61,7 @@ def run_sources(
     for oracle in oracles:
         ref = oracle.run(graph, inputs, upstream)
         sources.values[oracle.name], sources.grads[oracle.name] = ref.values, ref.grads
+    sources.floors.update(_floors(case, sources, oracles))
     expect = case.model.expect
     golden = random_upstream is None
     sources.values[EXPECTED] = {
@@ -71,14 +73,44 @@ def run_sources(
     return sources
 
 
-def tolerances(case: CompiledCase, right: Source) -> tuple[float, float]:
-    """(rtol, atol) for a comparison against ``right``: the case's, else the defaults for an
-    oracle at the case's dtype or for golden values."""
+def _floors(
+    case: CompiledCase, sources: Sources, oracles: Sequence[Oracle]
+) -> dict[tuple[str, str], float]:
+    """The round-off floor of every tensor (`runner.roundoff`), measured on the first oracle's
+    references; a float32 case's are measured against that oracle run again in float64."""
+    if not oracles:
+        return {}
+    oracle = oracles[0]
+    references = {"value": sources.values[oracle.name], "grad": sources.grads[oracle.name]}
+    measured = None
+    if case.model.dtype != "float64" and oracle.name == TORCH.name:
+        wide = {k: _float64(v) for k, v in sources.inputs.items()}
+        high = oracle.run(case.graph, wide, _float64(sources.upstream))
+        measured = {"value": high.values, "grad": high.grads}
+    return floors(
+        case.model.dtype, sources.inputs.values(), [sources.upstream], references, measured
+    )
+
+
+def _float64(a: Any) -> Any:
+    """``a`` in float64 when it is a floating array; anything else as it is."""
+    if isinstance(a, np.ndarray) and np.issubdtype(a.dtype, np.floating):
+        return a.astype(np.float64)
+    return a
+
+
+def tolerances(case: CompiledCase, right: Source) -> Tolerance:
+    """The tolerance of a comparison against ``right``: the defaults for an oracle at the case's
+    dtype or for golden values (scale-aware, `runner.compare`), with the case's rtol and atol
+    where it sets them (its atol is absolute, as in torch.testing). The round-off floor of the
+    tensor is added by the caller."""
     tol = case.model.tolerance
-    rtol, atol = EXPECTED_TOLERANCE if right == EXPECTED else DEFAULT_TOLERANCE[case.model.dtype]
-    return (
-        tol.rtol if tol.rtol is not None else rtol,
-        tol.atol if tol.atol is not None else atol,
+    base = EXPECTED_TOLERANCE if right == EXPECTED else DEFAULT_TOLERANCE[case.model.dtype]
+    return Tolerance(
+        rtol=tol.rtol if tol.rtol is not None else base.rtol,
+        atol=tol.atol if tol.atol is not None else base.atol,
+        floor=base.floor,
+        absolute=tol.atol is not None,
     )
 
 
@@ -250,8 +282,9 @@ def compare_sources(
         pairs = [(MANUAL, name) for name in names]
         if tensor in table[EXPECTED]:
             pairs += [(MANUAL, EXPECTED)] + [(name, EXPECTED) for name in names]
+        floor = sources.floors.get((kind, tensor), 0.0)
         comparisons = [
-            _compare(table[left].get(tensor), table[right].get(tensor), left, right, case)
+            _compare(table[left].get(tensor), table[right].get(tensor), left, right, case, floor)
             for left, right in pairs
         ]
         return TensorCheck(
@@ -292,11 +325,13 @@ def rule_uses(graph: Graph, manual: Backward, tensor: str) -> list[RuleUse]:
     return uses
 
 
-def _compare(left: Any, right: Any, lname: Source, rname: Source, case: CompiledCase) -> Comparison:
-    rtol, atol = tolerances(case, rname)
-    result = compare(
-        left, right, sources=(lname, rname), rtol=rtol, atol=atol, equal_nan=case.model.equal_nan
-    )
+def _compare(
+    left: Any, right: Any, lname: Source, rname: Source, case: CompiledCase, floor: float
+) -> Comparison:
+    tol = tolerances(case, rname)
+    if not tol.absolute:
+        tol = tol.with_floor(floor)
+    result = compare(left, right, sources=(lname, rname), tol=tol, equal_nan=case.model.equal_nan)
     # A rule that computes in the wrong precision is a bug even when the numbers agree; golden
     # values are typed in no particular precision.
     if (

@@ -66,3 +66,5 @@ class Sources:
     grads: dict[Source, dict[str, Array]] = field(default_factory=dict)
     # The arrays of a probe that found a fault: its upstream, the operands, both gradients.
     probe: dict[str, Any] = field(default_factory=dict)
+    # The round-off floor of each tensor, by ("value" | "grad", name): see runner.roundoff.
+    floors: dict[tuple[str, str], float] = field(default_factory=dict)

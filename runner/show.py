@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.report import fault_message, rule_use
+from runner.report import fault_message, rule_use, tolerance_text
 from schemas.report import CaseResult, TensorCheck
 
 # Tensors up to this many elements are printed whole; larger ones as their worst elements.
@@ -101,7 +101,7 @@ def _verdict(c: Any) -> str:
         return f"{pair} agree{nan}"
     return (
         f"{pair}: {c.mismatched} of {c.total} differ, worst at {c.worst_index} "
-        f"(rtol {c.rtol:g}, atol {c.atol:g})"
+        f"({tolerance_text(c)})"
     )
 
 

@@ -42,7 +42,12 @@ class Comparison(_Model):
     nan_both: int | None = None
     one_sided: str | None = None
     rtol: float
+    # The absolute allowance applied: atol_fraction * scale + floor (see runner.compare).
     atol: float
+    # The reference's largest finite magnitude (None: the case set an absolute atol).
+    scale: float | None = None
+    # The round-off allowance of the computation, in the tensor's units (runner.roundoff).
+    floor: float | None = None
 
 
 class RuleUse(_Model):
