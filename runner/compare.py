@@ -70,12 +70,14 @@ def compare(
     sources: tuple[Source, Source],
     tol: Tolerance,
     equal_nan: bool = True,
+    unchecked: Any = None,
 ) -> Comparison:
     """``left`` against the reference ``right`` (arrays of one shape, or None for a missing
     gradient) under ``tol`` (see the module's docstring). The `Comparison` records the
     effective absolute allowance as ``atol`` (``atol * scale + floor``), with ``scale`` and
     ``floor`` beside it; a failure names the worst element (largest excess over the allowance)
-    and counts the elements out of tolerance."""
+    and counts the elements out of tolerance. ``unchecked``: a bool mask at the tensors' shape of
+    elements that neither pass nor fail (`runner.unchecked`); their count is recorded."""
     scale = 0.0 if right is None else scale_of(right)
     allowance = tol.atol if tol.absolute else tol.atol * scale
     allowance += tol.floor
@@ -103,9 +105,10 @@ def compare(
         return result(False, problem=f"shape {tuple(a.shape)} vs {tuple(b.shape)}")
     if a.size == 0:
         return result(True, abs_err=0.0, rel_err=0.0, mismatched=0, total=0)
+    skip = np.zeros(a.shape, bool) if unchecked is None else np.broadcast_to(unchecked, a.shape)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        both_nan = np.isnan(a) & np.isnan(b)
-        same = (a == b) | (both_nan & equal_nan)
+        both_nan = np.isnan(a) & np.isnan(b) & ~skip
+        same = (a == b) | (both_nan & equal_nan) | skip
         diff = np.where(same, 0.0, np.abs(a - b))
         diff = np.where(np.isnan(diff), np.inf, diff)  # NaN on one side only
         excess = np.where(same, -np.inf, diff - (allowance + tol.rtol * np.abs(b)))
@@ -118,7 +121,8 @@ def compare(
         mismatched=mismatched,
         total=int(a.size),
         nan_both=int(np.count_nonzero(both_nan)),
-        one_sided=_one_sided(a, b, sources),
+        one_sided=_one_sided(a[~skip], b[~skip], sources),
+        unchecked=int(np.count_nonzero(skip)) or None,
         worst_index=[int(i) for i in worst],
         left_value=float(a[worst]),
         right_value=float(b[worst]),

@@ -28,6 +28,7 @@ from runner.roundoff import floors
 from runner.rules import RuleSet
 from runner.rules.budget import case_budget
 from runner.torch_side import TorchError
+from runner.unchecked import unchecked_grads
 from schemas.case import RandomUpstream
 from schemas.report import CaseResult, Comparison, RuleUse, Source, TensorCheck
 
@@ -62,6 +63,7 @@ def run_sources(
         ref = oracle.run(graph, inputs, upstream)
         sources.values[oracle.name], sources.grads[oracle.name] = ref.values, ref.grads
     sources.floors.update(_floors(case, sources, oracles))
+    sources.unchecked.update(unchecked_grads(graph, values))
     expect = case.model.expect
     golden = random_upstream is None
     sources.values[EXPECTED] = {
@@ -148,7 +150,7 @@ def _run_case(
         _broken(case, result, exc)
     else:
         result.tensors = compare_sources(case, sources, oracles)
-        result.notes = list(dict.fromkeys(sources.manual.notes))
+        result.notes = list(dict.fromkeys(sources.manual.notes)) + _unchecked_notes(result)
         failed = not all(t.ok for t in result.tensors)
         result.status = "failed" if failed else "passed"
         try:
@@ -175,6 +177,18 @@ def _run_case(
     _apply_xfail(case, result)
     result.duration = time.perf_counter() - start
     return result, sources
+
+
+def _unchecked_notes(result: CaseResult) -> list[str]:
+    """One note per gradient with unchecked elements: how many, and why."""
+    notes = []
+    for t in result.tensors:
+        count = max((c.unchecked or 0 for c in t.comparisons), default=0)
+        if count and t.unchecked:
+            notes.append(
+                f"{count} element(s) of the gradient of '{t.tensor}' unchecked: {t.unchecked}"
+            )
+    return notes
 
 
 GRAPH_PROBE = f"a random upstream gradient for the whole graph (seed {PROBE_SEED})"
@@ -283,8 +297,16 @@ def compare_sources(
         if tensor in table[EXPECTED]:
             pairs += [(MANUAL, EXPECTED)] + [(name, EXPECTED) for name in names]
         floor = sources.floors.get((kind, tensor), 0.0)
+        skip = sources.unchecked.get(tensor) if kind == "grad" else None
         comparisons = [
-            _compare(table[left].get(tensor), table[right].get(tensor), left, right, case, floor)
+            _compare(
+                table[left].get(tensor),
+                table[right].get(tensor),
+                (left, right),
+                case,
+                floor,
+                None if skip is None else skip.mask,
+            )
             for left, right in pairs
         ]
         return TensorCheck(
@@ -293,6 +315,7 @@ def compare_sources(
             ok=all(c.ok for c in comparisons),
             comparisons=comparisons,
             rules=rule_uses(case.graph, sources.manual, tensor) if kind == "grad" else [],
+            unchecked=None if skip is None else skip.reason,
         )
 
     tensors = [check(name, "value") for name in case.values]
@@ -326,12 +349,19 @@ def rule_uses(graph: Graph, manual: Backward, tensor: str) -> list[RuleUse]:
 
 
 def _compare(
-    left: Any, right: Any, lname: Source, rname: Source, case: CompiledCase, floor: float
+    left: Any,
+    right: Any,
+    names: tuple[Source, Source],
+    case: CompiledCase,
+    floor: float,
+    unchecked: Any,
 ) -> Comparison:
+    rname = names[1]
     tol = tolerances(case, rname)
     if not tol.absolute:
         tol = tol.with_floor(floor)
-    result = compare(left, right, sources=(lname, rname), tol=tol, equal_nan=case.model.equal_nan)
+    equal_nan = case.model.equal_nan
+    result = compare(left, right, sources=names, tol=tol, equal_nan=equal_nan, unchecked=unchecked)
     # A rule that computes in the wrong precision is a bug even when the numbers agree; golden
     # values are typed in no particular precision.
     if (

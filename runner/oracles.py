@@ -15,6 +15,7 @@ from runner.engine import Backward, Result
 from runner.graph import Graph, Node
 from runner.ops.spec import Array
 from runner.rules import RuleSet
+from runner.unchecked import Unchecked
 from schemas.report import Source
 
 MANUAL, EXPECTED = "manual", "expected"
@@ -68,3 +69,5 @@ class Sources:
     probe: dict[str, Any] = field(default_factory=dict)
     # The round-off floor of each tensor, by ("value" | "grad", name): see runner.roundoff.
     floors: dict[tuple[str, str], float] = field(default_factory=dict)
+    # Gradient elements torch gives inconsistently, by tensor name (runner.unchecked).
+    unchecked: dict[str, Unchecked] = field(default_factory=dict)

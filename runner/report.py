@@ -103,6 +103,11 @@ def summarize(results: Sequence[CaseResult], problems: Sequence[Problem]) -> Sum
         errors=sum(r.status == "error" for r in results) + len(invalid_files),
         xfailed=sum(r.status == "xfailed" for r in results),
         xpassed=sum(r.status == "xpassed" for r in results),
+        unchecked=sum(
+            max((c.unchecked or 0 for c in t.comparisons), default=0)
+            for r in results
+            for t in r.tensors
+        ),
     )
 
 
@@ -124,7 +129,10 @@ def count_line(summary: Summary) -> str:
     line = f"{summary.passed} passed, {summary.failed} failed"
     for count, word in ((summary.errors, "errors"), (summary.xfailed, "xfailed")):
         line += f", {count} {word}" if count else ""
-    return line + (f", {summary.xpassed} xpassed" if summary.xpassed else "")
+    line += f", {summary.xpassed} xpassed" if summary.xpassed else ""
+    if summary.unchecked:
+        line += f" ({summary.unchecked} gradient elements unchecked: torch is inconsistent there)"
+    return line
 
 
 def case_line(r: CaseResult) -> str:

@@ -97,6 +97,7 @@ def _verdict(c: Any) -> str:
     if c.problem:
         return f"{pair}: {c.problem}"
     nan = f" ({c.nan_both} NaN on both sides)" if c.nan_both else ""
+    nan += f" ({c.unchecked} unchecked)" if c.unchecked else ""
     if c.ok:
         return f"{pair} agree{nan}"
     return (

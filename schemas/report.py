@@ -41,6 +41,9 @@ class Comparison(_Model):
     # an infinity on one side only, said with the side.
     nan_both: int | None = None
     one_sided: str | None = None
+    # Elements left unchecked because torch itself is inconsistent there (runner.unchecked);
+    # they neither pass nor fail. The reason is on the TensorCheck.
+    unchecked: int | None = None
     rtol: float
     # The absolute allowance applied: atol_fraction * scale + floor (see runner.compare).
     atol: float
@@ -68,6 +71,8 @@ class TensorCheck(_Model):
     comparisons: list[Comparison]
     # For gradients: every rule that contributed to it.
     rules: list[RuleUse] = []
+    # Why some elements were not checked (see Comparison.unchecked), when any were not.
+    unchecked: str | None = None
 
 
 class Fault(_Model):
@@ -126,6 +131,8 @@ class Summary(_Model):
     errors: int
     xfailed: int = 0
     xpassed: int = 0
+    # Elements of gradients left unchecked (torch inconsistent there), over all cases.
+    unchecked: int = 0
 
 
 class Report(_Model):
