@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -94,8 +94,6 @@ def mutate(
     cases: Sequence[CompiledCase],
     rule_sets: Sequence[RuleSet] = (),
     oracles: Sequence[Oracle] = (TORCH,),
-    *,
-    on_case: Callable[[str], None] | None = None,
 ) -> MutationReport:
     """Run every mutant of every op ``cases`` use (see the module's docstring) with the user's
     ``rule_sets`` as the base rules; never raises for anything a case or a rule does."""
@@ -119,8 +117,6 @@ def mutate(
             skipped.append((case.name, "fails without mutants (gradcase run says why)"))
             continue
         used.append(case.name)
-        if on_case is not None:
-            on_case(case.name)
         for (op, argument), base in _targets(case, sources).items():
             for mutant in mutants_of(REGISTRY[op]):
                 if mutant.argument != argument:
