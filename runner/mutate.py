@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.compare import compare
+from runner.compare import Tolerance, compare
 from runner.compile import CompiledCase
 from runner.engine import Backward, RuleError, backward, floating_array
 from runner.graph import Node, Ref
@@ -51,6 +51,7 @@ from runner.mutants import (
 from runner.ops import REGISTRY
 from runner.ops.spec import Array
 from runner.oracles import MANUAL, TORCH, Oracle, Sources
+from runner.roundoff import node_floor
 from runner.rules import RuleSet
 from runner.rules.budget import case_budget
 
@@ -193,11 +194,12 @@ def _why(case: CompiledCase, sources: Sources, manual: Backward, mutant: Mutant,
     where = f"{case.name}, node '{name}'" + (
         f" ({case.locations[name]})" if name in case.locations else ""
     )
-    rtol, atol = _tolerance(case)
-    if not _same(mine, base, rtol, atol):
+    tol = _tolerance(case)
+    if not _same(mine, base, tol, case.model.dtype, upstream):
         return (
             f"{where}: the mutant changes the gradient for '{arg}' there, but no checked "
-            f"gradient changes beyond the tolerance (rtol {rtol:g}, atol {atol:g}): it is "
+            f"gradient changes beyond the tolerance (rtol {tol.rtol:g}, atol {tol.atol:g} of "
+            "the largest element): it is "
             "multiplied by zeros downstream, or the tensors it reaches are not in `check`"
         )
     return f"{where}: {_no_op(mutant, node, values, base, upstream)}"
@@ -278,7 +280,7 @@ def _equivalent(outcome: Outcome, rule_sets: Sequence[RuleSet]) -> bool:
     rng = np.random.default_rng(EQUIVALENCE_SEED)
     usable = False
     for case, sources, names in outcome.runs:
-        rtol, atol = _tolerance(case)
+        tol = _tolerance(case)
         values = sources.values[MANUAL]
         for name in names:
             node = case.graph.node(name)
@@ -295,7 +297,7 @@ def _equivalent(outcome: Outcome, rule_sets: Sequence[RuleSet]) -> bool:
                 if base is None or not _finite(base):
                     continue
                 usable = True
-                if not _same(mine, base, rtol, atol):
+                if not _same(mine, base, tol, case.model.dtype, g):
                     return False
     return usable
 
@@ -345,7 +347,9 @@ def _finite(value: Any) -> bool:
     return all(v is None or bool(np.all(np.isfinite(np.asarray(v)))) for v in items)
 
 
-def _same(a: Any, b: Any, rtol: float, atol: float) -> bool:
+def _same(a: Any, b: Any, tol: Tolerance, dtype: str, upstream: Any) -> bool:
+    """``a`` agrees with ``b`` (arrays, or lists of them) under ``tol`` and the round-off floor
+    of a node judged alone (`runner.roundoff.node_floor`)."""
     left = a if isinstance(a, list) else [a]
     right = b if isinstance(b, list) else [b]
     if len(left) != len(right):
@@ -355,13 +359,18 @@ def _same(a: Any, b: Any, rtol: float, atol: float) -> bool:
         or (
             x is not None
             and y is not None
-            and compare(x, y, sources=("manual", "manual"), rtol=rtol, atol=atol).ok
+            and compare(
+                x,
+                y,
+                sources=("manual", "manual"),
+                tol=tol.with_floor(node_floor(dtype, upstream, y)),
+            ).ok
         )
         for x, y in zip(left, right, strict=True)
     )
 
 
-def _tolerance(case: CompiledCase) -> tuple[float, float]:
+def _tolerance(case: CompiledCase) -> Tolerance:
     from runner.execute import tolerances
 
     return tolerances(case, "torch")
