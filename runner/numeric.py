@@ -52,7 +52,7 @@ from runner.ops.spec import Array
 from runner.oracles import Oracle
 from schemas.report import Comparison
 
-STEP = {"float64": 1e-6, "float32": 1e-6}
+STEP = 1e-6  # the same for both dtypes: the differences are float64's
 TOLERANCE = {"float64": (1e-6, 1e-6), "float32": (1e-4, 1e-4)}
 # Tensors up to this size get their whole gradient (2 forwards per element); larger ones one
 # projection (2 forwards). A node judged alone (fault localisation) is differenced up to
@@ -173,10 +173,16 @@ class _Case:
         """``L`` and ``sum |f v|`` (for the round-off estimate) with ``name`` set to ``x``, and
         the values of ``nodes`` (downstream of ``name``)."""
         env = dict(self.base)
-        env[name] = x
+        env[name] = np.asarray(x)  # a 0-d result of arithmetic is a numpy scalar, not an array
         with np.errstate(all="ignore"):
             for node in nodes:
-                env[node.name] = np.asarray(node.op.forward(**_bind(node, env, self.base)))
+                try:
+                    env[node.name] = np.asarray(node.op.forward(**_bind(node, env, self.base)))
+                except Exception as exc:  # a domain check of the forward (bce's [0, 1])
+                    raise NumericRefused(
+                        f"the forward of node '{node.name}' ({node.op.name}) raised with "
+                        f"'{name}' moved: {type(exc).__name__}: {exc}"
+                    ) from exc
             terms = np.asarray(env[self.graph.output], dtype=np.float64) * self.v
             return float(np.sum(terms)), float(np.sum(np.abs(terms))), env
 
@@ -213,9 +219,10 @@ def _moved(
             into[n] = max(into.get(n, 0.0), top)
 
 
-def _step(x: Array) -> float:
-    finite = np.abs(x[np.isfinite(x)])
-    return STEP["float64"] * max(1.0, float(finite.max()) if finite.size else 1.0)
+def _steps(x: Array) -> Array:
+    """Per element ``STEP * max(1, |x_i|)`` (1 where x_i is not finite)."""
+    a = np.abs(x)
+    return STEP * np.where(np.isfinite(a) & (a > 1), a, 1.0)
 
 
 def _gradient(case: _Case, name: str, atol: float) -> Array | Projection:
@@ -223,12 +230,11 @@ def _gradient(case: _Case, name: str, atol: float) -> Array | Projection:
     `NumericRefused` with the reason."""
     nodes = _downstream(case.nodes, name)
     x0 = np.asarray(case.base[name], dtype=np.float64)
-    h = _step(x0)
     moved: dict[str, float] = {}
     downstream = [n.name for n in nodes]
     scale = 0.0
 
-    def difference(direction: Array, where: str) -> float:
+    def difference(direction: Array, where: str, h: float) -> float:
         nonlocal scale
         lp, sp, envp = case.evaluate(name, x0 + h * direction, nodes)
         lm, sm, envm = case.evaluate(name, x0 - h * direction, nodes)
@@ -241,18 +247,21 @@ def _gradient(case: _Case, name: str, atol: float) -> Array | Projection:
 
     if x0.size <= JACOBIAN_MAX:
         grad = np.zeros(x0.shape)
+        steps = _steps(x0)
         for i in range(x0.size):
             e = np.zeros(x0.shape)
             e.flat[i] = 1.0
-            index = list(np.unravel_index(i, x0.shape)) if x0.ndim else []
-            grad.flat[i] = difference(e, f"{index}" if index else "")
-        moved[name] = h
+            index = [int(j) for j in np.unravel_index(i, x0.shape)] if x0.ndim else []
+            grad.flat[i] = difference(e, f"{index}" if index else "", float(steps.flat[i]))
+        h = float(np.min(steps)) if steps.size else STEP
+        moved[name] = float(np.max(steps)) if steps.size else 0.0
         result: Array | Projection = grad
         width = 1.0
     else:
+        h = float(np.max(_steps(x0)))
         seed = (PROJECTION_SEED, zlib.crc32(name.encode()))
         u = np.random.default_rng(list(seed)).standard_normal(x0.shape)
-        result = Projection(u, difference(u, ""), seed, h)
+        result = Projection(u, difference(u, "", h), seed, h)
         moved[name] = h * float(np.max(np.abs(u)))
         width = float(np.sum(np.abs(u)))
     reason = case.kink(nodes, moved)
@@ -332,7 +341,8 @@ def _node_grad(
     x0 = np.asarray(base[pname][i] if listed else base[pname], dtype=np.float64)
     if x0.size > NODE_JACOBIAN_MAX:
         raise NumericRefused(f"'{pname}' has {x0.size} elements (over {NODE_JACOBIAN_MAX})")
-    h = _step(x0)
+    steps = _steps(x0)
+    h = float(np.max(steps)) if steps.size else STEP
     if node.op.kinks is not None:
         reason = node.op.kinks(MARGIN * h, **base)
         if reason:
@@ -340,18 +350,22 @@ def _node_grad(
 
     def loss(x: Array) -> float:
         args = dict(base)
+        x = np.asarray(x)
         args[pname] = [x if j == i else a for j, a in enumerate(base[pname])] if listed else x
-        with np.errstate(all="ignore"):
-            return float(np.sum(np.asarray(node.op.forward(**args), np.float64) * v))
+        try:
+            with np.errstate(all="ignore"):
+                return float(np.sum(np.asarray(node.op.forward(**args), np.float64) * v))
+        except Exception as exc:
+            raise NumericRefused(f"the forward raised with '{pname}' moved: {exc}") from exc
 
     out = np.zeros(x0.shape)
     for k in range(x0.size):
         e = np.zeros(x0.shape)
-        e.flat[k] = h
+        e.flat[k] = hk = float(steps.flat[k])
         lp, lm = loss(x0 + e), loss(x0 - e)
         if not (np.isfinite(lp) and np.isfinite(lm)):
-            raise NumericRefused(f"the forward is not finite with '{pname}' moved by {h:.2g}")
-        out.flat[k] = (lp - lm) / (2 * h)
+            raise NumericRefused(f"the forward is not finite with '{pname}' moved by {hk:.2g}")
+        out.flat[k] = (lp - lm) / (2 * hk)
     return out
 
 

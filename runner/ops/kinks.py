@@ -172,6 +172,18 @@ def _embedding(
     return None
 
 
+def _addmm(
+    h: float, input: Any, mat1: Any, mat2: Any, beta: float = 1.0, alpha: float = 1.0, **_: Any
+) -> str | None:
+    # The forward drops a term scaled by 0; torch's gradient still multiplies through it.
+    dropped = ([input] if beta == 0 else []) + ([mat1, mat2] if alpha == 0 else [])
+    if any(not np.all(np.isfinite(_f(x))) for x in dropped):
+        return (
+            "a term scaled by 0 holds inf or NaN: dropped in the forward, NaN in torch's gradient"
+        )
+    return None
+
+
 def _bce(h: float, input: Any, **_: Any) -> str | None:
     x = _f(input)
     with np.errstate(invalid="ignore"):
@@ -218,6 +230,7 @@ KINKS: dict[str, Kinks] = {
     "smooth_l1_loss": lambda h, input, target, beta=1.0, **_: (
         _pair_ties(h, input, target) if beta == 0 else None
     ),
+    "addmm": _addmm,
     "embedding": _embedding,
     "binary_cross_entropy": _bce,
 }
@@ -229,7 +242,7 @@ SMOOTH = frozenset(
     acos acosh add asin asinh atan atanh cos cosh div erf erfc exp exp2 expm1 gelu log log10
     log1p log2 mul neg reciprocal rsqrt sigmoid silu sin sinh sqrt square sub tan tanh where
     cumprod cumsum logsumexp mean nanmean nansum prod sum var
-    addmm bmm dot einsum inner matmul mm mv outer trace
+    bmm dot einsum inner matmul mm mv outer trace
     cat diagonal expand flatten flip gather index_select movedim narrow pad permute repeat reshape
     roll select squeeze stack transpose tril triu unsqueeze getitem clone
     avg_pool1d avg_pool2d binary_cross_entropy_with_logits conv1d conv2d cross_entropy
