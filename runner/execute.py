@@ -2,10 +2,13 @@
 compare with, to its `CaseResult`.
 
 Sources meet here by name: "manual" (the catalogue's rules, overridden by the case's rules and the
-user's rule sets), each oracle ("torch"), and "expected" (the case's golden values). Every checked
-tensor is compared pairwise: manual against each oracle and against expected, each oracle against
-expected. A case passes when every pair agrees; when it fails, `runner.localise` names the rule
-that is wrong.
+user's rule sets), each oracle ("torch", "numeric"), and "expected" (the case's golden values).
+Every checked tensor is compared pairwise: manual against each oracle, each oracle against the
+later ones, and all of them against expected. A case passes when every pair agrees; when it fails,
+`runner.localise` names the rule that is wrong.
+
+The oracles of a case are its ``oracles`` when it states them (by name), else those of the caller
+(``gradcase run --oracle``, default torch alone).
 """
 
 from __future__ import annotations
@@ -22,13 +25,13 @@ from runner.engine import Backward, RuleError, backward, forward
 from runner.graph import Graph, Ref
 from runner.inputs import make_input, make_upstream
 from runner.localise import PROBE_SEED, localise, probe, rule_fault
-from runner.oracles import EXPECTED, MANUAL, TORCH, Oracle, Sources
+from runner.oracles import EXPECTED, MANUAL, ORACLE_NAMES, TORCH, Oracle, Sources, oracle_named
 from runner.report import failure_messages, fault_message
 from runner.roundoff import floors
 from runner.rules import RuleSet
 from runner.rules.budget import case_budget
 from runner.torch_side import TorchError
-from runner.unchecked import unchecked_grads
+from runner.unchecked import Unchecked, unchecked_grads
 from schemas.case import RandomUpstream
 from schemas.report import CaseResult, Comparison, RuleUse, Source, TensorCheck
 
@@ -62,6 +65,10 @@ def run_sources(
     for oracle in oracles:
         ref = oracle.run(graph, inputs, upstream)
         sources.values[oracle.name], sources.grads[oracle.name] = ref.values, ref.grads
+        sources.projections[oracle.name], sources.skipped[oracle.name] = (
+            ref.projections,
+            ref.skipped,
+        )
     sources.floors.update(_floors(case, sources, oracles))
     sources.unchecked.update(unchecked_grads(graph, values))
     expect = case.model.expect
@@ -107,7 +114,8 @@ def tolerances(case: CompiledCase, right: Source) -> Tolerance:
     where it sets them (its atol is absolute, as in torch.testing). The round-off floor of the
     tensor is added by the caller."""
     tol = case.model.tolerance
-    base = EXPECTED_TOLERANCE if right == EXPECTED else DEFAULT_TOLERANCE[case.model.dtype]
+    own = oracle_named(right).tolerance if right in ORACLE_NAMES else None
+    base = EXPECTED_TOLERANCE if right == EXPECTED else (own or DEFAULT_TOLERANCE)[case.model.dtype]
     return Tolerance(
         rtol=tol.rtol if tol.rtol is not None else base.rtol,
         atol=tol.atol if tol.atol is not None else base.atol,
@@ -129,9 +137,19 @@ def run_case(
 ) -> tuple[CaseResult, Sources | None]:
     """`execute`, also returning the arrays of every source (None when the case could not
     compute them) for the side-by-side view. The user's rules of the case share one time budget
-    (`runner.rules.budget`)."""
+    (`runner.rules.budget`). ``oracles`` apply to a case that does not name its own."""
     with case_budget():
-        return _run_case(case, rules, oracles)
+        return _run_case(case, rules, case_oracles(case, oracles))
+
+
+def case_oracles(case: CompiledCase, default: Sequence[Oracle]) -> list[Oracle]:
+    """The case's ``oracles`` by name (an oracle of ``default`` by that name is used as given,
+    e.g. torch on another device), else ``default``."""
+    names = case.model.oracles
+    if names is None:
+        return list(default)
+    given = {o.name: o for o in default}
+    return [given.get(name) or oracle_named(name) for name in names]
 
 
 def _run_case(
@@ -150,7 +168,9 @@ def _run_case(
         _broken(case, result, exc)
     else:
         result.tensors = compare_sources(case, sources, oracles)
-        result.notes = list(dict.fromkeys(sources.manual.notes)) + _unchecked_notes(result)
+        result.notes = list(
+            dict.fromkeys(sources.manual.notes + _skip_notes(result) + _unchecked_notes(result))
+        )
         failed = not all(t.ok for t in result.tensors)
         result.status = "failed" if failed else "passed"
         try:
@@ -226,6 +246,16 @@ def _graph_probe(
     return sources
 
 
+def _skip_notes(result: CaseResult) -> list[str]:
+    """One note per checked gradient an oracle declined, with the reason."""
+    return [
+        f"{c.right} oracle skipped {t.kind} of '{t.tensor}': {c.skipped}"
+        for t in result.tensors
+        for c in t.comparisons
+        if c.skipped and c.left == MANUAL
+    ]
+
+
 def _constant(upstream: Any) -> bool:
     """A number, or a literal whose elements are all equal (a random spec is not constant)."""
     if isinstance(upstream, RandomUpstream):
@@ -289,24 +319,18 @@ def compare_sources(
 ) -> list[TensorCheck]:
     """Every checked tensor, compared pairwise across the sources that have it."""
     expect = case.model.expect
-    names = [oracle.name for oracle in oracles]
 
     def check(tensor: str, kind: str) -> TensorCheck:
         table = sources.values if kind == "value" else sources.grads
+        names = [o.name for o in oracles if kind == "grad" or o.values]
         pairs = [(MANUAL, name) for name in names]
+        pairs += [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
         if tensor in table[EXPECTED]:
             pairs += [(MANUAL, EXPECTED)] + [(name, EXPECTED) for name in names]
         floor = sources.floors.get((kind, tensor), 0.0)
         skip = sources.unchecked.get(tensor) if kind == "grad" else None
         comparisons = [
-            _compare(
-                table[left].get(tensor),
-                table[right].get(tensor),
-                (left, right),
-                case,
-                floor,
-                None if skip is None else skip.mask,
-            )
+            _pair(sources, table, tensor, kind, (left, right), case, floor, skip)
             for left, right in pairs
         ]
         return TensorCheck(
@@ -322,7 +346,8 @@ def compare_sources(
     tensors += [check(name, "value") for name in expect.value if name not in case.values]
     tensors += [check(name, "grad") for name in case.checks]
     tensors += [check(name, "grad") for name in expect.grad if name not in case.checks]
-    return tensors
+    # Values need an oracle that computes its own (numeric alone has none to compare).
+    return [t for t in tensors if t.comparisons]
 
 
 def rule_uses(graph: Graph, manual: Backward, tensor: str) -> list[RuleUse]:
@@ -348,18 +373,53 @@ def rule_uses(graph: Graph, manual: Backward, tensor: str) -> list[RuleUse]:
     return uses
 
 
+def _pair(
+    sources: Sources,
+    table: dict[Source, dict[str, Any]],
+    tensor: str,
+    kind: str,
+    names: tuple[Source, Source],
+    case: CompiledCase,
+    floor: float,
+    skip: Unchecked | None,
+) -> Comparison:
+    """One pair on one tensor: declined by an oracle (skipped, with its reason), along one
+    direction where an oracle gave a projection, else elementwise."""
+    left, right = names
+    tol = tolerances(case, right)
+    if not tol.absolute:
+        tol = tol.with_floor(floor)
+    if kind == "grad":
+        for name in names:
+            reason = sources.skipped.get(name, {}).get(tensor)
+            if reason is not None:
+                return Comparison(
+                    left=left, right=right, ok=True, rtol=tol.rtol, atol=tol.atol, skipped=reason
+                )
+        for name, other in ((left, right), (right, left)):
+            projection = sources.projections.get(name, {}).get(tensor)
+            if projection is not None:
+                grad = table[other].get(tensor)
+                return projection.compare(grad, names, tol, name == left)  # type: ignore[no-any-return]
+    return _compare(
+        table[left].get(tensor),
+        table[right].get(tensor),
+        names,
+        case,
+        tol,
+        None if skip is None else skip.mask,
+    )
+
+
 def _compare(
     left: Any,
     right: Any,
     names: tuple[Source, Source],
     case: CompiledCase,
-    floor: float,
+    tol: Tolerance,
     unchecked: Any,
 ) -> Comparison:
     rname = names[1]
-    tol = tolerances(case, rname)
-    if not tol.absolute:
-        tol = tol.with_floor(floor)
     equal_nan = case.model.equal_nan
     result = compare(left, right, sources=names, tol=tol, equal_nan=equal_nan, unchecked=unchecked)
     # A rule that computes in the wrong precision is a bug even when the numbers agree; golden

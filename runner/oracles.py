@@ -1,5 +1,6 @@
 """Sources of values and gradients, by name: the manual side under test, the oracles it is
-compared with (torch autograd; later a finite-difference oracle), and the case's expected values.
+compared with (torch autograd, finite differences: `runner.numeric`), and the case's expected
+values.
 
 `execute` takes the oracles to compare as a parameter; nothing here imports torch until an
 oracle runs.
@@ -11,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.compare import Tolerance
 from runner.engine import Backward, Result
 from runner.graph import Graph, Node
 from runner.ops.spec import Array
@@ -33,6 +35,11 @@ class Oracle:
     name: str
     run: Callable[[Graph, Mapping[str, Array], Array], Result]
     node_vjp: Callable[[Node, Mapping[str, Any], Array], dict[str, Any]] | None = None
+    # False: its forward values are the manual side's own (not compared).
+    values: bool = True
+    # The tolerance per case dtype when it is the reference of a comparison; None: the defaults
+    # of `runner.compare`.
+    tolerance: Mapping[str, Tolerance] | None = None
 
 
 def torch_oracle(device: str = "cpu") -> Oracle:
@@ -52,6 +59,19 @@ def torch_oracle(device: str = "cpu") -> Oracle:
 
 
 TORCH = torch_oracle()
+# The names a case's `oracles` may list (schemas/case.py spells the same list).
+ORACLE_NAMES = ("torch", "numeric")
+
+
+def oracle_named(name: str) -> Oracle:
+    """The oracle a case's ``oracles`` names; KeyError for another name."""
+    if name == "torch":
+        return TORCH
+    if name == "numeric":
+        from runner.numeric import NUMERIC
+
+        return NUMERIC
+    raise KeyError(name)
 
 
 @dataclass(frozen=True)
@@ -65,6 +85,9 @@ class Sources:
     rule_sets: list[RuleSet] = field(default_factory=list)  # in force, in the order asked
     values: dict[Source, dict[str, Array]] = field(default_factory=dict)
     grads: dict[Source, dict[str, Array]] = field(default_factory=dict)
+    # An oracle's gradients along one random direction, and the tensors it declined (reasons).
+    projections: dict[Source, dict[str, Any]] = field(default_factory=dict)
+    skipped: dict[Source, dict[str, str]] = field(default_factory=dict)
     # The arrays of a probe that found a fault: its upstream, the operands, both gradients.
     probe: dict[str, Any] = field(default_factory=dict)
     # The round-off floor of each tensor, by ("value" | "grad", name): see runner.roundoff.
