@@ -15,6 +15,7 @@ from runner.expr import Call, Const, Expr, ExprError, ListOf, Name, parse
 from runner.graph import Graph, Node, Ref
 from runner.inputs import MAX_ELEMENTS, InputPlan, plan_input, written_as_integers
 from runner.ops import REGISTRY, public_ops
+from runner.ops.meaning import suggest_op
 from runner.ops.spec import Op, Param, Shape, ShapeError
 from runner.rules import RuleSet
 from runner.rules.case import compile_rules
@@ -174,7 +175,7 @@ class _Compiler:
         op = REGISTRY.get(expr.op)
         if op is None or (op.hidden and not expr.via and expr.op != "clone"):
             names = [o.name for o in public_ops()]
-            self.problem(path, f"unknown op '{expr.op}'{did_you_mean(expr.op, names)}", expr.col)
+            self.problem(path, f"unknown op '{expr.op}'{suggest_op(expr.op, names)}", expr.col)
             return None
         op = resolve_overload(op, expr)
         args = self.bind(op, expr, path, counter)
