@@ -311,7 +311,7 @@ class _Compiler:
                 if isinstance(a, Ref) and p.grad:
                     refs.append(a)
                     self.diff_uses.add(a.name)
-                elif isinstance(a, Ref):
+                elif isinstance(a, Ref) and not p.accepts_grad:
                     self.nondiff_uses.setdefault(a.name, (path, expr.col, f"{where}: '{p.name}'"))
         if math.prod(shape) > MAX_ELEMENTS:
             self.problem(

@@ -18,6 +18,17 @@ BINOPS: dict[type[ast.operator], str] = {
     ast.Div: "div",
     ast.Pow: "pow",
     ast.MatMult: "matmul",
+    ast.BitAnd: "bitwise_and",
+    ast.BitOr: "bitwise_or",
+    ast.BitXor: "bitwise_xor",
+}
+COMPARE_OPS: dict[type[ast.cmpop], str] = {
+    ast.Eq: "eq",
+    ast.NotEq: "ne",
+    ast.Lt: "lt",
+    ast.LtE: "le",
+    ast.Gt: "gt",
+    ast.GtE: "ge",
 }
 # Lowercase spellings YAML users reach for; a graph name of the same spelling wins.
 LITERAL_NAMES: dict[str, Any] = {
@@ -130,6 +141,17 @@ class _Lower:
             if isinstance(node.value, bool | int | float | str) or node.value is None:
                 return Const(node.value, col)
             raise ExprError(f"unsupported literal {node.value!r}", col)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Invert):
+            return Call("bitwise_not", (self.expr(node.operand),), (), col, via="operator ~")
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            raise ExprError("`not` is Python's; for a bool tensor write ~mask", col)
+        if isinstance(node, ast.BoolOp):
+            symbol = "&" if isinstance(node.op, ast.And) else "|"
+            raise ExprError(
+                f"`and`/`or` are Python's; for bool tensors write a {symbol} b (with "
+                "parentheses around comparisons: (x > 0) & (x < 1))",
+                col,
+            )
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
             inner = self.expr(node.operand)
             if isinstance(node.op, ast.UAdd):
@@ -145,7 +167,9 @@ class _Lower:
             op = BINOPS.get(type(node.op))
             if op is None:
                 raise ExprError(
-                    f"operator {type(node.op).__name__} is not supported (use + - * / ** @)", col
+                    f"operator {type(node.op).__name__} is not supported "
+                    "(use + - * / ** @ & | ^ ~)",
+                    col,
                 )
             return Call(
                 op,
@@ -185,10 +209,23 @@ class _Lower:
                 via="subscript",
             )
         if isinstance(node, ast.Compare):
-            raise ExprError(
-                "comparisons are not supported; give a bool mask as an input "
-                "({values: ..., dtype: bool})",
+            if len(node.ops) > 1:
+                raise ExprError(
+                    "a chained comparison is Python's, not torch's: write (a < b) & (b < c)", col
+                )
+            kind = COMPARE_OPS.get(type(node.ops[0]))
+            if kind is None:
+                raise ExprError(
+                    f"{type(node.ops[0]).__name__} is not a tensor comparison "
+                    "(use == != < <= > >=)",
+                    col,
+                )
+            return Call(
+                kind,
+                (self.expr(node.left), self.expr(node.comparators[0])),
+                (),
                 col,
+                via=f"operator {_SYMBOL[kind]}",
             )
         raise ExprError(f"{type(node).__name__} is not allowed in a graph expression", col)
 
@@ -257,4 +294,20 @@ class _Lower:
         )
 
 
-_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "matmul": "@"}
+_SYMBOL = {
+    "add": "+",
+    "sub": "-",
+    "mul": "*",
+    "div": "/",
+    "pow": "**",
+    "matmul": "@",
+    "bitwise_and": "&",
+    "bitwise_or": "|",
+    "bitwise_xor": "^",
+    "eq": "==",
+    "ne": "!=",
+    "lt": "<",
+    "le": "<=",
+    "gt": ">",
+    "ge": ">=",
+}

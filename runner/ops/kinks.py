@@ -211,6 +211,8 @@ KINKS: dict[str, Kinks] = {
     "trunc": _jumps(0.0, at_zero=False),
     "frac": _jumps(0.0, at_zero=False),
     "maximum": _pair_ties,
+    # A comparison flips where its operands are within 2h: the mask it makes jumps there.
+    **{name: _pair_ties for name in ("eq", "ne", "lt", "le", "gt", "ge")},
     "minimum": _pair_ties,
     "atan2": _atan2,
     "pow": _pow,
@@ -239,6 +241,7 @@ SMOOTH = frozenset(
     """
     acos acosh add asin asinh atan atanh cos cosh div erf erfc exp exp2 expm1 gelu log log10
     log1p log2 mul neg reciprocal rsqrt sigmoid silu sin sinh sqrt square sub tan tanh where
+    bitwise_and bitwise_or bitwise_xor bitwise_not logical_and logical_or logical_xor logical_not
     cumprod cumsum logsumexp mean nanmean nansum prod sum var
     bmm dot einsum inner matmul mm mv outer trace
     cat diagonal expand flatten flip gather index_select movedim narrow pad permute repeat reshape

@@ -65,6 +65,9 @@ class Param:
     default: Any = REQUIRED
     # False for operands that never get a gradient (indices, targets, masks).
     grad: bool = True
+    # With grad=False: torch also takes an operand that requires grad here and simply gives it
+    # no gradient (comparisons); without it, torch refuses one (cross_entropy's weight).
+    accepts_grad: bool = False
     # For "str": the values allowed. For other kinds: named values allowed besides the kind's
     # own (conv's padding="same", norm's p="fro").
     choices: tuple[str, ...] = ()
