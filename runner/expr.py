@@ -11,6 +11,8 @@ import ast
 from dataclasses import dataclass, replace
 from typing import Any
 
+from runner.ops.meaning import NAMESPACE_ALIASES, NAMESPACES, RENAMED, TENSOR_METHODS
+
 BINOPS: dict[type[ast.operator], str] = {
     ast.Add: "add",
     ast.Sub: "sub",
@@ -84,6 +86,17 @@ class Call:
 
 
 Expr = Name | Const | ListOf | Call
+
+
+def _dotted(node: ast.expr) -> str | None:
+    """``torch.nn.functional`` for that chain of names; None for anything else."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([node.id, *reversed(parts)])
 
 
 def parse(text: str, names: frozenset[str] = frozenset()) -> Expr:
@@ -179,10 +192,6 @@ class _Lower:
                 via=f"operator {_SYMBOL[op]}",
             )
         if isinstance(node, ast.Call):
-            if not isinstance(node.func, ast.Name):
-                raise ExprError(
-                    "only registered ops can be called, by plain name (e.g. sum(x, dim=0))", col
-                )
             if any(isinstance(a, ast.Starred) for a in node.args):
                 raise ExprError("*args is not supported", col)
             kwargs = []
@@ -190,7 +199,16 @@ class _Lower:
                 if kw.arg is None:
                     raise ExprError("**kwargs is not supported", self.col(kw.value))
                 kwargs.append((kw.arg, self.expr(kw.value), self.col(kw)))
-            return Call(node.func.id, tuple(self.expr(a) for a in node.args), tuple(kwargs), col)
+            args = tuple(self.expr(a) for a in node.args)
+            if isinstance(node.func, ast.Name):
+                return Call(node.func.id, args, tuple(kwargs), col)
+            if isinstance(node.func, ast.Attribute):
+                return self.spelled_call(node.func, args, tuple(kwargs), col)
+            raise ExprError(
+                "only ops can be called: by name (sum(x, dim=0)), as a method (x.sum(0)) or "
+                "through torch, F or torch.nn.functional",
+                col,
+            )
         if isinstance(node, ast.List | ast.Tuple):
             items = tuple(self.expr(e) for e in node.elts)
             if all(isinstance(i, Const) for i in items):
@@ -200,6 +218,8 @@ class _Lower:
             part = self.values_or_indices(node)
             if part is not None:
                 return part
+        if isinstance(node, ast.Attribute):
+            return self.attribute(node, col)
         if isinstance(node, ast.Subscript):
             return Call(
                 "getitem",
@@ -228,6 +248,74 @@ class _Lower:
                 via=f"operator {_SYMBOL[kind]}",
             )
         raise ExprError(f"{type(node).__name__} is not allowed in a graph expression", col)
+
+    def spelled_call(
+        self,
+        func: ast.Attribute,
+        args: tuple[Expr, ...],
+        kwargs: tuple[tuple[str, Expr, int], ...],
+        col: int,
+    ) -> Call:
+        """torch's other spellings of a call: ``torch.relu(a)``, ``F.softmax(x, dim=1)``,
+        ``torch.nn.functional.gelu(x)``, ``torch.linalg.vector_norm(x, 3)`` name the catalogue
+        op of the same meaning; ``x.sum(dim=0)`` is the method form, ``sum(x, dim=0)``."""
+        prefix = _dotted(func.value)
+        name = func.attr
+        if prefix is not None and prefix.split(".")[0] in ("np", "numpy"):
+            raise ExprError(
+                f"{prefix}.{name}: the graph speaks torch (numpy is for rules): write "
+                f"{name}(...) or torch.{name}(...)",
+                col,
+            )
+        # A tensor named like a namespace (an input called F) is a tensor: its method is meant.
+        tensor = prefix is not None and prefix.split(".")[0] in self.names
+        space = None if tensor else NAMESPACE_ALIASES.get(prefix or "", prefix)
+        if space in NAMESPACES:
+            if name not in NAMESPACES[space]:
+                raise ExprError(
+                    f"{prefix}.{name} is not in gradcase's catalogue under that name "
+                    "(`gradcase ops` lists the ops; nn ops are spelled F.<name>)",
+                    col,
+                )
+            op, renames = RENAMED.get((space, name), (name, {}))
+            if (space, name) == ("torch.linalg", "norm") and (
+                len(args) > 1 or any(k == "ord" for k, _, _ in kwargs)
+            ):
+                raise ExprError(
+                    "torch.linalg.norm with ord is a matrix norm for 2 dims: write "
+                    "torch.linalg.vector_norm(x, ord, dim) (or norm(x, p, dim))",
+                    col,
+                )
+            kwargs = tuple((renames.get(k, k), v, c) for k, v, c in kwargs)
+            return Call(op, args, kwargs, col, via=f"{prefix}.{name}")
+        if name == "t" and not args and not kwargs:
+            return Call("t", (self.expr(func.value),), (), col, via="method .t()")
+        if name not in TENSOR_METHODS:
+            raise ExprError(
+                f".{name}() is not a tensor method gradcase knows; the methods are torch's "
+                "for the catalogue's ops (`gradcase ops`), e.g. x.sum(dim=0), x.softmax(-1)",
+                self.col(func) + len(ast.get_source_segment(self.text, func.value) or ""),
+            )
+        return Call(name, (self.expr(func.value), *args), kwargs, col, via=f"method .{name}()")
+
+    def attribute(self, node: ast.Attribute, col: int) -> Expr:
+        """``x.T`` (a 0-D to 2-D tensor transposed; torch.t) and ``x.mT`` (the last two dims
+        swapped); any other attribute is refused with what to write."""
+        if node.attr == "T":
+            return Call("t", (self.expr(node.value),), (), col, via="attribute .T")
+        if node.attr == "mT":
+            return Call(
+                "transpose",
+                (self.expr(node.value), Const(-2, col), Const(-1, col)),
+                (),
+                col,
+                via="attribute .mT",
+            )
+        raise ExprError(
+            f"attribute .{node.attr} is not allowed in a graph: the attributes are .T and .mT "
+            "(and .values of max(x, dim)); methods are called, e.g. x.sum(dim=0)",
+            col,
+        )
 
     def values_or_indices(self, node: ast.Subscript | ast.Attribute) -> Expr | None:
         """torch.max(x, dim) and torch.min(x, dim) return (values, indices); gradcase's max and

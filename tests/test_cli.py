@@ -190,9 +190,9 @@ BAD_INPUTS: dict[str, tuple[str, tuple[int, int], str]] = {
         "invalid expression",
     ),
     "not-allowed-syntax": (
-        "inputs: {a: [1.0]}\ngraph:\n  c: a.relu()\n",
+        "inputs: {a: [1.0]}\ngraph:\n  c: a[0](a)\n",
         (3, 6),
-        "only registered ops can be called",
+        "only ops can be called",
     ),
     "wrong-dtype-value": (
         "dtype: float16\ninputs: {a: [1.0]}\ngraph: {c: relu(a)}\n",

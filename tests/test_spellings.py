@@ -40,6 +40,26 @@ PAIRS = [
     ("((x > 0) | m) * x", "mul(bitwise_or(gt(x, 0), m), x)"),
     ("((x > 0) ^ m) * x", "mul(bitwise_xor(gt(x, 0), m), x)"),
     ("~m * x", "mul(bitwise_not(m), x)"),
+    # attributes and methods
+    ("x.T", "t(x)"),
+    ("x.t()", "t(x)"),
+    ("x.mT", "transpose(x, -2, -1)"),
+    ("x.sum(dim=0)", "sum(x, dim=0)"),
+    ("x.softmax(-1)", "softmax(x, -1)"),
+    ("x.reshape(2, 6)", "reshape(x, [2, 6])"),
+    ("x.matmul(w)", "matmul(x, w)"),
+    ("x.exp().sum(1)", "sum(exp(x), 1)"),
+    ("x.clamp(min=0.0)", "clamp(x, min=0.0)"),
+    # namespaces
+    ("torch.relu(x)", "relu(x)"),
+    ("torch.nn.functional.softmax(x, dim=1)", "softmax(x, dim=1)"),
+    ("F.softmax(x, dim=1)", "softmax(x, dim=1)"),
+    ("nn.functional.gelu(x)", "gelu(x)"),
+    ("torch.special.expm1(x)", "expm1(x)"),
+    ("torch.linalg.vector_norm(x, 3)", "norm(x, 3)"),
+    ("torch.linalg.vector_norm(x, ord=3, dim=1)", "norm(x, p=3, dim=1)"),
+    ("torch.linalg.norm(x)", "norm(x)"),
+    ("torch.linalg.matmul(x, w)", "matmul(x, w)"),
 ]
 
 
@@ -57,6 +77,13 @@ def test_a_spelling_compiles_to_its_canonical_graph(
         ("(x > 0 and m) * x", "for bool tensors write a & b"),
         ("(not m) * x", "write ~mask"),
         ("(x is w) * x", "not a tensor comparison"),
+        ("np.exp(x)", "np.exp: the graph speaks torch (numpy is for rules): write exp(...)"),
+        ("x.frobnicate()", ".frobnicate() is not a tensor method gradcase knows"),
+        ("x.shape", "attribute .shape is not allowed in a graph: the attributes are .T and .mT"),
+        ("torch.frobnicate(x)", "torch.frobnicate is not in gradcase's catalogue"),
+        ("torch.layer_norm(x, [4])", "nn ops are spelled F.<name>"),
+        ("torch.linalg.norm(x, 2)", "write torch.linalg.vector_norm(x, ord, dim)"),
+        ("sum(reshape(x, [3, 2, 2]).T)", "write x.mT (transpose(x, -2, -1))"),
     ],
 )
 def test_python_only_spellings_say_what_to_write(
@@ -77,3 +104,31 @@ def test_a_comparison_gives_no_gradient_and_its_operand_keeps_requiring_grad(
     (case,) = load([str(path)]).cases
     assert case.graph.requires_grad["x"] and not case.graph.requires_grad["k"]
     assert "x" in case.checks and "k" not in case.checks
+
+
+def test_a_tensor_named_like_a_namespace_is_a_tensor(write_case: WriteCase) -> None:
+    path = write_case("name: t\ninputs: {F: [[1.0, 2.0]]}\ngraph:\n  y: F.sum(1)\n")
+    (case,) = load([str(path)]).cases
+    assert [n.op.name for n in case.graph.nodes] == ["sum"]
+
+
+def test_the_spelling_tables_match_torch() -> None:
+    """Every method and namespace entry exists in torch under that name, and every catalogue op
+    torch has as a Tensor method is listed (a new op cannot be forgotten)."""
+    import torch
+
+    from runner.ops import public_ops
+    from runner.ops.meaning import NAMESPACES, TENSOR_METHODS
+
+    names = {op.name for op in public_ops()}
+    assert TENSOR_METHODS <= names
+    assert TENSOR_METHODS == {n for n in names if hasattr(torch.Tensor, n)}
+    modules = {
+        "torch": torch,
+        "torch.nn.functional": torch.nn.functional,
+        "torch.special": torch.special,
+        "torch.linalg": torch.linalg,
+    }
+    for space, entries in NAMESPACES.items():
+        for name in entries:
+            assert hasattr(modules[space], name), f"{space}.{name}"

@@ -242,6 +242,7 @@ SMOOTH = frozenset(
     acos acosh add asin asinh atan atanh cos cosh div erf erfc exp exp2 expm1 gelu log log10
     log1p log2 mul neg reciprocal rsqrt sigmoid silu sin sinh sqrt square sub tan tanh where
     bitwise_and bitwise_or bitwise_xor bitwise_not logical_and logical_or logical_xor logical_not
+    t
     cumprod cumsum logsumexp mean nanmean nansum prod sum var
     bmm dot einsum inner matmul mm mv outer trace
     cat diagonal expand flatten flip gather index_select movedim narrow pad permute repeat reshape

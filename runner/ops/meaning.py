@@ -103,3 +103,55 @@ def _one_edit(a: str, b: str) -> bool:
         return len(diff) == 2 and diff[1] == i + 1 and a[i] == b[i + 1] and a[i + 1] == b[i]
     short, long = (a, b) if len(a) < len(b) else (b, a)
     return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+
+
+# --- torch's spellings of catalogue ops ------------------------------------------------------
+# Catalogue ops that torch also has as Tensor methods (x.sum(dim=0), x.softmax(-1)); checked
+# against torch.Tensor by tests/test_spellings.py.
+TENSOR_METHODS = frozenset(
+    """
+    abs acos acosh add addmm amax amin asin asinh atan atan2 atanh bitwise_and bitwise_not
+    bitwise_or bitwise_xor bmm ceil clamp cos cosh cumprod cumsum diagonal div dot eq erf erfc exp
+    exp2 expand expm1 flatten flip floor frac gather ge gt index_select inner le log log10 log1p
+    log2 log_softmax logical_and logical_not logical_or logical_xor logsumexp lt matmul max
+    maximum mean min minimum mm movedim mul mv nanmean nansum narrow ne neg norm outer permute pow
+    prod reciprocal relu repeat reshape roll round rsqrt select sigmoid sign sin sinh softmax sqrt
+    square squeeze std sub sum t tan tanh trace transpose tril triu trunc unsqueeze var where
+    """.split()
+)
+# The namespaces a graph may call ops through, with the catalogue ops each has under the same
+# name and meaning (checked against torch by tests/test_spellings.py). torch.embedding,
+# torch.layer_norm and the like are left out: their signatures there are torch's internal ones;
+# F.<name> is the spelling to use.
+_TORCH = TENSOR_METHODS - {"expand", "repeat"} | {"cat", "stack", "einsum"}
+_F = frozenset(
+    """
+    avg_pool1d avg_pool2d binary_cross_entropy binary_cross_entropy_with_logits conv1d conv2d
+    cross_entropy elu embedding gelu hardtanh huber_loss kl_div l1_loss layer_norm leaky_relu
+    linear log_softmax max_pool1d max_pool2d mse_loss nll_loss pad relu sigmoid silu
+    smooth_l1_loss softmax softplus tanh
+    """.split()
+)
+NAMESPACES: dict[str, frozenset[str]] = {
+    "torch": _TORCH,
+    "torch.nn.functional": _F,
+    "torch.special": frozenset(
+        "erf erfc exp2 expm1 log1p log_softmax logsumexp round softmax".split()
+    ),
+    "torch.linalg": frozenset({"matmul", "norm", "vector_norm"}),
+}
+# Other spellings of those namespaces.
+NAMESPACE_ALIASES: dict[str, str] = {
+    "F": "torch.nn.functional",
+    "nn.functional": "torch.nn.functional",
+    "functional": "torch.nn.functional",
+    "special": "torch.special",
+    "linalg": "torch.linalg",
+}
+# (namespace, name) -> (catalogue op, keyword renames): torch.linalg.vector_norm(x, ord) is
+# norm(x, p); torch.linalg.norm without ord is the 2-norm of the flattened input or the
+# Frobenius norm, as norm(x).
+RENAMED: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
+    ("torch.linalg", "vector_norm"): ("norm", {"ord": "p"}),
+    ("torch.linalg", "norm"): ("norm", {}),
+}

@@ -18,6 +18,16 @@ from runner.ops import shape_index, shape_rearrange
 from runner.ops.shape_rearrange import FAMILY, Dims, distinct, new_dim, samples_of, view_of
 from runner.ops.spec import Array, Op, Param, Shape, ShapeError, as_ints, norm_dim
 
+
+def _t_shape(input: Shape) -> Shape:
+    if len(input) > 2:
+        raise ShapeError(
+            f"t expects a tensor of at most 2 dims, got {len(input)}: for the last two dims "
+            "write x.mT (transpose(x, -2, -1)); to reverse every dim, permute(x, ...)"
+        )
+    return tuple(reversed(input))
+
+
 # --- reshape ---
 
 
@@ -286,6 +296,18 @@ OPS: list[Op] = [
             ((2, 3), {"dim0": 1, "dim1": 1}),
             ((), {"dim0": 0, "dim1": -1}),
         ),
+    ),
+    Op(
+        name="t",
+        family=FAMILY,
+        params=(Param("input", "tensor"),),
+        forward=lambda input: np.transpose(input).copy(),
+        vjp=lambda g, out, input: (np.transpose(g),),
+        torch=lambda t, input: t.t(input),
+        shape=_t_shape,
+        samples=samples_of(((2, 3), {}), ((4,), {}), ((), {}), ((1, 5), {})),
+        note="torch.t and x.t(): a 2-D tensor transposed, a 0-D or 1-D one as it is; x.T of "
+        "those ranks is the same",
     ),
     Op(
         name="permute",
