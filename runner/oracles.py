@@ -7,10 +7,11 @@ oracle runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.composed import NO_TORCH
 from runner.engine import Backward, Result
 from runner.graph import Graph, Node
 from runner.ops.spec import Array
@@ -32,6 +33,25 @@ class Oracle:
     name: str
     run: Callable[[Graph, Mapping[str, Array], Array], Result]
     node_vjp: Callable[[Node, Mapping[str, Any], Array], dict[str, Any]] | None = None
+    # Why the oracle cannot compute a graph (an op it has no reference for), or None.
+    refuses: Callable[[Graph], str | None] | None = None
+
+
+def usable(graph: Graph, oracles: Sequence[Oracle]) -> tuple[list[Oracle], list[str]]:
+    """The oracles that can compute ``graph``, and why each of the others cannot."""
+    kept, refused = [], []
+    for oracle in oracles:
+        reason = oracle.refuses(graph) if oracle.refuses is not None else None
+        if reason is None:
+            kept.append(oracle)
+        else:
+            refused.append(reason)
+    return kept, refused
+
+
+def _torch_refuses(graph: Graph) -> str | None:
+    """torch has no reference for a RULES module's op (nor for a case's op built on one)."""
+    return next((n.op.extra[NO_TORCH] for n in graph.nodes if NO_TORCH in n.op.extra), None)
 
 
 def torch_oracle(device: str = "cpu") -> Oracle:
@@ -47,7 +67,7 @@ def torch_oracle(device: str = "cpu") -> Oracle:
 
         return node_vjp(node, args, grad, device)
 
-    return Oracle("torch", run, vjp)
+    return Oracle("torch", run, vjp, _torch_refuses)
 
 
 TORCH = torch_oracle()
