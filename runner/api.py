@@ -78,17 +78,20 @@ def run(
     *,
     select: Callable[[str], bool] | None = None,
     on_result: Callable[[CaseResult, Any], None] | None = None,
+    oracles: Sequence[Any] | None = None,
 ) -> Report:
     """Execute every loaded case (those whose name ``select`` accepts) with ``rules``, calling
-    ``on_result(result, sources)`` after each, and build the report."""
+    ``on_result(result, sources)`` after each, and build the report. ``oracles``
+    (`runner.oracles.Oracle`s, default torch) apply to the cases that name none."""
     from runner.execute import run_case
+    from runner.oracles import TORCH
     from runner.report import build
 
     results = []
     for case in loaded.cases:
         if select is not None and not select(case.name):
             continue
-        result, sources = run_case(case, rules)
+        result, sources = run_case(case, rules, oracles or (TORCH,))
         results.append(result)
         if on_result is not None:
             on_result(result, sources)

@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-v", "--verbose", action="store_true", help=SHOW_HELP)
     _rules_option(run)
+    _oracle_option(run)
 
     show = sub.add_parser(
         "show",
@@ -53,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("case", metavar="CASE", help="a case name, or a case file")
     show.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
     _rules_option(show)
+    _oracle_option(show)
 
     validate = sub.add_parser("validate", help="check case files without running them")
     validate.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
@@ -86,13 +88,31 @@ def _rules_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _oracle_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--oracle",
+        action="append",
+        choices=("torch", "numeric"),
+        help="an oracle to compare with (repeatable; default: torch) in the cases that do not "
+        "name their own `oracles`; numeric is central differences in float64",
+    )
+
+
+def _oracles(names: Sequence[str] | None) -> Any:
+    from runner.oracles import TORCH, oracle_named
+
+    return [oracle_named(n) for n in dict.fromkeys(names)] if names else [TORCH]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
-            return _run(args.paths, Path(args.report), args.select, args.rules, args.verbose)
+            return _run(
+                args.paths, Path(args.report), args.select, args.rules, args.verbose, args.oracle
+            )
         if args.command == "show":
-            return _show(args.case, args.paths, args.rules)
+            return _show(args.case, args.paths, args.rules, args.oracle)
         if args.command in ("validate", "list"):
             return _validate(args.paths, args.rules, listing=args.command == "list")
         if args.command == "ops":
@@ -145,6 +165,7 @@ def _run(
     select: str | None,
     rules: Sequence[str] | None,
     verbose: bool,
+    oracles: Sequence[str] | None = None,
 ) -> int:
     from runner.api import run
     from runner.report import case_line, count_line, details, write_json
@@ -167,6 +188,7 @@ def _run(
         rule_sets,
         select=None if select is None else (lambda name: select in name),
         on_result=on_result,
+        oracles=_oracles(oracles),
     )
     try:
         write_json(report, report_path)
@@ -179,7 +201,9 @@ def _run(
     return EXIT_OK if report.passed else EXIT_FAILED
 
 
-def _show(name: str, paths: Sequence[str], rules: Sequence[str] | None) -> int:
+def _show(
+    name: str, paths: Sequence[str], rules: Sequence[str] | None, oracles: Sequence[str] | None
+) -> int:
     from runner.execute import run_case
     from runner.show import render
 
@@ -202,7 +226,7 @@ def _show(name: str, paths: Sequence[str], rules: Sequence[str] | None) -> int:
         print(problem)
     worst = EXIT_OK
     for case in chosen:
-        result, sources = run_case(case, rule_sets)
+        result, sources = run_case(case, rule_sets, _oracles(oracles))
         print("\n".join(render(result, sources)))
         if result.status in ("failed", "error", "xpassed"):
             worst = EXIT_FAILED

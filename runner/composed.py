@@ -345,6 +345,18 @@ def specialise(
                 )
         return shape
 
+    def kinks(h: float, **args: Any) -> str | None:
+        # The body's non-differentiable points, on the body's own values (for the numeric
+        # oracle, `runner.ops.kinks`); ``h`` is how far the op's operands move.
+        from runner.engine import forward as run_forward
+
+        values = run_forward(graph(args), {t: args[t] for t in tensors})
+        for node in nodes:
+            found = node.op.kinks(h, **node.bind(values)) if node.op.kinks else None
+            if found:
+                return f"in the forward of {signature.name}, {node.op.name}: {found}"
+        return None
+
     no_torch = next((n.op.extra[NO_TORCH] for n in nodes if NO_TORCH in n.op.extra), None)
     extra: dict[str, Any] = {"body": nodes, "output": output}
     if no_torch:
@@ -355,6 +367,7 @@ def specialise(
         vjp=vjp,
         torch=torch,
         shape=shape_rule,
+        kinks=kinks if any(n.op.kinks for n in nodes) else None,
         extra=extra,
     )
 

@@ -195,10 +195,14 @@ class Backward:
 
 @dataclass(frozen=True)
 class Result:
-    """Values of every node and input, and gradients of those that got one."""
+    """Values of every node and input, and gradients of those that got one. An oracle that
+    cannot give a whole gradient gives instead a ``projections`` entry (an object with
+    ``compare``, see `runner.numeric.Projection`) or, where it declines, a ``skipped`` reason."""
 
     values: dict[str, Array]
     grads: dict[str, Array]
+    projections: dict[str, Any] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def forward(graph: Graph, inputs: Mapping[str, Array]) -> dict[str, Array]:

@@ -2,10 +2,13 @@
 compare with, to its `CaseResult`.
 
 Sources meet here by name: "manual" (the catalogue's rules, overridden by the case's rules and the
-user's rule sets), each oracle ("torch"), and "expected" (the case's golden values). Every checked
-tensor is compared pairwise: manual against each oracle and against expected, each oracle against
-expected. A case passes when every pair agrees; when it fails, `runner.localise` names the rule
-that is wrong.
+user's rule sets), each oracle ("torch", "numeric"), and "expected" (the case's golden values).
+Every checked tensor is compared pairwise: manual against each oracle, each oracle against the
+later ones, and all of them against expected. A case passes when every pair agrees; when it fails,
+`runner.localise` names the rule that is wrong.
+
+The oracles of a case are its ``oracles`` when it states them (by name), else those of the caller
+(``gradcase run --oracle``, default torch alone).
 """
 
 from __future__ import annotations
@@ -22,7 +25,16 @@ from runner.engine import Backward, RuleError, backward, forward
 from runner.graph import Graph, Ref
 from runner.inputs import make_input, make_upstream
 from runner.localise import PROBE_SEED, localise, probe, rule_fault
-from runner.oracles import EXPECTED, MANUAL, TORCH, Oracle, Sources, usable
+from runner.oracles import (
+    EXPECTED,
+    MANUAL,
+    ORACLE_NAMES,
+    TORCH,
+    Oracle,
+    Sources,
+    oracle_named,
+    usable,
+)
 from runner.report import failure_messages, fault_message
 from runner.rules import RuleSet
 from runner.rules.budget import case_budget
@@ -60,6 +72,10 @@ def run_sources(
     for oracle in oracles:
         ref = oracle.run(graph, inputs, upstream)
         sources.values[oracle.name], sources.grads[oracle.name] = ref.values, ref.grads
+        sources.projections[oracle.name], sources.skipped[oracle.name] = (
+            ref.projections,
+            ref.skipped,
+        )
     expect = case.model.expect
     golden = random_upstream is None
     sources.values[EXPECTED] = {
@@ -75,7 +91,10 @@ def tolerances(case: CompiledCase, right: Source) -> tuple[float, float]:
     """(rtol, atol) for a comparison against ``right``: the case's, else the defaults for an
     oracle at the case's dtype or for golden values."""
     tol = case.model.tolerance
-    rtol, atol = EXPECTED_TOLERANCE if right == EXPECTED else DEFAULT_TOLERANCE[case.model.dtype]
+    own = oracle_named(right).tolerance if right in ORACLE_NAMES else None
+    rtol, atol = (
+        EXPECTED_TOLERANCE if right == EXPECTED else (own or DEFAULT_TOLERANCE)[case.model.dtype]
+    )
     return (
         tol.rtol if tol.rtol is not None else rtol,
         tol.atol if tol.atol is not None else atol,
@@ -95,9 +114,19 @@ def run_case(
 ) -> tuple[CaseResult, Sources | None]:
     """`execute`, also returning the arrays of every source (None when the case could not
     compute them) for the side-by-side view. The user's rules of the case share one time budget
-    (`runner.rules.budget`)."""
+    (`runner.rules.budget`). ``oracles`` apply to a case that does not name its own."""
     with case_budget():
-        return _run_case(case, rules, oracles)
+        return _run_case(case, rules, case_oracles(case, oracles))
+
+
+def case_oracles(case: CompiledCase, default: Sequence[Oracle]) -> list[Oracle]:
+    """The case's ``oracles`` by name (an oracle of ``default`` by that name is used as given,
+    e.g. torch on another device), else ``default``."""
+    names = case.model.oracles
+    if names is None:
+        return list(default)
+    given = {o.name: o for o in default}
+    return [given.get(name) or oracle_named(name) for name in names]
 
 
 def _run_case(
@@ -122,7 +151,7 @@ def _run_case(
         _broken(case, result, exc)
     else:
         result.tensors = compare_sources(case, sources, oracles)
-        result.notes = list(dict.fromkeys(sources.manual.notes))
+        result.notes = list(dict.fromkeys(sources.manual.notes + _skip_notes(result)))
         result.notes += [f"{reason}; compared with the other references only" for reason in refused]
         failed = not all(t.ok for t in result.tensors)
         result.status = "failed" if failed else "passed"
@@ -191,6 +220,16 @@ def _graph_probe(
     return sources
 
 
+def _skip_notes(result: CaseResult) -> list[str]:
+    """One note per checked gradient an oracle declined, with the reason."""
+    return [
+        f"{c.right} oracle skipped {t.kind} of '{t.tensor}': {c.skipped}"
+        for t in result.tensors
+        for c in t.comparisons
+        if c.skipped and c.left == MANUAL
+    ]
+
+
 def _constant(upstream: Any) -> bool:
     """A number, or a literal whose elements are all equal (a random spec is not constant)."""
     if isinstance(upstream, RandomUpstream):
@@ -254,16 +293,16 @@ def compare_sources(
 ) -> list[TensorCheck]:
     """Every checked tensor, compared pairwise across the sources that have it."""
     expect = case.model.expect
-    names = [oracle.name for oracle in oracles]
 
     def check(tensor: str, kind: str) -> TensorCheck:
         table = sources.values if kind == "value" else sources.grads
+        names = [o.name for o in oracles if kind == "grad" or o.values]
         pairs = [(MANUAL, name) for name in names]
+        pairs += [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
         if tensor in table[EXPECTED]:
             pairs += [(MANUAL, EXPECTED)] + [(name, EXPECTED) for name in names]
         comparisons = [
-            _compare(table[left].get(tensor), table[right].get(tensor), left, right, case)
-            for left, right in pairs
+            _pair(sources, table, tensor, kind, left, right, case) for left, right in pairs
         ]
         return TensorCheck(
             tensor=tensor,
@@ -277,7 +316,8 @@ def compare_sources(
     tensors += [check(name, "value") for name in expect.value if name not in case.values]
     tensors += [check(name, "grad") for name in case.checks]
     tensors += [check(name, "grad") for name in expect.grad if name not in case.checks]
-    return tensors
+    # Values need an oracle that computes its own (numeric alone has none to compare).
+    return [t for t in tensors if t.comparisons]
 
 
 def rule_uses(graph: Graph, manual: Backward, tensor: str) -> list[RuleUse]:
@@ -301,6 +341,34 @@ def rule_uses(graph: Graph, manual: Backward, tensor: str) -> list[RuleUse]:
                         )
                     )
     return uses
+
+
+def _pair(
+    sources: Sources,
+    table: dict[Source, dict[str, Any]],
+    tensor: str,
+    kind: str,
+    left: Source,
+    right: Source,
+    case: CompiledCase,
+) -> Comparison:
+    """One pair on one tensor: declined by an oracle (skipped, with its reason), along one
+    direction where an oracle gave a projection, else elementwise."""
+    if kind == "grad":
+        for name in (left, right):
+            reason = sources.skipped.get(name, {}).get(tensor)
+            if reason is not None:
+                rtol, atol = tolerances(case, right)
+                return Comparison(
+                    left=left, right=right, ok=True, rtol=rtol, atol=atol, skipped=reason
+                )
+        for name, other in ((left, right), (right, left)):
+            projection = sources.projections.get(name, {}).get(tensor)
+            if projection is not None:
+                rtol, atol = tolerances(case, right)
+                grad = table[other].get(tensor)
+                return projection.compare(grad, (left, right), rtol, atol, name == left)  # type: ignore[no-any-return]
+    return _compare(table[left].get(tensor), table[right].get(tensor), left, right, case)
 
 
 def _compare(left: Any, right: Any, lname: Source, rname: Source, case: CompiledCase) -> Comparison:

@@ -1,5 +1,6 @@
 """Sources of values and gradients, by name: the manual side under test, the oracles it is
-compared with (torch autograd; later a finite-difference oracle), and the case's expected values.
+compared with (torch autograd, finite differences: `runner.numeric`), and the case's expected
+values.
 
 `execute` takes the oracles to compare as a parameter; nothing here imports torch until an
 oracle runs.
@@ -33,6 +34,11 @@ class Oracle:
     name: str
     run: Callable[[Graph, Mapping[str, Array], Array], Result]
     node_vjp: Callable[[Node, Mapping[str, Any], Array], dict[str, Any]] | None = None
+    # False: its forward values are the manual side's own (not compared).
+    values: bool = True
+    # (rtol, atol) per case dtype when it is the reference of a comparison; None: the defaults
+    # of `runner.compare`.
+    tolerance: Mapping[str, tuple[float, float]] | None = None
     # Why the oracle cannot compute a graph (an op it has no reference for), or None.
     refuses: Callable[[Graph], str | None] | None = None
 
@@ -67,10 +73,23 @@ def torch_oracle(device: str = "cpu") -> Oracle:
 
         return node_vjp(node, args, grad, device)
 
-    return Oracle("torch", run, vjp, _torch_refuses)
+    return Oracle("torch", run, vjp, refuses=_torch_refuses)
 
 
 TORCH = torch_oracle()
+# The names a case's `oracles` may list (schemas/case.py spells the same list).
+ORACLE_NAMES = ("torch", "numeric")
+
+
+def oracle_named(name: str) -> Oracle:
+    """The oracle a case's ``oracles`` names; KeyError for another name."""
+    if name == "torch":
+        return TORCH
+    if name == "numeric":
+        from runner.numeric import NUMERIC
+
+        return NUMERIC
+    raise KeyError(name)
 
 
 @dataclass(frozen=True)
@@ -84,5 +103,8 @@ class Sources:
     rule_sets: list[RuleSet] = field(default_factory=list)  # in force, in the order asked
     values: dict[Source, dict[str, Array]] = field(default_factory=dict)
     grads: dict[Source, dict[str, Array]] = field(default_factory=dict)
+    # An oracle's gradients along one random direction, and the tensors it declined (reasons).
+    projections: dict[Source, dict[str, Any]] = field(default_factory=dict)
+    skipped: dict[Source, dict[str, str]] = field(default_factory=dict)
     # The arrays of a probe that found a fault: its upstream, the operands, both gradients.
     probe: dict[str, Any] = field(default_factory=dict)

@@ -31,6 +31,11 @@ def describe(case: str, check: TensorCheck, c: Comparison) -> str:
     what = f"{case}: {check.kind} of '{check.tensor}': {c.left} vs {c.right}"
     if c.problem:
         return f"{what}: {c.problem}{_by(check, c)}"
+    if c.projection:
+        return (
+            f"{what} differ along one direction: {c.left} {_num(c.left_value)}, {c.right} "
+            f"{_num(c.right_value)}; abs error {_num(c.abs_err)} ({c.projection}){_by(check, c)}"
+        )
     sided = f"; {c.one_sided}" if c.one_sided else ""
     return f"{what} {_worst(c)}{sided}{_by(check, c)}"
 

@@ -96,6 +96,11 @@ def _verdict(c: Any) -> str:
     pair = f"{c.left} vs {c.right}"
     if c.problem:
         return f"{pair}: {c.problem}"
+    if c.skipped:
+        return f"{pair}: skipped ({c.skipped})"
+    if c.projection:
+        numbers = f"{c.left} {c.left_value:.6g}, {c.right} {c.right_value:.6g}"
+        return f"{pair} {'agree' if c.ok else 'differ'} along one direction ({numbers})"
     nan = f" ({c.nan_both} NaN on both sides)" if c.nan_both else ""
     if c.ok:
         return f"{pair} agree{nan}"

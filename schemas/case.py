@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 FloatDType = Literal["float64", "float32"]
+OracleName = Literal["torch", "numeric"]
 DType = Literal["float64", "float32", "int64", "bool"]
 Number = float | int | bool
 
@@ -201,3 +202,6 @@ class Case(_Strict):
     probe: bool = True
     # NaN on both sides at the same element agrees (torch-exact); false makes it a mismatch.
     equal_nan: bool = True
+    # The oracles to compare with, by name (runner/oracles.py's ORACLE_NAMES); default: the
+    # run's (``gradcase run --oracle``, torch alone unless it says otherwise).
+    oracles: list[OracleName] | None = Field(default=None, min_length=1)

@@ -43,6 +43,12 @@ class Comparison(_Model):
     one_sided: str | None = None
     rtol: float
     atol: float
+    # Set when the pair was compared along one random direction u (a finite-difference oracle's
+    # large tensors): left_value and right_value are then <u, gradient> of each side, and this
+    # says how u was drawn and the bound used.
+    projection: str | None = None
+    # Set when an oracle declined this tensor (ok is then True): why, e.g. a node at a kink.
+    skipped: str | None = None
 
 
 class RuleUse(_Model):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from runner.ops import elementwise, linalg, nn, reductions, shape
+from runner.ops.kinks import KINKS
 from runner.ops.spec import Op
 
 FAMILIES = (elementwise, reductions, linalg, shape, nn)
@@ -14,7 +17,9 @@ def _build() -> dict[str, Op]:
         for op in family.OPS:
             if op.name in registry:
                 raise RuntimeError(f"op {op.name!r} is registered twice")
-            registry[op.name] = op
+            # Non-differentiable points are one table (runner/ops/kinks.py), read from the op.
+            kinks = KINKS.get(op.name)
+            registry[op.name] = replace(op, kinks=kinks) if kinks and op.kinks is None else op
     return registry
 
 

@@ -112,6 +112,10 @@ class Op:
     # then need a looser tolerance than the default.
     loose_float32: bool = False
     hidden: bool = False  # internal ops (getitem, clone) that expressions create, not users
+    # ``kinks(h, **args) -> reason | None``: some element lies within ``h`` of a point where the
+    # op is not differentiable or torch's gradient is a convention (see runner/ops/kinks.py,
+    # whose table the registry attaches); None: differentiable wherever the forward is finite.
+    kinks: Callable[..., str | None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

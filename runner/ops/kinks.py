@@ -1,0 +1,251 @@
+"""Where an op's gradient is not its derivative, as data: one predicate per op, read by the
+finite-difference oracle (`runner.numeric`), which must not difference across such a point.
+
+``KINKS[op](h, **args) -> str | None`` takes the op's bound arguments by torch's parameter names
+(arrays, Python numbers for literal operands, plain attribute values) and a distance ``h`` (the
+most any operand moves under the oracle's perturbation), and returns a reason when some element
+lies within ``h`` of a point where the op is not differentiable, or where torch's gradient is a
+convention rather than the derivative:
+
+- kinks and jumps of elementwise ops: ``abs``/``relu``/``sign`` at 0, clamp's and hardtanh's
+  bounds, the integers of ``floor``/``ceil`` (half-integers for ``round``), ...;
+- ties: two operands of ``maximum`` within ``2h`` (each may move by ``h``), or a runner-up within
+  ``2h`` of the extremum of a ``max``/``amax``/``max_pool`` window;
+- zeros of a norm or of a spread (``std``), where the derivative is singular;
+- torch's deliberate departures: ``embedding``'s ``padding_idx`` row, ``max_norm`` (rescaled in
+  the forward only) and ``scale_grad_by_freq``; ``binary_cross_entropy`` where its eps clamps.
+
+`SMOOTH` names the ops that need no predicate (differentiable wherever their forward is finite:
+a domain's edge, a pole or NaN shows as a forward that is not finite, which the oracle skips by
+itself). Every op of the catalogue is in exactly one of the two (tests/test_numeric.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from runner.ops.spec import Array, norm_dims
+
+Kinks = Callable[..., str | None]
+
+
+def _f(x: Any) -> Array:
+    return np.asarray(x, dtype=np.float64)
+
+
+def _count(mask: Array, what: str) -> str | None:
+    n = int(np.count_nonzero(mask))
+    return f"{n} element(s) {what}" if n else None
+
+
+def _near(x: Any, points: Any, h: float, name: str, what: str) -> str | None:
+    with np.errstate(invalid="ignore"):
+        return _count(np.abs(_f(x) - _f(points)) <= h, f"of '{name}' within {h:.2g} of {what}")
+
+
+def _near_zero(h: float, input: Any, **_: Any) -> str | None:
+    return _near(input, 0.0, h, "input", "0")
+
+
+def _ties(x: Any, axes: tuple[int, ...], h: float, what: str) -> str | None:
+    """Slices (over ``axes``) whose extremum has a runner-up within ``2h``: moving both by ``h``
+    may swap them. ``what`` names the extremum (max of x, min: pass -x)."""
+    a = _f(x)
+    if a.size == 0 or not axes:
+        return None
+    moved = np.moveaxis(a, axes, tuple(range(-len(axes), 0)))
+    flat = moved.reshape(*moved.shape[: a.ndim - len(axes)], -1)
+    with np.errstate(invalid="ignore"):
+        top = np.nanmax(np.where(np.isnan(flat), -np.inf, flat), axis=-1, keepdims=True)
+        close = np.count_nonzero(top - flat <= 2 * h, axis=-1)
+    n = int(np.count_nonzero(close >= 2))
+    return f"{n} slice(s) with tied {what} (within {2 * h:.2g})" if n else None
+
+
+def _extremum(sign: float, name: str) -> Kinks:
+    def kinks(h: float, input: Any, dim: Any = None, **_: Any) -> str | None:
+        x = _f(input)
+        return _ties(sign * x, norm_dims(dim, x.ndim), h, f"{name} along dims {dim}")
+
+    return kinks
+
+
+def _pair_ties(h: float, input: Any, other: Any, **_: Any) -> str | None:
+    return _count(np.abs(_f(input) - _f(other)) <= 2 * h, f"tied within {2 * h:.2g}")
+
+
+def _bounds(lo: Any, hi: Any, h: float, input: Any) -> str | None:
+    if lo is not None and hi is not None and lo > hi:
+        return None  # constant: min > max gives max everywhere
+    found = [_near(input, b, h, "input", f"the bound {b}") for b in (lo, hi) if b is not None]
+    return "; ".join(f for f in found if f) or None
+
+
+def _slope_change(h: float, input: Any, slope: float) -> str | None:
+    return None if slope == 1 else _near(input, 0.0, h, "input", "0")
+
+
+def _jumps(step: float, *, at_zero: bool) -> Kinks:
+    """A piecewise-constant op (or frac) jumps at multiples of 1 shifted by ``step``; trunc and
+    frac are continuous at 0."""
+
+    def kinks(h: float, input: Any, **_: Any) -> str | None:
+        x = _f(input) - step
+        with np.errstate(invalid="ignore"):
+            near = np.abs(x - np.round(x)) <= h
+            if not at_zero:
+                near &= np.abs(_f(input)) > h
+        return _count(near, f"of 'input' within {h:.2g} of a jump")
+
+    return kinks
+
+
+def _atan2(h: float, input: Any, other: Any, **_: Any) -> str | None:
+    # The origin, and the branch cut along the negative x-axis (y = 0, x < 0).
+    y, x = np.broadcast_arrays(_f(input), _f(other))
+    return _count((np.abs(y) <= h) & (x <= h), f"within {h:.2g} of the origin or the branch cut")
+
+
+def _pow(h: float, input: Any, exponent: Any, **_: Any) -> str | None:
+    if isinstance(exponent, int | float) and (
+        exponent == 0 or (exponent >= 1 and exponent % 1 == 0)
+    ):
+        return None
+    return _near(input, 0.0, h, "input", "0 (x ** y is not differentiable there)")
+
+
+def _norm(h: float, input: Any, p: Any = "fro", dim: Any = None, **_: Any) -> str | None:
+    x = _f(input)
+    p = 2.0 if p == "fro" else float(p)
+    dims = norm_dims(dim, x.ndim)
+    if np.isinf(p):
+        a = np.abs(x) * (1 if p > 0 else -1)
+        return _ties(a, dims, h, "|input|") or _near(x, 0.0, h, "input", "0")
+    if p <= 1:
+        return _near(x, 0.0, h, "input", "0")
+    n = max(int(np.prod([x.shape[d] for d in dims])), 1)
+    norm = np.sqrt(np.sum(x * x, axis=dims)) if x.ndim else np.abs(x)
+    return _count(norm <= h * np.sqrt(n), f"of the norm within {h * np.sqrt(n):.2g} of 0")
+
+
+def _std(h: float, input: Any, dim: Any = None, **_: Any) -> str | None:
+    x = _f(input)
+    dims = norm_dims(dim, x.ndim)
+    spread = np.max(np.abs(x - np.mean(x, axis=dims, keepdims=True)), axis=dims) if x.size else 0
+    return _count(np.asarray(spread) <= 2 * h, f"slice(s) with zero spread (within {2 * h:.2g})")
+
+
+def _max_pool(nd: int) -> Kinks:
+    def kinks(h: float, input: Any, **kw: Any) -> str | None:
+        from runner.ops.nn_pool import _pool_taps, _pool_window
+        from runner.ops.nn_windows import batched
+
+        x = _f(input)
+        w = _pool_window(f"max_pool{nd}d", nd, x.shape, **kw)
+        flat, real, _ = _pool_taps(batched(x, nd), w)
+        taps = np.where(real, flat, -np.inf)
+        return _ties(taps, (taps.ndim - 1,), h, "window maxima")
+
+    return kinks
+
+
+def _embedding(
+    h: float,
+    input: Any,
+    weight: Any,
+    padding_idx: int | None = None,
+    max_norm: float | None = None,
+    scale_grad_by_freq: bool = False,
+    **_: Any,
+) -> str | None:
+    index = np.asarray(input).reshape(-1)
+    rows = _f(weight).shape[0]
+    if padding_idx is not None and np.any(index % rows == padding_idx % rows):
+        return "the padding_idx row is looked up, but torch gives it no gradient"
+    if max_norm is not None:
+        return "max_norm rescales rows in the forward only; torch's gradient is the plain scatter"
+    if scale_grad_by_freq and len(np.unique(index)) < len(index):
+        return "scale_grad_by_freq divides by the index's count, which is not the derivative"
+    return None
+
+
+def _addmm(
+    h: float, input: Any, mat1: Any, mat2: Any, beta: float = 1.0, alpha: float = 1.0, **_: Any
+) -> str | None:
+    # The forward drops a term scaled by 0; torch's gradient still multiplies through it.
+    dropped = ([input] if beta == 0 else []) + ([mat1, mat2] if alpha == 0 else [])
+    if any(not np.all(np.isfinite(_f(x))) for x in dropped):
+        return (
+            "a term scaled by 0 holds inf or NaN: dropped in the forward, NaN in torch's gradient"
+        )
+    return None
+
+
+def _bce(h: float, input: Any, **_: Any) -> str | None:
+    x = _f(input)
+    with np.errstate(invalid="ignore"):
+        clamped = np.abs(x * (1 - x)) <= 1e-12 + h
+    return _count(clamped, "of 'input' where torch clamps x(1 - x) at eps or log at -100")
+
+
+KINKS: dict[str, Kinks] = {
+    # --- elementwise ---
+    "abs": _near_zero,
+    "relu": _near_zero,
+    "sign": _near_zero,
+    "leaky_relu": lambda h, input, negative_slope=0.01, **_: _slope_change(
+        h, input, negative_slope
+    ),
+    "elu": lambda h, input, alpha=1.0, **_: _slope_change(h, input, alpha),
+    "softplus": lambda h, input, beta=1.0, threshold=20.0, **_: _near(
+        _f(input) * beta, threshold, abs(beta) * h, "beta * input", "the threshold"
+    ),
+    "hardtanh": lambda h, input, min_val=-1.0, max_val=1.0, **_: _bounds(
+        min_val, max_val, h, input
+    ),
+    "clamp": lambda h, input, min=None, max=None, **_: _bounds(min, max, h, input),
+    "floor": _jumps(0.0, at_zero=True),
+    "ceil": _jumps(0.0, at_zero=True),
+    "round": _jumps(0.5, at_zero=True),
+    "trunc": _jumps(0.0, at_zero=False),
+    "frac": _jumps(0.0, at_zero=False),
+    "maximum": _pair_ties,
+    "minimum": _pair_ties,
+    "atan2": _atan2,
+    "pow": _pow,
+    # --- reductions ---
+    "max": _extremum(1.0, "max"),
+    "min": _extremum(-1.0, "min"),
+    "amax": _extremum(1.0, "amax"),
+    "amin": _extremum(-1.0, "amin"),
+    "norm": _norm,
+    "std": _std,
+    # --- nn ---
+    "max_pool1d": _max_pool(1),
+    "max_pool2d": _max_pool(2),
+    "l1_loss": lambda h, input, target, **_: _pair_ties(h, input, target),
+    "smooth_l1_loss": lambda h, input, target, beta=1.0, **_: (
+        _pair_ties(h, input, target) if beta == 0 else None
+    ),
+    "addmm": _addmm,
+    "embedding": _embedding,
+    "binary_cross_entropy": _bce,
+}
+
+# Differentiable wherever the forward is finite (linear, bilinear, polynomial or analytic), or
+# continuously differentiable across a branch change (huber_loss, smooth_l1_loss with beta > 0).
+SMOOTH = frozenset(
+    """
+    acos acosh add asin asinh atan atanh cos cosh div erf erfc exp exp2 expm1 gelu log log10
+    log1p log2 mul neg reciprocal rsqrt sigmoid silu sin sinh sqrt square sub tan tanh where
+    cumprod cumsum logsumexp mean nanmean nansum prod sum var
+    bmm dot einsum inner matmul mm mv outer trace
+    cat diagonal expand flatten flip gather index_select movedim narrow pad permute repeat reshape
+    roll select squeeze stack transpose tril triu unsqueeze getitem clone
+    avg_pool1d avg_pool2d binary_cross_entropy_with_logits conv1d conv2d cross_entropy
+    huber_loss kl_div layer_norm linear log_softmax mse_loss nll_loss softmax
+    """.split()
+)
