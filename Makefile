@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # fresh venv would resolve to a multi-GB CUDA build, so torch is pinned and installed first.
 TORCH ?= torch==2.13.0
 
-.PHONY: run test lint typecheck docs bench clean
+.PHONY: run test mutate lint typecheck docs bench clean
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -19,6 +19,10 @@ run: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
+
+# Would the cases catch a wrong rule? Mutants of every rule the cases use; exit 1 on a survivor.
+mutate: $(BIN)/.installed
+	$(BIN)/python -m runner mutate cases
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check runner schemas tests benchmarks examples

@@ -68,6 +68,22 @@ def _parser() -> argparse.ArgumentParser:
     ops.add_argument("--markdown", action="store_true", help="as docs/ops.md (generated)")
 
     sub.add_parser("schema", help="print the JSON Schema of a case file")
+
+    mutate = sub.add_parser(
+        "mutate",
+        help="would the cases catch a wrong rule? run mutants of each op's rule, print the score",
+        epilog="Exit status: 0 every non-equivalent mutant was killed, 1 one survived, 2 an "
+        "invalid case or a usage error.",
+    )
+    mutate.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
+    mutate.add_argument(
+        "-k", dest="select", metavar="TEXT", help="only cases whose name contains TEXT"
+    )
+    mutate.add_argument(
+        "-v", "--verbose", action="store_true", help="also list killed and equivalent mutants"
+    )
+    mutate.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE")
+    _rules_option(mutate)
     return parser
 
 
@@ -113,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command == "show":
             return _show(args.case, args.paths, args.rules, args.oracle)
+        if args.command == "mutate":
+            return _mutate(args.paths, args.select, args.rules, args.verbose, args.json)
         if args.command in ("validate", "list"):
             return _validate(args.paths, args.rules, listing=args.command == "list")
         if args.command == "ops":
@@ -231,3 +249,29 @@ def _show(
         if result.status in ("failed", "error", "xpassed"):
             worst = EXIT_FAILED
     return EXIT_INVALID if loaded.problems else worst
+
+
+def _mutate(
+    paths: Sequence[str],
+    select: str | None,
+    rules: Sequence[str] | None,
+    verbose: bool,
+    json_path: str | None,
+) -> int:
+    from runner.mutate import mutate, score_lines, write_json
+
+    rule_sets = _rule_sets(rules)
+    loaded = load(paths)
+    for problem in loaded.problems:
+        print(problem)
+    cases = [c for c in loaded.cases if select is None or select in c.name]
+    report = mutate(cases, rule_sets)
+    if json_path is not None:
+        try:
+            write_json(report, Path(json_path))
+        except OSError as exc:
+            raise UsageError(f"cannot write {json_path}: {exc.strerror}") from None
+    print("\n".join(score_lines(report, verbose=verbose)))
+    if loaded.problems:
+        return EXIT_INVALID
+    return EXIT_FAILED if report.survivors else EXIT_OK

@@ -1,21 +1,66 @@
-"""Elementwise comparison of two sources of one tensor, torch.testing-style:
-``|left - right| <= atol + rtol * |right|``, NaN equal to NaN, infinities equal when identical."""
+"""Elementwise comparison of two sources of one tensor, with a tolerance that does not depend on
+the tensor's scale.
+
+An element agrees when ``|left - right| <= rtol * |right| + atol * scale + floor``:
+
+- ``right`` is the reference (an oracle, or the golden values), ``rtol`` is relative to each of
+  its elements (torch.testing's rtol for the dtype);
+- ``scale`` is the reference tensor's largest finite magnitude, so the absolute allowance
+  ``atol * scale`` shrinks with the tensor: a gradient of 1e-12 is checked as strictly as one of
+  1, and a rule that returns zeros never passes because the true gradient is small (torch.testing's
+  absolute atol of 1e-5 let a float32 rule off by 30% near 1e-5 pass);
+- ``floor`` is the round-off the computation itself cannot avoid, in the tensor's units (see
+  `runner.roundoff`): a float32 sum whose terms cancel, a gradient that is zero in exact
+  arithmetic and 4e-16 in torch's float64. It is measured, never a constant.
+
+NaN equals NaN unless ``equal_nan`` is False (and the count is reported either way); an infinity
+equals only the same infinity; NaN or an infinity on one side only is a failure that names the
+side. A case's explicit ``tolerance: {atol: ...}`` is torch.testing's absolute atol instead.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from schemas.report import Comparison, Source
 
-# torch.testing.assert_close's defaults for the dtype.
-DEFAULT_TOLERANCE: dict[str, tuple[float, float]] = {
-    "float64": (1e-7, 1e-7),
-    "float32": (1.3e-6, 1e-5),
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How close two tensors must be: ``rtol`` per element of the reference, ``atol`` as a
+    fraction of the reference's largest finite magnitude (or, when ``absolute``, in the tensor's
+    units as torch.testing has it), plus ``floor``, the round-off allowance in the tensor's
+    units."""
+
+    rtol: float
+    atol: float
+    floor: float = 0.0
+    absolute: bool = False
+
+    def with_floor(self, floor: float) -> Tolerance:
+        return Tolerance(self.rtol, self.atol, max(self.floor, floor), self.absolute)
+
+
+# torch.testing.assert_close's rtol for the dtype; atol as a fraction of the tensor's scale. A
+# 1% error fails at every scale, and so does 1e-5 relative to the largest element.
+DEFAULT_TOLERANCE: dict[str, Tolerance] = {
+    "float64": Tolerance(rtol=1e-7, atol=1e-7),
+    "float32": Tolerance(rtol=1.3e-6, atol=1e-5),
 }
-# Golden values are typed by hand, often from a printout with 4 significant digits.
-EXPECTED_TOLERANCE: tuple[float, float] = (1e-4, 1e-4)
+# Golden values are typed by hand, often from a printout: a value rounded to 4 significant digits
+# is within 5e-4 of itself (rtol); an element typed as 0, or with fewer digits than the tensor's
+# largest, is checked against 1e-4 of that largest element (atol).
+EXPECTED_TOLERANCE = Tolerance(rtol=5e-4, atol=1e-4)
+
+
+def scale_of(reference: Any) -> float:
+    """The largest finite magnitude of ``reference`` (0.0 when it has none)."""
+    b = np.abs(np.asarray(reference, dtype=np.float64))
+    finite = b[np.isfinite(b)]
+    return float(finite.max()) if finite.size else 0.0
 
 
 def compare(
@@ -23,14 +68,31 @@ def compare(
     right: Any,
     *,
     sources: tuple[Source, Source],
-    rtol: float,
-    atol: float,
+    tol: Tolerance,
     equal_nan: bool = True,
+    unchecked: Any = None,
 ) -> Comparison:
-    """``right`` is the reference: relative error is measured against it."""
+    """``left`` against the reference ``right`` (arrays of one shape, or None for a missing
+    gradient) under ``tol`` (see the module's docstring). The `Comparison` records the
+    effective absolute allowance as ``atol`` (``atol * scale + floor``), with ``scale`` and
+    ``floor`` beside it; a failure names the worst element (largest excess over the allowance)
+    and counts the elements out of tolerance. ``unchecked``: a bool mask at the tensors' shape of
+    elements that neither pass nor fail (`runner.unchecked`); their count is recorded."""
+    scale = 0.0 if right is None else scale_of(right)
+    allowance = tol.atol if tol.absolute else tol.atol * scale
+    allowance += tol.floor
 
     def result(ok: bool, **found: Any) -> Comparison:
-        return Comparison(left=sources[0], right=sources[1], rtol=rtol, atol=atol, ok=ok, **found)
+        return Comparison(
+            left=sources[0],
+            right=sources[1],
+            rtol=tol.rtol,
+            atol=allowance,
+            scale=None if tol.absolute else scale,
+            floor=tol.floor or None,
+            ok=ok,
+            **found,
+        )
 
     if left is None or right is None:
         if left is None and right is None:
@@ -43,12 +105,13 @@ def compare(
         return result(False, problem=f"shape {tuple(a.shape)} vs {tuple(b.shape)}")
     if a.size == 0:
         return result(True, abs_err=0.0, rel_err=0.0, mismatched=0, total=0)
+    skip = np.zeros(a.shape, bool) if unchecked is None else np.broadcast_to(unchecked, a.shape)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        both_nan = np.isnan(a) & np.isnan(b)
-        same = (a == b) | (both_nan & equal_nan)
+        both_nan = np.isnan(a) & np.isnan(b) & ~skip
+        same = (a == b) | (both_nan & equal_nan) | skip
         diff = np.where(same, 0.0, np.abs(a - b))
         diff = np.where(np.isnan(diff), np.inf, diff)  # NaN on one side only
-        excess = np.where(same, -np.inf, diff - (atol + rtol * np.abs(b)))
+        excess = np.where(same, -np.inf, diff - (allowance + tol.rtol * np.abs(b)))
         excess = np.where(np.isnan(excess), np.inf, excess)  # inf vs finite, NaN reference
         rel = np.where(diff == 0, 0.0, diff / np.abs(b))
     worst = np.unravel_index(int(np.argmax(excess)), a.shape)
@@ -58,7 +121,8 @@ def compare(
         mismatched=mismatched,
         total=int(a.size),
         nan_both=int(np.count_nonzero(both_nan)),
-        one_sided=_one_sided(a, b, sources),
+        one_sided=_one_sided(a[~skip], b[~skip], sources),
+        unchecked=int(np.count_nonzero(skip)) or None,
         worst_index=[int(i) for i in worst],
         left_value=float(a[worst]),
         right_value=float(b[worst]),

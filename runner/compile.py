@@ -17,6 +17,7 @@ from runner.expr import Call, Const, Expr, ExprError, ListOf, Name, parse
 from runner.graph import Graph, Node, Ref
 from runner.inputs import MAX_ELEMENTS, InputPlan, plan_input, written_as_integers
 from runner.ops import REGISTRY, public_ops
+from runner.ops.meaning import suggest_op
 from runner.ops.spec import Op, Param, Shape, ShapeError
 from runner.rules import RuleSet
 from runner.rules.case import compile_rules
@@ -190,10 +191,12 @@ class _Compiler:
         op = op or defined
         if op is None or (op.hidden and not expr.via and expr.op != "clone"):
             names = [o.name for o in public_ops()] + list(self.local)
-            hint = did_you_mean(expr.op, names) or (
-                "; an op of a RULES module's OPS is known when that module is given "
-                "(--rules, or [tool.gradcase] rules)"
-            )
+            hint = suggest_op(expr.op, names)
+            if hint.startswith(" (`gradcase ops`"):  # no close name: maybe a module's op
+                hint += (
+                    "; an op of a RULES module's OPS is known when that module is given "
+                    "(--rules, or [tool.gradcase] rules)"
+                )
             self.problem(path, f"unknown op '{expr.op}'{hint}", expr.col)
             return None
         op = resolve_overload(op, expr)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.compare import DEFAULT_TOLERANCE, EXPECTED_TOLERANCE, compare
+from runner.compare import DEFAULT_TOLERANCE, EXPECTED_TOLERANCE, Tolerance, compare
 from runner.compile import CompiledCase
 from runner.engine import Backward, RuleError, backward, forward
 from runner.graph import Graph, Ref
@@ -36,9 +36,11 @@ from runner.oracles import (
     usable,
 )
 from runner.report import failure_messages, fault_message
+from runner.roundoff import floors
 from runner.rules import RuleSet
 from runner.rules.budget import case_budget
 from runner.torch_side import TorchError
+from runner.unchecked import Unchecked, unchecked_grads
 from schemas.case import RandomUpstream
 from schemas.report import CaseResult, Comparison, RuleUse, Source, TensorCheck
 
@@ -76,6 +78,8 @@ def run_sources(
             ref.projections,
             ref.skipped,
         )
+    sources.floors.update(_floors(case, sources, oracles))
+    sources.unchecked.update(unchecked_grads(graph, values))
     expect = case.model.expect
     golden = random_upstream is None
     sources.values[EXPECTED] = {
@@ -87,17 +91,45 @@ def run_sources(
     return sources
 
 
-def tolerances(case: CompiledCase, right: Source) -> tuple[float, float]:
-    """(rtol, atol) for a comparison against ``right``: the case's, else the defaults for an
-    oracle at the case's dtype or for golden values."""
+def _floors(
+    case: CompiledCase, sources: Sources, oracles: Sequence[Oracle]
+) -> dict[tuple[str, str], float]:
+    """The round-off floor of every tensor (`runner.roundoff`), measured on the first oracle's
+    references; a float32 case's are measured against that oracle run again in float64."""
+    if not oracles:
+        return {}
+    oracle = oracles[0]
+    references = {"value": sources.values[oracle.name], "grad": sources.grads[oracle.name]}
+    measured = None
+    if case.model.dtype != "float64" and oracle.name == TORCH.name:
+        wide = {k: _float64(v) for k, v in sources.inputs.items()}
+        high = oracle.run(case.graph, wide, _float64(sources.upstream))
+        measured = {"value": high.values, "grad": high.grads}
+    return floors(
+        case.model.dtype, sources.inputs.values(), [sources.upstream], references, measured
+    )
+
+
+def _float64(a: Any) -> Any:
+    """``a`` in float64 when it is a floating array; anything else as it is."""
+    if isinstance(a, np.ndarray) and np.issubdtype(a.dtype, np.floating):
+        return a.astype(np.float64)
+    return a
+
+
+def tolerances(case: CompiledCase, right: Source) -> Tolerance:
+    """The tolerance of a comparison against ``right``: the defaults for an oracle at the case's
+    dtype or for golden values (scale-aware, `runner.compare`), with the case's rtol and atol
+    where it sets them (its atol is absolute, as in torch.testing). The round-off floor of the
+    tensor is added by the caller."""
     tol = case.model.tolerance
     own = oracle_named(right).tolerance if right in ORACLE_NAMES else None
-    rtol, atol = (
-        EXPECTED_TOLERANCE if right == EXPECTED else (own or DEFAULT_TOLERANCE)[case.model.dtype]
-    )
-    return (
-        tol.rtol if tol.rtol is not None else rtol,
-        tol.atol if tol.atol is not None else atol,
+    base = EXPECTED_TOLERANCE if right == EXPECTED else (own or DEFAULT_TOLERANCE)[case.model.dtype]
+    return Tolerance(
+        rtol=tol.rtol if tol.rtol is not None else base.rtol,
+        atol=tol.atol if tol.atol is not None else base.atol,
+        floor=base.floor,
+        absolute=tol.atol is not None,
     )
 
 
@@ -151,7 +183,9 @@ def _run_case(
         _broken(case, result, exc)
     else:
         result.tensors = compare_sources(case, sources, oracles)
-        result.notes = list(dict.fromkeys(sources.manual.notes + _skip_notes(result)))
+        result.notes = list(
+            dict.fromkeys(sources.manual.notes + _skip_notes(result) + _unchecked_notes(result))
+        )
         result.notes += [f"{reason}; compared with the other references only" for reason in refused]
         failed = not all(t.ok for t in result.tensors)
         result.status = "failed" if failed else "passed"
@@ -183,6 +217,18 @@ def _run_case(
 
 class _NoReference(Exception):
     """No source in the run can check the case: its oracles refuse it and it has no goldens."""
+
+
+def _unchecked_notes(result: CaseResult) -> list[str]:
+    """One note per gradient with unchecked elements: how many, and why."""
+    notes = []
+    for t in result.tensors:
+        count = max((c.unchecked or 0 for c in t.comparisons), default=0)
+        if count and t.unchecked:
+            notes.append(
+                f"{count} element(s) of the gradient of '{t.tensor}' unchecked: {t.unchecked}"
+            )
+    return notes
 
 
 GRAPH_PROBE = f"a random upstream gradient for the whole graph (seed {PROBE_SEED})"
@@ -301,8 +347,11 @@ def compare_sources(
         pairs += [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
         if tensor in table[EXPECTED]:
             pairs += [(MANUAL, EXPECTED)] + [(name, EXPECTED) for name in names]
+        floor = sources.floors.get((kind, tensor), 0.0)
+        skip = sources.unchecked.get(tensor) if kind == "grad" else None
         comparisons = [
-            _pair(sources, table, tensor, kind, left, right, case) for left, right in pairs
+            _pair(sources, table, tensor, kind, (left, right), case, floor, skip)
+            for left, right in pairs
         ]
         return TensorCheck(
             tensor=tensor,
@@ -310,6 +359,7 @@ def compare_sources(
             ok=all(c.ok for c in comparisons),
             comparisons=comparisons,
             rules=rule_uses(case.graph, sources.manual, tensor) if kind == "grad" else [],
+            unchecked=None if skip is None else skip.reason,
         )
 
     tensors = [check(name, "value") for name in case.values]
@@ -348,34 +398,50 @@ def _pair(
     table: dict[Source, dict[str, Any]],
     tensor: str,
     kind: str,
-    left: Source,
-    right: Source,
+    names: tuple[Source, Source],
     case: CompiledCase,
+    floor: float,
+    skip: Unchecked | None,
 ) -> Comparison:
     """One pair on one tensor: declined by an oracle (skipped, with its reason), along one
     direction where an oracle gave a projection, else elementwise."""
+    left, right = names
+    tol = tolerances(case, right)
+    if not tol.absolute:
+        tol = tol.with_floor(floor)
     if kind == "grad":
-        for name in (left, right):
+        for name in names:
             reason = sources.skipped.get(name, {}).get(tensor)
             if reason is not None:
-                rtol, atol = tolerances(case, right)
                 return Comparison(
-                    left=left, right=right, ok=True, rtol=rtol, atol=atol, skipped=reason
+                    left=left, right=right, ok=True, rtol=tol.rtol, atol=tol.atol, skipped=reason
                 )
         for name, other in ((left, right), (right, left)):
             projection = sources.projections.get(name, {}).get(tensor)
             if projection is not None:
-                rtol, atol = tolerances(case, right)
                 grad = table[other].get(tensor)
-                return projection.compare(grad, (left, right), rtol, atol, name == left)  # type: ignore[no-any-return]
-    return _compare(table[left].get(tensor), table[right].get(tensor), left, right, case)
-
-
-def _compare(left: Any, right: Any, lname: Source, rname: Source, case: CompiledCase) -> Comparison:
-    rtol, atol = tolerances(case, rname)
-    result = compare(
-        left, right, sources=(lname, rname), rtol=rtol, atol=atol, equal_nan=case.model.equal_nan
+                return projection.compare(grad, names, tol, name == left)  # type: ignore[no-any-return]
+    return _compare(
+        table[left].get(tensor),
+        table[right].get(tensor),
+        names,
+        case,
+        tol,
+        None if skip is None else skip.mask,
     )
+
+
+def _compare(
+    left: Any,
+    right: Any,
+    names: tuple[Source, Source],
+    case: CompiledCase,
+    tol: Tolerance,
+    unchecked: Any,
+) -> Comparison:
+    rname = names[1]
+    equal_nan = case.model.equal_nan
+    result = compare(left, right, sources=names, tol=tol, equal_nan=equal_nan, unchecked=unchecked)
     # A rule that computes in the wrong precision is a bug even when the numbers agree; golden
     # values are typed in no particular precision.
     if (

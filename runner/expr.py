@@ -82,7 +82,14 @@ def parse(text: str, names: frozenset[str] = frozenset()) -> Expr:
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
-        raise ExprError(f"invalid expression: {exc.msg}", max((exc.offset or 1) - 1, 0)) from None
+        hint = ""
+        if "never closed" in str(exc.msg):
+            hint = (
+                " (if the graph is a flow mapping {...}, YAML ended the expression at a comma: "
+                "quote it or use block style)"
+            )
+        offset = max((exc.offset or 1) - 1, 0)
+        raise ExprError(f"invalid expression: {exc.msg}{hint}", offset) from None
     except (RecursionError, MemoryError, ValueError) as exc:  # absurd nesting, NUL bytes
         raise ExprError(f"invalid expression: {type(exc).__name__}") from None
     lead = len(text) - len(text.lstrip())

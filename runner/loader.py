@@ -221,11 +221,36 @@ def _other_branch(err: Any, data: Any) -> bool:
     )
 
 
+def _rejoined(graph: dict[Any, Any], tail: str) -> str:
+    """The entry YAML's flow mapping cut at a comma, put back together and quoted: the last
+    node before ``tail`` whose expression leaves a parenthesis open."""
+    keys = list(graph)
+    for key in reversed(keys[: keys.index(tail)] if tail in keys else keys):
+        value = graph[key]
+        if isinstance(value, str) and value.count("(") > value.count(")"):
+            return f'{key}: "{value}, {tail}"'
+    return f'y: "f(x, {tail}"'
+
+
 def _explain(err: Any, data: Any) -> tuple[Path, str]:
     loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("<"))]
     kind = err["type"]
+    if len(loc) >= 2 and loc[0] == "inputs" and isinstance(data.get("inputs"), dict):
+        value = data["inputs"].get(loc[1])
+        if isinstance(value, str):
+            return ("inputs", loc[1]), (
+                f"input '{loc[1]}' is {value!r}, which looks like an expression: nodes go under "
+                "graph:, inputs are numbers, nested lists of numbers or {random: ...}"
+            )
     if len(loc) >= 2 and loc[0] == "graph" and isinstance(data.get("graph"), dict):
         node = data["graph"].get(loc[1])
+        if node is None and not str(loc[1]).isidentifier():
+            return ("graph", loc[1]), (
+                f"'{loc[1]}' is the end of an expression that YAML cut at a comma: in a flow "
+                f"mapping {{...}} a comma ends the entry; quote the expression "
+                f"({_rejoined(data['graph'], str(loc[1]))}) or write graph: in block style, one "
+                "node per line"
+            )
         if not isinstance(node, str | dict):
             return ("graph", loc[1]), (
                 f"node '{loc[1]}' must be an expression string (such as 'a @ b') or "

@@ -18,17 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from runner.compare import compare
+from runner.compare import Tolerance, compare
 from runner.compile import CompiledCase
 from runner.diagnose import diagnose
 from runner.engine import RuleError, floating_array, node_vjp
 from runner.graph import Graph, Node, Ref
 from runner.ops.spec import Array
 from runner.oracles import Oracle, Sources
+from runner.roundoff import node_floor
 from runner.rules import CATALOGUE
 from schemas.report import Fault
 
-Tolerances = Callable[[CompiledCase, str], tuple[float, float]]
+Tolerances = Callable[[CompiledCase, str], Tolerance]
 
 
 def localise(
@@ -38,23 +39,25 @@ def localise(
     with the first oracle that can differentiate one node (the failure is then elsewhere: a
     golden value, a forward value, a dtype).
 
-    ``tolerances(case, oracle name)`` gives the (rtol, atol) each node is judged with.
+    ``tolerances(case, oracle name)`` gives the tolerance each node is judged with; the
+    round-off floor of a node's gradients is `node_floor` of its upstream gradient.
     """
     oracle = _node_oracle(oracles)
     if oracle is None:
         return None
     graph, manual = case.graph, sources.manual
-    rtol, atol = tolerances(case, oracle.name)
+    tol = tolerances(case, oracle.name)
     for node in reversed(graph.nodes[: graph.index(graph.output) + 1]):
         given = manual.given.get(node.name)
         g = manual.grads.get(node.name)
         if given is None or g is None:
             continue
         theirs = sources.grads[oracle.name].get(node.name)
-        if not compare(g, theirs, sources=("manual", oracle.name), rtol=rtol, atol=atol).ok:
+        floor = sources.floors.get(("grad", node.name), 0.0)
+        if not compare(g, theirs, sources=("manual", oracle.name), tol=tol.with_floor(floor)).ok:
             continue
         try:
-            fault = _judge(case, sources, node, g, given, oracle, (rtol, atol))
+            fault = _judge(case, sources, node, g, given, oracle, tol)
         except _OracleRefused:
             return None
         if fault is not None:
@@ -207,7 +210,7 @@ def _judge(
     g: Array,
     given: dict[str, Any],
     oracle: Oracle,
-    tol: tuple[float, float],
+    tol: Tolerance,
     args: dict[str, Any] | None = None,
     record: dict[str, Any] | None = None,
 ) -> Fault | None:
@@ -234,7 +237,10 @@ def _judge(
                 continue
             if not graph.requires_grad.get(operand.name, False):
                 continue
-            found = compare(mine, theirs, sources=("manual", oracle.name), rtol=tol[0], atol=tol[1])
+            floor = node_floor(case.model.dtype, g, theirs)
+            found = compare(
+                mine, theirs, sources=("manual", oracle.name), tol=tol.with_floor(floor)
+            )
             if found.ok:
                 continue
             argument = f"{pname}[{i}]" if isinstance(arg, list) else pname

@@ -17,18 +17,22 @@ node, its value is replaced and only the nodes downstream of it run again):
 Gradients flow only through differentiable parameters: an operand torch does not differentiate
 (a class weight, an index) keeps its value when ``x`` moves.
 
-**Step.** ``h = STEP * max(1, max |x|)`` with ``STEP = 1e-6`` for both dtypes: the differences are
-taken in float64 either way, so the step is float64's (truncation error ``h^2 |f'''| / 6`` about
-1e-13 relative, round-off ``eps |L| / h`` about 2e-10 relative). Where the round-off estimate
-``2 eps sum|f v| / h`` exceeds a quarter of the tolerance's atol, the tensor is skipped as too
-imprecise to judge.
+**Step.** ``h_i = STEP * max(1, |x_i|)`` per element (a projection: ``STEP * max(1, max|x|)``)
+with ``STEP = 1e-6`` for both dtypes: the differences are taken in float64 either way, so the
+step is float64's (truncation error ``h^2 |f'''| / 6``, about 1e-13 relative for moderate
+curvature; round-off ``eps |L| / h``, about 2e-10 relative). Where the round-off estimate
+``2 eps sum|f v| / h`` of a difference exceeds a quarter of what the tolerance allows there
+(``atol * max|gradient| + rtol |gradient|``), the tensor is skipped: the reference would be too
+imprecise.
 
 **Tolerance** (`TOLERANCE`, per case dtype, of the gradient under test against this reference):
-float64 ``rtol 1e-6, atol 1e-6`` (the reference's own error is far below; looser than torch's
-1e-7 because a float64 rule's rounding adds up over long sums); float32 ``rtol 1e-4, atol 1e-4``
+float64 ``rtol 1e-6, atol 1e-6`` of the largest element, scale-aware as every default tolerance
+(`runner.compare`; the reference's own error is far below; looser than torch's 1e-7 because a
+float64 rule's rounding adds up over long sums); float32 ``rtol 1e-4, atol 1e-4``
 (a float32 gradient against an exact one: float32's eps 1.2e-7 grown by sums and cancellation;
 torch's 1.3e-6 is for two float32 computations of one formula). A projection allows what the
-elementwise tolerance allows summed: ``atol * sum|u| + rtol * sum|u * g|``. A case's own
+elementwise tolerance allows summed: ``(atol * max|g| + floor) * sum|u| + rtol * sum|u * g|``
+(``g``: the other side's gradient, whose scale stands for the reference's). A case's own
 ``tolerance`` replaces these, as for every comparison.
 
 **Skips, said in the report.** The oracle declines a tensor, with the reason, where a forward is
@@ -46,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from runner.compare import Tolerance
 from runner.engine import Result, floating_array, forward
 from runner.graph import Graph, Node, Ref
 from runner.ops.spec import Array
@@ -53,7 +58,7 @@ from runner.oracles import Oracle
 from schemas.report import Comparison
 
 STEP = 1e-6  # the same for both dtypes: the differences are float64's
-TOLERANCE = {"float64": (1e-6, 1e-6), "float32": (1e-4, 1e-4)}
+TOLERANCE = {"float64": Tolerance(rtol=1e-6, atol=1e-6), "float32": Tolerance(rtol=1e-4, atol=1e-4)}
 # Tensors up to this size get their whole gradient (2 forwards per element); larger ones one
 # projection (2 forwards). A node judged alone (fault localisation) is differenced up to
 # NODE_JACOBIAN_MAX elements per operand.
@@ -81,7 +86,7 @@ class Projection:
     step: float
 
     def compare(
-        self, grad: Any, sources: tuple[str, str], rtol: float, atol: float, mine_left: bool
+        self, grad: Any, sources: tuple[str, str], tol: Tolerance, mine_left: bool
     ) -> Comparison:
         """``grad`` (another source's whole gradient) projected on ``u`` against
         ``derivative``; ``mine_left``: this projection is the comparison's left side."""
@@ -89,7 +94,7 @@ class Projection:
 
         def result(ok: bool, **found: Any) -> Comparison:
             return Comparison(
-                left=sources[0], right=sources[1], ok=ok, rtol=rtol, atol=atol, **found
+                left=sources[0], right=sources[1], ok=ok, rtol=tol.rtol, atol=atol, **found
             )
 
         if grad is None:
@@ -100,14 +105,18 @@ class Projection:
         with np.errstate(all="ignore"):
             terms = self.u * g
             theirs = float(np.sum(terms))
-            bound = atol * float(np.sum(np.abs(self.u))) + rtol * float(np.sum(np.abs(terms)))
+            finite = np.abs(g[np.isfinite(g)])
+            scale = float(finite.max()) if finite.size else 0.0
+            atol = (tol.atol if tol.absolute else tol.atol * scale) + tol.floor
+            bound = atol * float(np.sum(np.abs(self.u))) + tol.rtol * float(np.sum(np.abs(terms)))
         left, right = (self.derivative, theirs) if mine_left else (theirs, self.derivative)
         err = abs(left - right)
         ok = bool(err <= bound)  # NaN on either side fails
         text = (
             f"<u, gradient> along one direction u (standard normal, seed {list(self.seed)}) "
             f"against the central difference (L(x + h u) - L(x - h u)) / 2h, h = {self.step:.2g}; "
-            f"allowed {bound:.3g} = atol * sum|u| + rtol * sum|u * gradient|"
+            f"allowed {bound:.3g} = (atol * max|gradient| + round-off) * sum|u| + rtol * "
+            "sum|u * gradient|"
         )
         return result(
             ok,
@@ -201,9 +210,9 @@ class _Case:
             except Exception as exc:  # a kink test must not lose the case
                 reason = f"its kink test raised {type(exc).__name__}: {exc}"
             if reason:
-                label = node.name if node.named else f"`{node.text}`"
+                label = f"'{node.name}'" if node.named else f"`{node.text}`"
                 return (
-                    f"node '{label}' ({node.op.name}): {reason} (not differentiable there, or "
+                    f"node {label} ({node.op.name}): {reason} (not differentiable there, or "
                     "torch's gradient is a convention)"
                 )
         return None
@@ -225,24 +234,24 @@ def _steps(x: Array) -> Array:
     return STEP * np.where(np.isfinite(a) & (a > 1), a, 1.0)
 
 
-def _gradient(case: _Case, name: str, atol: float) -> Array | Projection:
+def _gradient(case: _Case, name: str, tol: Tolerance) -> Array | Projection:
     """The numeric gradient of ``L`` for ``name`` (see the module's docstring); raises
     `NumericRefused` with the reason."""
     nodes = _downstream(case.nodes, name)
     x0 = np.asarray(case.base[name], dtype=np.float64)
     moved: dict[str, float] = {}
     downstream = [n.name for n in nodes]
-    scale = 0.0
+    # Per difference taken: the round-off estimate 2 eps max(sum|f v|) / h.
+    roundoff: list[float] = []
 
     def difference(direction: Array, where: str, h: float) -> float:
-        nonlocal scale
         lp, sp, envp = case.evaluate(name, x0 + h * direction, nodes)
         lm, sm, envm = case.evaluate(name, x0 - h * direction, nodes)
         if not (np.isfinite(lp) and np.isfinite(lm)):
             raise NumericRefused(f"the forward is not finite with '{name}'{where} moved by {h:.2g}")
         _moved(envp, case.base, downstream, moved)
         _moved(envm, case.base, downstream, moved)
-        scale = max(scale, sp, sm)
+        roundoff.append(2 * EPS * max(sp, sm) / h)
         return (lp - lm) / (2 * h)
 
     if x0.size <= JACOBIAN_MAX:
@@ -253,25 +262,31 @@ def _gradient(case: _Case, name: str, atol: float) -> Array | Projection:
             e.flat[i] = 1.0
             index = [int(j) for j in np.unravel_index(i, x0.shape)] if x0.ndim else []
             grad.flat[i] = difference(e, f"{index}" if index else "", float(steps.flat[i]))
-        h = float(np.min(steps)) if steps.size else STEP
         moved[name] = float(np.max(steps)) if steps.size else 0.0
         result: Array | Projection = grad
-        width = 1.0
+        flat = np.abs(grad.reshape(-1))
+        allowed = tol.atol * (float(flat.max()) if flat.size else 0.0) + tol.rtol * flat
     else:
         h = float(np.max(_steps(x0)))
         seed = (PROJECTION_SEED, zlib.crc32(name.encode()))
         u = np.random.default_rng(list(seed)).standard_normal(x0.shape)
         result = Projection(u, difference(u, "", h), seed, h)
         moved[name] = h * float(np.max(np.abs(u)))
-        width = float(np.sum(np.abs(u)))
+        # <u, g> is about |g|_2 and |u|_2 about sqrt(n): their ratio stands for g's scale.
+        scale = abs(result.derivative) / max(float(np.linalg.norm(u)), 1e-300)
+        allowed = np.asarray(
+            [tol.atol * scale * np.sum(np.abs(u)) + tol.rtol * abs(result.derivative)]
+        )
     reason = case.kink(nodes, moved)
     if reason:
         raise NumericRefused(reason)
-    roundoff = 2 * EPS * scale / h
-    if roundoff > atol * width / 4:
+    excess = np.asarray(roundoff) / np.maximum(allowed, 1e-300)
+    if excess.size and excess.max() > 0.25:
+        worst = int(np.argmax(excess))
         raise NumericRefused(
-            f"round-off of the difference for '{name}' (about {roundoff:.2g}) is too large for "
-            f"the tolerance (atol {atol:g}); the reference would be too imprecise"
+            f"the round-off of the difference for '{name}' (about {roundoff[worst]:.2g}) is over "
+            f"a quarter of the tolerance there ({allowed[worst]:.2g}): the reference would be "
+            "too imprecise"
         )
     return result
 
@@ -282,7 +297,7 @@ def run_numeric(graph: Graph, inputs: Mapping[str, Array], upstream: Array) -> R
     values of its own (they would be the manual forward's). A tensor it declines is in
     ``skipped`` with the reason; it never raises for a case's data."""
     dtype = str(np.asarray(upstream).dtype)
-    atol = TOLERANCE.get(dtype, TOLERANCE["float64"])[1]
+    tol = TOLERANCE.get(dtype, TOLERANCE["float64"])
     # The case's own dtypes (to cast back to) and the float64 values to difference.
     typed = forward(graph, inputs)
     try:
@@ -302,7 +317,7 @@ def run_numeric(graph: Graph, inputs: Mapping[str, Array], upstream: Array) -> R
         if name not in reach or not graph.requires_grad.get(name, False):
             continue
         try:
-            found = _gradient(case, name, atol)
+            found = _gradient(case, name, tol)
         except NumericRefused as exc:
             skipped[name] = str(exc)
             continue

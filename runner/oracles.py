@@ -12,11 +12,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.compare import Tolerance
 from runner.composed import NO_TORCH
 from runner.engine import Backward, Result
 from runner.graph import Graph, Node
 from runner.ops.spec import Array
 from runner.rules import RuleSet
+from runner.unchecked import Unchecked
 from schemas.report import Source
 
 MANUAL, EXPECTED = "manual", "expected"
@@ -36,9 +38,9 @@ class Oracle:
     node_vjp: Callable[[Node, Mapping[str, Any], Array], dict[str, Any]] | None = None
     # False: its forward values are the manual side's own (not compared).
     values: bool = True
-    # (rtol, atol) per case dtype when it is the reference of a comparison; None: the defaults
+    # The tolerance per case dtype when it is the reference of a comparison; None: the defaults
     # of `runner.compare`.
-    tolerance: Mapping[str, tuple[float, float]] | None = None
+    tolerance: Mapping[str, Tolerance] | None = None
     # Why the oracle cannot compute a graph (an op it has no reference for), or None.
     refuses: Callable[[Graph], str | None] | None = None
 
@@ -108,3 +110,7 @@ class Sources:
     skipped: dict[Source, dict[str, str]] = field(default_factory=dict)
     # The arrays of a probe that found a fault: its upstream, the operands, both gradients.
     probe: dict[str, Any] = field(default_factory=dict)
+    # The round-off floor of each tensor, by ("value" | "grad", name): see runner.roundoff.
+    floors: dict[tuple[str, str], float] = field(default_factory=dict)
+    # Gradient elements torch gives inconsistently, by tensor name (runner.unchecked).
+    unchecked: dict[str, Unchecked] = field(default_factory=dict)

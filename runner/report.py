@@ -45,8 +45,21 @@ def _worst(c: Comparison) -> str:
     return (
         f"differ at index {c.worst_index}: {c.left} {_num(c.left_value)}, "
         f"{c.right} {_num(c.right_value)}; {count}abs error {_num(c.abs_err)}, "
-        f"rel error {_num(c.rel_err)} (rtol {c.rtol:g}, atol {c.atol:g})"
+        f"rel error {_num(c.rel_err)} ({tolerance_text(c)})"
     )
+
+
+def tolerance_text(c: Comparison) -> str:
+    """The tolerance a comparison applied, with where its absolute part comes from: "rtol 1e-07,
+    atol 2.2e-07 = 1e-07 x max|torch| 2.2 + round-off 3e-16"."""
+    text = f"rtol {c.rtol:g}, atol {c.atol:g}"
+    if c.scale is None:
+        return text
+    floor = c.floor or 0.0
+    fraction = (c.atol - floor) / c.scale if c.scale else 0.0
+    parts = [f"{fraction:.2g} x max|{c.right}| {c.scale:.5g}"] if c.scale else []
+    parts += [f"round-off {floor:.2g}"] if floor else []
+    return f"{text} = {' + '.join(parts)}" if parts else text
 
 
 def _by(check: TensorCheck, c: Comparison) -> str:
@@ -95,6 +108,11 @@ def summarize(results: Sequence[CaseResult], problems: Sequence[Problem]) -> Sum
         errors=sum(r.status == "error" for r in results) + len(invalid_files),
         xfailed=sum(r.status == "xfailed" for r in results),
         xpassed=sum(r.status == "xpassed" for r in results),
+        unchecked=sum(
+            max((c.unchecked or 0 for c in t.comparisons), default=0)
+            for r in results
+            for t in r.tensors
+        ),
     )
 
 
@@ -116,7 +134,10 @@ def count_line(summary: Summary) -> str:
     line = f"{summary.passed} passed, {summary.failed} failed"
     for count, word in ((summary.errors, "errors"), (summary.xfailed, "xfailed")):
         line += f", {count} {word}" if count else ""
-    return line + (f", {summary.xpassed} xpassed" if summary.xpassed else "")
+    line += f", {summary.xpassed} xpassed" if summary.xpassed else ""
+    if summary.unchecked:
+        line += f" ({summary.unchecked} gradient elements unchecked: torch is inconsistent there)"
+    return line
 
 
 def case_line(r: CaseResult) -> str:

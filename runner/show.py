@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.report import fault_message, rule_use
+from runner.report import fault_message, rule_use, tolerance_text
 from schemas.report import CaseResult, TensorCheck
 
 # Tensors up to this many elements are printed whole; larger ones as their worst elements.
@@ -102,11 +102,12 @@ def _verdict(c: Any) -> str:
         numbers = f"{c.left} {c.left_value:.6g}, {c.right} {c.right_value:.6g}"
         return f"{pair} {'agree' if c.ok else 'differ'} along one direction ({numbers})"
     nan = f" ({c.nan_both} NaN on both sides)" if c.nan_both else ""
+    nan += f" ({c.unchecked} unchecked)" if c.unchecked else ""
     if c.ok:
         return f"{pair} agree{nan}"
     return (
         f"{pair}: {c.mismatched} of {c.total} differ, worst at {c.worst_index} "
-        f"(rtol {c.rtol:g}, atol {c.atol:g})"
+        f"({tolerance_text(c)})"
     )
 
 

@@ -252,6 +252,14 @@ def load_documents(text: str, file: str) -> list[Document]:
     return docs
 
 
+def _tab_at(text: str, line: int, column: int) -> bool:
+    """Whether the 0-based ``line`` of ``text`` has a tab at or just before ``column``."""
+    lines = text.splitlines()
+    if not 0 <= line < len(lines):
+        return False
+    return "\t" in lines[line][max(column - 1, 0) : column + 1]
+
+
 def load_stream(text: str, file: str) -> tuple[list[Document], list[Problem]]:
     """The valid documents of a YAML stream and the problems of the others: a duplicate key or
     a refused tag in one document does not stop the rest. `CaseInvalid` when the stream itself
@@ -262,6 +270,8 @@ def load_stream(text: str, file: str) -> tuple[list[Document], list[Problem]]:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         message = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        if mark is not None and _tab_at(text, mark.line, mark.column):
+            message = "a tab character: YAML indents with spaces only; replace the tab with spaces"
         raise CaseInvalid(
             [Problem(Location(file, line, col), f"invalid YAML: {message}")]
         ) from None

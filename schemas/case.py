@@ -137,7 +137,9 @@ Upstream = Annotated[
 
 
 class Tolerance(_Strict):
-    """Applies to every comparison of the case when set; see `runner.compare` for the defaults."""
+    """Applies to every comparison of the case when set: ``rtol`` relative to each reference
+    element, ``atol`` absolute (torch.testing's meaning; no scale, no round-off floor). Unset,
+    the scale-aware defaults of `runner.compare` apply."""
 
     rtol: NonNegativeFloat | None = None
     atol: NonNegativeFloat | None = None

@@ -41,8 +41,16 @@ class Comparison(_Model):
     # an infinity on one side only, said with the side.
     nan_both: int | None = None
     one_sided: str | None = None
+    # Elements left unchecked because torch itself is inconsistent there (runner.unchecked);
+    # they neither pass nor fail. The reason is on the TensorCheck.
+    unchecked: int | None = None
     rtol: float
+    # The absolute allowance applied: atol_fraction * scale + floor (see runner.compare).
     atol: float
+    # The reference's largest finite magnitude (None: the case set an absolute atol).
+    scale: float | None = None
+    # The round-off allowance of the computation, in the tensor's units (runner.roundoff).
+    floor: float | None = None
     # Set when the pair was compared along one random direction u (a finite-difference oracle's
     # large tensors): left_value and right_value are then <u, gradient> of each side, and this
     # says how u was drawn and the bound used.
@@ -69,6 +77,8 @@ class TensorCheck(_Model):
     comparisons: list[Comparison]
     # For gradients: every rule that contributed to it.
     rules: list[RuleUse] = []
+    # Why some elements were not checked (see Comparison.unchecked), when any were not.
+    unchecked: str | None = None
 
 
 class Fault(_Model):
@@ -127,6 +137,8 @@ class Summary(_Model):
     errors: int
     xfailed: int = 0
     xpassed: int = 0
+    # Elements of gradients left unchecked (torch inconsistent there), over all cases.
+    unchecked: int = 0
 
 
 class Report(_Model):

@@ -48,6 +48,6 @@ def test_cases_run_as_tests_named_after_them(
             "*test_case?t/good? PASSED*",
             "*test_case?t/wrong-golden? FAILED*",
             "*t/wrong-golden: grad of 'a': manual vs expected differ at index [[]1[]]: manual 4, "
-            "expected 5; 1 of 2 differ; abs error 1, rel error 0.2 (rtol 0.0001, atol 0.0001)*",
+            "expected 5; 1 of 2 differ; abs error 1, rel error 0.2 (rtol 0.0005, atol 0.0005 = *",
         ]
     )

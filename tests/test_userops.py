@@ -323,8 +323,10 @@ def test_a_module_op_without_its_module_is_an_unknown_op_with_a_hint(
     path = write_case(GOLDEN)
     assert main(["validate", str(path)]) == 2
     out = capsys.readouterr().out
-    assert "case.yaml:4:6: error: unknown op 'np_swish'; an op of a RULES module's OPS" in out
-    assert "(--rules, or [tool.gradcase] rules)" in out
+    assert (
+        "case.yaml:4:6: error: unknown op 'np_swish' (`gradcase ops` lists the ops); an op" in out
+    )
+    assert "OPS is known when that module is given (--rules, or [tool.gradcase] rules)" in out
     assert main(["validate", str(path), "--rules", str(_module(tmp_path))]) == 0
 
 

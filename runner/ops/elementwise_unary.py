@@ -71,13 +71,14 @@ def unary(
     sample_attrs: Sequence[dict[str, Any]] = (),
     ints: bool = True,
     check: Callable[..., None] | None = None,
+    unchecked_at_nan: str = "",
 ) -> Op:
     """``df(x, out, **attrs)`` is the local derivative; the VJP is ``g * df``, or, where ``df``
     is a bool mask, ``where(df, g, 0)``: torch's backward of relu, hardtanh, clamp and the
     piecewise-constant ops selects rather than multiplies, so an infinite upstream gradient gives
     0 outside the mask, not inf * 0 = NaN. ``floating``: an int or bool input gives a float32
     result, as torch's floating ops do. ``tf`` defaults to ``torch.<name>``; ``check(**attrs)``
-    validates the attributes in the shape rule."""
+    validates the attributes in the shape rule; ``unchecked_at_nan``: see `Op`."""
 
     def vjp(g: Array, out: Array, input: Any, **kw: Any) -> tuple[Array]:
         d = np.asarray(df(cast(input), out, **kw))
@@ -104,7 +105,16 @@ def unary(
         shape=shape,
         samples=_unary_samples(domain, points, sample_attrs, ints),
         note=note,
+        unchecked_at_nan=unchecked_at_nan,
     )
+
+
+# torch 2.x on CPU: a vectorised loop handles the first multiple of the vector width, a scalar
+# loop the rest, and the two disagree at NaN (hardtanh: 0 vs 1; elu: NaN vs 1).
+KERNEL_PATH_AT_NAN = (
+    "torch's gradient at NaN depends on its kernel path (vectorised or scalar, by the tensor's "
+    "length and the CPU)"
+)
 
 
 def _nnf(name: str) -> Callable[..., Any]:
@@ -292,6 +302,7 @@ UNARY_OPS: list[Op] = [
         ints=False,
         note="elu'(0) = alpha (the x <= 0 branch); at NaN torch's gradient depends on its "
         "vectorized path (1 or NaN by tensor length and CPU): not checked",
+        unchecked_at_nan=KERNEL_PATH_AT_NAN,
     ),
     unary(
         "gelu",
@@ -335,6 +346,7 @@ UNARY_OPS: list[Op] = [
         check=_check_hardtanh,
         note="gradient 0 at both bounds (open interval, unlike clamp); at NaN torch's gradient "
         "depends on its vectorized path (1 or 0 by tensor length and CPU): not checked",
+        unchecked_at_nan=KERNEL_PATH_AT_NAN,
     ),
     # --- clamping and rounding ---
     unary(

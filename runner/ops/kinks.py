@@ -175,12 +175,10 @@ def _embedding(
 def _addmm(
     h: float, input: Any, mat1: Any, mat2: Any, beta: float = 1.0, alpha: float = 1.0, **_: Any
 ) -> str | None:
-    # The forward drops a term scaled by 0; torch's gradient still multiplies through it.
-    dropped = ([input] if beta == 0 else []) + ([mat1, mat2] if alpha == 0 else [])
-    if any(not np.all(np.isfinite(_f(x))) for x in dropped):
-        return (
-            "a term scaled by 0 holds inf or NaN: dropped in the forward, NaN in torch's gradient"
-        )
+    # alpha = 0 drops the product in the forward, but torch's gradients still multiply through
+    # it: alpha * (g @ mat2.T) is NaN where mat2 holds inf or NaN (beta = 0 is harmless: g * 0).
+    if alpha == 0 and any(not np.all(np.isfinite(_f(m))) for m in (mat1, mat2)):
+        return "alpha = 0 drops a product holding inf or NaN, which torch's gradient multiplies"
     return None
 
 

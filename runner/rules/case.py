@@ -19,6 +19,7 @@ from runner.engine import RuleError, describe_shapes
 from runner.graph import Node, Ref
 from runner.inputs import MAX_ELEMENTS
 from runner.ops import REGISTRY
+from runner.ops.meaning import suggest_op
 from runner.ops.spec import Op
 from runner.rules import CASE, RuleFn, RuleSet
 from runner.rules.lang import RuleEvalError, RuleExpr, RuleLangError, evaluate, parse_rule
@@ -96,7 +97,7 @@ def compile_rules(
             problems.append(
                 doc.problem(
                     path,
-                    f"rules: unknown op '{op_name}'{did_you_mean(op_name, known)}",
+                    f"rules: unknown op '{op_name}'{suggest_op(op_name, known)}",
                     at_key=True,
                 )
             )

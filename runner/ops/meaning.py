@@ -1,0 +1,105 @@
+"""What torch's names that the catalogue does not have mean here: another name of a catalogue op
+(`SAME_AS`), or an op the catalogue does not have yet, with what to write instead
+(`NOT_IN_CATALOGUE`). `suggest_op` reads both before falling back to spelling, so `sort` is not
+offered `sqrt`, nor `batch_norm` `layer_norm`."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+# torch (or numpy) names of catalogue ops: torch.clip is torch.clamp, and so on.
+SAME_AS: dict[str, str] = {
+    "clip": "clamp",
+    "absolute": "abs",
+    "multiply": "mul",
+    "divide": "div",
+    "true_divide": "div",
+    "subtract": "sub",
+    "negative": "neg",
+    "arctan2": "atan2",
+    "arcsin": "asin",
+    "arccos": "acos",
+    "arctan": "atan",
+    "arcsinh": "asinh",
+    "arccosh": "acosh",
+    "arctanh": "atanh",
+    "concat": "cat",
+    "concatenate": "cat",
+    "swapaxes": "transpose",
+    "swapdims": "transpose",
+    "moveaxis": "movedim",
+    "fix": "trunc",
+    "logistic": "sigmoid",
+    "swish": "silu",
+    "view": "reshape",
+    "broadcast_to": "expand",
+    "tensordot": "einsum",
+    "matrix_norm": "norm",
+    "vector_norm": "norm",
+    "logaddexp": "logsumexp",
+}
+
+_SEVERAL_OUTPUTS = "an op with several outputs, not in the catalogue yet"
+# torch ops people reach for that the catalogue does not have: why, and what to write instead.
+NOT_IN_CATALOGUE: dict[str, str] = {
+    "sort": _SEVERAL_OUTPUTS,
+    "topk": _SEVERAL_OUTPUTS,
+    "kthvalue": _SEVERAL_OUTPUTS,
+    "median": _SEVERAL_OUTPUTS,
+    "var_mean": f"{_SEVERAL_OUTPUTS}; write var(...) and mean(...) as two nodes",
+    "std_mean": f"{_SEVERAL_OUTPUTS}; write std(...) and mean(...) as two nodes",
+    "split": f"{_SEVERAL_OUTPUTS}; narrow(x, dim, start, length) takes one piece",
+    "chunk": f"{_SEVERAL_OUTPUTS}; narrow(x, dim, start, length) takes one piece",
+    "unbind": f"{_SEVERAL_OUTPUTS}; select(x, dim, index) takes one slice",
+    "batch_norm": "not in the catalogue yet; as a graph: "
+    "(x - mean(x, dim=0, keepdim=True)) / sqrt(var(x, dim=0, keepdim=True, correction=0) + 1e-5)",
+    "group_norm": "not in the catalogue yet; layer_norm normalises over the trailing dims",
+    "instance_norm": "not in the catalogue yet; layer_norm normalises over the trailing dims",
+    "conv_transpose1d": "not in the catalogue yet (conv1d and conv2d are)",
+    "conv_transpose2d": "not in the catalogue yet (conv1d and conv2d are)",
+    "conv3d": "not in the catalogue yet (conv1d and conv2d are)",
+    "max_pool3d": "not in the catalogue yet (max_pool1d and max_pool2d are)",
+    "avg_pool3d": "not in the catalogue yet (avg_pool1d and avg_pool2d are)",
+    "scatter": "not in the catalogue yet; gather and index_select are",
+    "scatter_add": "not in the catalogue yet; gather and index_select are",
+    "index_add": "not in the catalogue yet; gather and index_select are",
+    "dropout": "random, so not checkable against torch: multiply by a fixed mask input instead",
+    "cross": "not in the catalogue yet",
+    "det": "not in the catalogue yet",
+    "inverse": "not in the catalogue yet",
+    "svd": _SEVERAL_OUTPUTS,
+    "eig": _SEVERAL_OUTPUTS,
+}
+
+
+def suggest_op(word: str, names: Iterable[str]) -> str:
+    """What to say after "unknown op 'word'": the catalogue op it means (``"; torch.clip is
+    clamp here: write clamp(...)"``), why it is missing and what to write instead, or close
+    spellings: one edit away (a letter added, dropped, changed, or two swapped: 'tahn') or a
+    difflib ratio >= 0.8, so only near-misses; else a pointer to `gradcase ops`."""
+    known = set(names)
+    if word in SAME_AS and SAME_AS[word] in known:
+        return f"; '{word}' is '{SAME_AS[word]}' here: write {SAME_AS[word]}(...)"
+    if word in NOT_IN_CATALOGUE:
+        return f"; '{word}' is {NOT_IN_CATALOGUE[word]}"
+    near = [c for c in sorted(known) if _one_edit(word, c)]
+    close = list(dict.fromkeys(near + difflib.get_close_matches(word, sorted(known), cutoff=0.8)))
+    close = close[:3]
+    if not close:
+        return " (`gradcase ops` lists the ops)"
+    return "; did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """``a`` and ``b`` differ by one insertion, deletion, substitution or adjacent swap."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+        if len(diff) == 1:
+            return True
+        i = diff[0]
+        return len(diff) == 2 and diff[1] == i + 1 and a[i] == b[i + 1] and a[i + 1] == b[i]
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))

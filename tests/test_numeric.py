@@ -1,0 +1,310 @@
+"""The finite-difference oracle (runner/numeric.py): its two paths (whole gradient, random
+projection) catch a wrong rule without torch, it declines kinks and non-finite forwards with the
+reason, differences intermediate nodes, holds float32 to float32's tolerance, and agrees with
+torch on every case of cases/ it does not decline (the measurement of issue 7)."""
+
+from __future__ import annotations
+
+import collections
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from runner.cli import main
+from runner.compile import CompiledCase
+from runner.execute import run_case
+from runner.loader import load
+from runner.numeric import JACOBIAN_MAX, NUMERIC, NumericRefused, node_vjp, run_numeric
+from runner.ops import REGISTRY
+from runner.ops.kinks import KINKS, SMOOTH
+from runner.oracles import TORCH
+from schemas.report import CaseResult, Comparison
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def one_case(tmp_path: Path, text: str) -> CompiledCase:
+    path = tmp_path / "case.yaml"
+    path.write_text(text)
+    loaded = load([str(path)])
+    assert not loaded.problems, loaded.problems
+    return loaded.cases[0]
+
+
+def pair(result: CaseResult, tensor: str, left: str, right: str) -> Comparison:
+    check = next(t for t in result.tensors if t.tensor == tensor and t.kind == "grad")
+    return next(c for c in check.comparisons if (c.left, c.right) == (left, right))
+
+
+WRONG_MUL = """\
+name: t/wrong-mul
+inputs:
+  a: {{random: normal, shape: {shape}, seed: 1}}
+  b: {{random: normal, shape: {shape}, seed: 2}}
+graph:
+  c: a * b
+upstream: {{random: normal, seed: 3}}
+rules:
+  mul: {{input: grad * other * 1.01}}
+oracles: [numeric]
+"""
+
+
+def test_the_whole_gradient_catches_a_rule_off_by_one_percent_without_torch(
+    tmp_path: Path,
+) -> None:
+    case = one_case(tmp_path, WRONG_MUL.format(shape=[2, 3]))
+    result, _ = run_case(case)
+    assert result.status == "failed"
+    found = pair(result, "a", "manual", "numeric")
+    assert not found.ok and found.projection is None and found.mismatched == 6
+    assert found.rel_err == pytest.approx(0.01, rel=1e-4)
+    assert pair(result, "b", "manual", "numeric").ok  # the catalogue's rule for 'other'
+    # Fault localisation works with the numeric oracle alone.
+    assert result.fault is not None and result.fault.oracle == "numeric"
+    assert (result.fault.node, result.fault.argument) == ("c", "input")
+    assert all(
+        c.left != "torch" and c.right != "torch" for t in result.tensors for c in t.comparisons
+    )
+
+
+def test_a_random_projection_catches_a_rule_off_by_one_percent(tmp_path: Path) -> None:
+    case = one_case(tmp_path, WRONG_MUL.format(shape=[10, 10]))
+    assert 100 > JACOBIAN_MAX
+    result, _ = run_case(case)
+    assert result.status == "failed"
+    found = pair(result, "a", "manual", "numeric")
+    assert not found.ok and found.projection is not None and found.total == 1
+    assert "along one direction" in "\n".join(result.messages)
+    assert found.left_value == pytest.approx(1.01 * found.right_value, rel=1e-6)
+    assert pair(result, "b", "manual", "numeric").ok
+
+
+def test_a_right_rule_passes_both_paths(tmp_path: Path) -> None:
+    text = WRONG_MUL.replace(" * 1.01", "").replace(
+        "oracles: [numeric]", "oracles: [torch, numeric]"
+    )
+    for shape in ([2, 3], [10, 10]):
+        result, _ = run_case(one_case(tmp_path, text.format(shape=shape)))
+        assert result.status == "passed", result.messages
+        assert pair(result, "a", "torch", "numeric").ok
+
+
+def test_ties_and_kinks_are_skipped_with_the_reason(tmp_path: Path) -> None:
+    case = one_case(
+        tmp_path,
+        """\
+inputs:
+  a: [[1.0, 3.0, 3.0], [2.0, 0.5, -1.0]]
+  b: [0.0, 1.5, -2.0]
+  w: [0.5, -1.0, 2.0]
+graph:
+  m: max(a, dim=1)
+  s: abs(b) + w
+  t: m * sum(s)
+upstream: {random: normal, seed: 7}
+oracles: [torch, numeric]
+""",
+    )
+    result, _ = run_case(case)
+    assert result.status == "passed", result.messages
+    tied = pair(result, "a", "manual", "numeric")
+    assert tied.ok and tied.skipped is not None
+    assert "node 'm' (max): 1 slice(s) with tied max" in tied.skipped
+    at_zero = pair(result, "b", "torch", "numeric")
+    assert at_zero.skipped is not None and "node `abs(b)` (abs)" in at_zero.skipped
+    assert any("numeric oracle skipped grad of 'a': node 'm' (max)" in n for n in result.notes)
+    # w enters after the kink only through a smooth sum: it is still checked.
+    assert pair(result, "w", "torch", "numeric").skipped is None
+
+
+def test_a_forward_that_is_not_finite_is_skipped(tmp_path: Path) -> None:
+    case = one_case(
+        tmp_path, "inputs:\n  x: [0.0, 4.0]\ngraph:\n  y: sqrt(x)\noracles: [torch, numeric]\n"
+    )
+    result, _ = run_case(case)
+    assert result.status == "passed"
+    skipped = pair(result, "x", "manual", "numeric").skipped
+    assert skipped is not None and "not finite" in skipped
+
+
+def test_the_gradient_of_an_intermediate_node(tmp_path: Path) -> None:
+    case = one_case(
+        tmp_path,
+        """\
+inputs:
+  a: {random: normal, shape: [2, 3], seed: 1}
+  b: {random: normal, shape: [2, 3], seed: 2}
+graph:
+  c: a * b
+  d: sin(c) * a
+upstream: {random: normal, seed: 3}
+check: [c, a]
+oracles: [torch, numeric]
+""",
+    )
+    result, sources = run_case(case)
+    assert result.status == "passed" and sources is not None
+    a, b = sources.inputs["a"], sources.inputs["b"]
+    v = sources.upstream
+    numeric = sources.grads["numeric"]
+    # Moving c alone: d(sum(sin(c) * a * v))/dc = cos(c) * a * v, a held fixed.
+    np.testing.assert_allclose(numeric["c"], np.cos(a * b) * a * v, rtol=1e-8, atol=1e-9)
+    total = np.cos(a * b) * b * a * v + np.sin(a * b) * v
+    np.testing.assert_allclose(numeric["a"], total, rtol=1e-8, atol=1e-9)
+
+
+def test_float32_against_a_float64_reference(tmp_path: Path) -> None:
+    case = one_case(
+        tmp_path,
+        """\
+dtype: float32
+inputs:
+  x: {random: normal, shape: [3, 4], seed: 1}
+graph:
+  y: softmax(x * 3.0, dim=1)
+  z: sum(log(y) * y)
+oracles: [torch, numeric]
+""",
+    )
+    result, sources = run_case(case)
+    assert result.status == "passed", result.messages
+    assert sources is not None and sources.grads["numeric"]["x"].dtype == np.float32
+    c = pair(result, "x", "torch", "numeric")
+    assert c.rtol == 1e-4 and c.scale is not None and c.scale > 0
+    assert c.atol == pytest.approx(1e-4 * c.scale + (c.floor or 0.0))
+
+
+def test_node_vjp_matches_the_catalogue_and_refuses_a_kink() -> None:
+    from runner.graph import Node, Ref
+
+    rng = np.random.default_rng(0)
+    a, b, g = rng.normal(size=(2, 3)), rng.normal(size=(3, 4)), rng.normal(size=(2, 4))
+    node = Node("c", REGISTRY["matmul"], {"input": Ref("a"), "other": Ref("b")}, (2, 4))
+    found = node_vjp(node, {"input": a, "other": b}, g)
+    np.testing.assert_allclose(found["input"], g @ b.T, rtol=1e-8)
+    np.testing.assert_allclose(found["other"], a.T @ g, rtol=1e-8)
+    relu = Node("r", REGISTRY["relu"], {"input": Ref("x")}, (2,))
+    with pytest.raises(NumericRefused, match="within .* of 0"):
+        node_vjp(relu, {"input": np.array([0.0, 1.0])}, np.ones(2))
+
+
+def test_every_op_is_classified_kinked_or_smooth() -> None:
+    assert set(KINKS).isdisjoint(SMOOTH)
+    assert set(KINKS) | SMOOTH == set(REGISTRY)
+    assert all((REGISTRY[n].kinks is not None) == (n in KINKS) for n in REGISTRY)
+
+
+@pytest.mark.parametrize(
+    ("op", "args", "reason"),
+    [
+        ("floor", {"input": np.array([0.5, 2.0])}, "1 element"),
+        ("floor", {"input": np.array([0.5, 2.5])}, None),
+        ("round", {"input": np.array([1.5, 2.0])}, "1 element"),
+        ("trunc", {"input": np.array([0.0, 0.3])}, None),
+        ("clamp", {"input": np.array([1.0]), "min": 1.0, "max": -1.0}, None),
+        ("clamp", {"input": np.array([1.0]), "min": -1.0, "max": 1.0}, "bound 1.0"),
+        ("maximum", {"input": np.array([1.0, 2.0]), "other": 2.0}, "1 element"),
+        ("pow", {"input": np.array([0.0]), "exponent": 2}, None),
+        ("pow", {"input": np.array([0.0]), "exponent": 0.5}, "1 element"),
+        ("leaky_relu", {"input": np.array([0.0]), "negative_slope": 1.0}, None),
+        ("std", {"input": np.array([[1.0, 1.0], [1.0, 2.0]]), "dim": 1}, "1 element"),
+        (
+            "max_pool1d",
+            {"input": np.array([[1.0, 3.0, 3.0, 0.0]]), "kernel_size": 2, "stride": 1},
+            "1 slice",
+        ),
+        (
+            "embedding",
+            {"input": np.array([0, 1]), "weight": np.ones((3, 2)), "padding_idx": 1},
+            "padding_idx",
+        ),
+    ],
+)
+def test_kink_predicates(op: str, args: dict[str, Any], reason: str | None) -> None:
+    full = {p.name: p.default for p in REGISTRY[op].params if not p.required} | args
+    kinks = REGISTRY[op].kinks
+    assert kinks is not None
+    found = kinks(1e-6, **full)
+    assert (found is None) if reason is None else (found is not None and reason in found)
+
+
+def test_a_case_names_only_known_oracles(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("inputs:\n  a: [1.0]\ngraph:\n  c: exp(a)\noracles: [torch, numerik]\n")
+    assert main(["validate", str(path)]) == 2
+    out = capsys.readouterr().out
+    assert "bad.yaml:5:18:" in out and "'torch' or 'numeric'" in out
+
+
+def test_the_cli_oracle_option_applies_to_cases_that_name_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("inputs:\n  a: [1.0, 2.0]\ngraph:\n  c: exp(a)\n")
+    report = tmp_path / "r.json"
+    assert main(["run", str(path), "--report", str(report), "--oracle", "numeric"]) == 0
+    text = report.read_text()
+    assert '"right": "numeric"' in text and '"right": "torch"' not in text
+
+
+def test_numeric_agrees_with_torch_on_every_case_it_does_not_skip(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The measurement of issue 7: every case of cases/ under [torch, numeric]."""
+    checked, projected, disagree = 0, 0, []
+    skipped: collections.Counter[str] = collections.Counter()
+    for case in load([str(ROOT / "cases")]).cases:
+        case = replace(case, model=case.model.model_copy(update={"oracles": None}))
+        result, sources = run_case(case, (), (TORCH, NUMERIC))
+        for t in result.tensors:
+            for c in t.comparisons:
+                if (c.left, c.right) != ("torch", "numeric"):
+                    continue
+                if c.skipped:
+                    skipped[_kind(c.skipped)] += 1
+                    continue
+                checked += 1
+                projected += c.projection is not None
+                if not c.ok:
+                    disagree.append((case.name, t.tensor, c))
+    with capsys.disabled():
+        print(
+            f"\nnumeric vs torch: {checked} gradients checked ({projected} by projection), "
+            f"{sum(skipped.values())} skipped: {dict(skipped.most_common())}"
+        )
+    assert not disagree, disagree
+    assert checked >= 900 and projected >= 20
+    assert sum(skipped.values()) <= 120
+
+
+def _kind(reason: str) -> str:
+    """The op at the kink, or the kind of the other reasons."""
+    at = re.match(r"node (?:'[^']*'|`[^`]*`) \((\w+)\)", reason)
+    if at:
+        return at.group(1)
+    for kind in ("not finite", "round-off", "raised"):
+        if kind in reason:
+            return kind
+    return reason
+
+
+def test_run_numeric_never_raises_for_a_domain_error() -> None:
+    from runner.graph import Graph, Node, Ref
+
+    op = REGISTRY["binary_cross_entropy"]
+    node = Node(
+        "l", op, {"input": Ref("p"), "target": Ref("t"), "weight": None, "reduction": "mean"}, ()
+    )
+    graph = Graph((node,), "l", {"p": (2,), "t": (2,), "l": ()}, {"p": True, "t": False, "l": True})
+    found = run_numeric(
+        graph, {"p": np.array([0.0, 0.5]), "t": np.array([1.0, 0.0])}, np.array(1.0)
+    )
+    assert "the forward of node 'l' (binary_cross_entropy) raised" in found.skipped["p"]
+    assert set(found.grads) == {"l"}

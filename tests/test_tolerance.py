@@ -1,0 +1,200 @@
+"""The default tolerance does not depend on a tensor's scale (issue 7, fault 1): a wrong gradient
+fails at 1e-5, 1e-9 and 1e-12 as it does at 1, while round-off that the computation cannot avoid
+(a float32 sum whose terms cancel, a golden typed with 4 significant digits) still passes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import runner
+from runner.compare import DEFAULT_TOLERANCE, EXPECTED_TOLERANCE, Tolerance, compare
+from schemas.report import CaseResult, Comparison
+
+WriteCase = Callable[..., Path]
+SCALES = (1e-5, 1e-9, 1e-12)
+
+
+def run_one(write_case: WriteCase, text: str) -> CaseResult:
+    report = runner.check(write_case(text))
+    assert not report.diagnostics, report.diagnostics
+    (case,) = report.cases
+    return case
+
+
+def failed_pairs(case: CaseResult) -> set[tuple[str, str, str]]:
+    return {(t.tensor, c.left, c.right) for t in case.tensors for c in t.comparisons if not c.ok}
+
+
+def test_the_issues_tied_maxima_under_a_small_upstream_reject_an_all_zero_golden(
+    write_case: WriteCase,
+) -> None:
+    """Four tied maxima under an upstream of 5.714285714285714e-05: each true gradient is
+    1.43e-05; zeros (an engine that counted ties in half precision) passed the old atol 1e-4."""
+    case = """\
+name: t/ties
+inputs: {x: [3.0, 3.0, 1.0, 3.0, 3.0]}
+graph: {m: max(x)}
+upstream: 5.714285714285714e-05
+probe: false
+expect:
+  grad:
+    x: GOLDEN
+"""
+    wrong = run_one(write_case, case.replace("GOLDEN", "[0.0, 0.0, 0.0, 0.0, 0.0]"))
+    assert wrong.status == "failed"
+    assert failed_pairs(wrong) == {("x", "manual", "expected"), ("x", "torch", "expected")}
+    quarter = 5.714285714285714e-05 / 4
+    right = f"[{quarter!r}, {quarter!r}, 0.0, {quarter!r}, {quarter!r}]"
+    assert run_one(write_case, case.replace("GOLDEN", right)).status == "passed"
+
+
+SMALL = """\
+name: t/small
+dtype: DTYPE
+inputs:
+  a: {random: normal, shape: [3, 4], seed: 1}
+  b: {random: normal, shape: [3, 4], seed: 2}
+graph:
+  s: b / INVERSE
+  c: a * s
+upstream: {random: normal, seed: 3}
+probe: false
+rules:
+  mul:
+    input: RULE
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize(
+    ("rule", "what"),
+    [
+        ("np.zeros_like(input)", "all zeros"),
+        ("grad * other * 1.01", "a 1% error"),
+        ("grad * other * 0.99", "a -1% error"),
+    ],
+)
+def test_a_wrong_rule_fails_at_every_scale(
+    write_case: WriteCase, dtype: str, scale: float, rule: str, what: str
+) -> None:
+    """d(a*s)/da = grad * s with s of order ``scale``: the manual gradient of ``a`` is wrong by
+    ``what``; b's gradient (the catalogue's, through s) is right."""
+    text = SMALL.replace("DTYPE", dtype).replace("INVERSE", repr(1 / scale)).replace("RULE", rule)
+    case = run_one(write_case, text)
+    assert case.status == "failed", f"{what} at {scale} in {dtype} passed"
+    assert ("a", "manual", "torch") in failed_pairs(case)
+    assert ("b", "manual", "torch") not in failed_pairs(case)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("scale", SCALES)
+def test_the_right_rule_passes_at_every_scale(
+    write_case: WriteCase, dtype: str, scale: float
+) -> None:
+    text = SMALL.replace("DTYPE", dtype).replace("INVERSE", repr(1 / scale))
+    assert run_one(write_case, text.replace("RULE", "grad * other")).status == "passed"
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_a_zero_rule_fails_under_a_small_upstream(write_case: WriteCase, scale: float) -> None:
+    """The gradient is small because the upstream gradient is: zeros still fail."""
+    text = SMALL.replace("DTYPE", "float32").replace("INVERSE", "1.0").replace("RULE", "0 * grad")
+    text = text.replace("upstream: {random: normal, seed: 3}", f"upstream: {scale!r}")
+    case = run_one(write_case, text)
+    assert case.status == "failed"
+    assert ("a", "manual", "torch") in failed_pairs(case)
+
+
+def test_float32_round_off_in_a_long_reduction_passes(write_case: WriteCase) -> None:
+    """Two sums of 100000 float32 terms of order 1 that cancel to order 1e-2: numpy's and
+    torch's summation orders differ by about 1e-5, far above rtol and atol x the result, and
+    the round-off floor measured against torch in float64 covers it."""
+    case = run_one(
+        write_case,
+        """\
+name: t/long-sum
+dtype: float32
+inputs:
+  x: {random: normal, shape: [100000], seed: 5}
+graph:
+  s: sum(x) - sum(x * 1.0001)
+""",
+    )
+    assert case.status == "passed", case.messages
+    (value,) = [t for t in case.tensors if (t.tensor, t.kind) == ("s", "value")]
+    (c,) = value.comparisons
+    assert c.floor is not None and c.scale is not None
+    assert c.abs_err is not None and c.abs_err > c.rtol * abs(c.right_value or 0) + 1e-5 * c.scale
+    assert c.abs_err <= c.atol
+
+
+def test_a_golden_typed_with_4_significant_digits_passes(write_case: WriteCase) -> None:
+    x = np.array([-2.0, -0.3, 0.1, 0.7, 4.0])
+    s = 1 / (1 + np.exp(-x))
+    grad = s * (1 - s)
+    text = """\
+name: t/golden
+inputs: {x: X}
+graph: {y: sigmoid(x)}
+expect:
+  value: {y: VALUE}
+  grad: {x: GRAD}
+"""
+
+    def typed(a: np.ndarray, digits: int, factor: float = 1.0) -> str:
+        return "[" + ", ".join(f"{v * factor:.{digits}g}" for v in a) + "]"
+
+    text = text.replace("X", typed(x, 17))
+    ok = text.replace("VALUE", typed(s, 4)).replace("GRAD", typed(grad, 4))
+    assert run_one(write_case, ok).status == "passed"
+    off = text.replace("VALUE", typed(s, 4)).replace("GRAD", typed(grad, 4, 1.01))
+    assert failed_pairs(run_one(write_case, off)) == {
+        ("x", "manual", "expected"),
+        ("x", "torch", "expected"),
+    }
+
+
+# --- compare itself --------------------------------------------------------------------------
+
+
+def check(left: np.ndarray, right: np.ndarray, tol: Tolerance) -> Comparison:
+    return compare(left, right, sources=("manual", "torch"), tol=tol)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("scale", [1.0, *SCALES, 1e6])
+def test_a_verdict_is_the_same_at_every_scale(dtype: str, scale: float) -> None:
+    """Scaling both tensors by the same factor never changes a verdict."""
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((4, 5))
+    tol = DEFAULT_TOLERANCE[dtype]
+    assert check(ref * (1 + 1e-8) * scale, ref * scale, tol).ok
+    assert not check(ref * 1.01 * scale, ref * scale, tol).ok
+    assert not check(np.zeros_like(ref), ref * scale, tol).ok
+    off = ref.copy()
+    off[1, 2] += 1e-3 * np.abs(ref).max()
+    assert not check(off * scale, ref * scale, tol).ok
+
+
+def test_the_floor_is_absolute_and_a_case_atol_is_torch_testings() -> None:
+    ref = np.array([1e-12, 2e-12])
+    zeros = np.zeros(2)
+    assert not check(zeros, ref, DEFAULT_TOLERANCE["float64"]).ok
+    assert check(zeros, ref, DEFAULT_TOLERANCE["float64"].with_floor(3e-12)).ok
+    assert check(zeros, ref, Tolerance(rtol=0.0, atol=1e-11, absolute=True)).ok
+    c = check(zeros, ref, Tolerance(rtol=0.0, atol=1e-11, absolute=True))
+    assert (c.atol, c.scale) == (1e-11, None)
+
+
+def test_golden_tolerance_takes_4_significant_digits_and_not_a_tenth_of_a_percent() -> None:
+    ref = np.array([1.23456789, 0.000987654321, -55.5555])
+    typed = np.array([float(f"{v:.4g}") for v in ref])
+    assert compare(ref, typed, sources=("manual", "expected"), tol=EXPECTED_TOLERANCE).ok
+    assert not compare(
+        ref * 1.001, typed, sources=("manual", "expected"), tol=EXPECTED_TOLERANCE
+    ).ok
