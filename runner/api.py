@@ -19,7 +19,7 @@ from typing import Any
 
 from runner.loader import Loaded, load
 from runner.rules import RuleSet
-from runner.rules.modules import RulesError, rule_set
+from runner.rules.modules import RulesError, module_ops, rule_set
 from runner.rules.modules import load as load_modules
 from schemas.report import CaseResult, Report
 
@@ -52,7 +52,13 @@ def rule_sets(rules: RulesArg, base: Path | None = None) -> list[RuleSet]:
         elif isinstance(item, Mapping):
             found.append(rule_set(item, _api_source(item)))
         elif isinstance(item, ModuleType):
-            found.append(rule_set(getattr(item, "RULES", None), f"module {item.__name__}"))
+            found.append(
+                rule_set(
+                    getattr(item, "RULES", None),
+                    f"module {item.__name__}",
+                    getattr(item, "OPS", None),
+                )
+            )
         else:
             raise RulesError(
                 f"rules[...] must be a RULES dict, a path or a module name, got {item!r}"
@@ -106,7 +112,7 @@ def check(
     `runner.rules.modules.RulesError` for rules that cannot be used."""
     items = [paths] if isinstance(paths, str | Path) else list(paths)
     sets = rule_sets(rules)
-    loaded = load([str(p) for p in items])
+    loaded = load([str(p) for p in items], module_ops(sets))
     return run(loaded, sets, select=None if select is None else (lambda name: select in name))
 
 

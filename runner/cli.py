@@ -16,7 +16,7 @@ from typing import Any
 from runner.diagnostics import did_you_mean
 from runner.loader import UsageError, load
 from runner.rules import RuleSet
-from runner.rules.modules import RulesError, find_config
+from runner.rules.modules import RulesError, find_config, module_ops
 from runner.rules.modules import load as load_modules
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -58,9 +58,11 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check case files without running them")
     validate.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
+    _rules_option(validate)
 
     listing = sub.add_parser("list", help="list the cases found, one name per line")
     listing.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
+    _rules_option(listing)
 
     ops = sub.add_parser("ops", help="print the op catalogue, one op per line")
     ops.add_argument("--markdown", action="store_true", help="as docs/ops.md (generated)")
@@ -97,8 +99,8 @@ def _rules_option(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="PATH.py|MODULE",
         help="a module whose RULES dict holds your backward rules (repeatable; asked in order, "
-        "after each case's own rules, before the catalogue); replaces [tool.gradcase] rules "
-        "of pyproject.toml",
+        "after each case's own rules, before the catalogue; its OPS are ops cases may call); "
+        "replaces [tool.gradcase] rules of pyproject.toml",
     )
 
 
@@ -130,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "mutate":
             return _mutate(args.paths, args.select, args.rules, args.verbose, args.json)
         if args.command in ("validate", "list"):
-            return _validate(args.paths, listing=args.command == "list")
+            return _validate(args.paths, args.rules, listing=args.command == "list")
         if args.command == "ops":
             from runner.catalogue import lines, markdown
 
@@ -152,8 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise AssertionError(args.command)
 
 
-def _validate(paths: Sequence[str], *, listing: bool) -> int:
-    loaded = load(paths)
+def _validate(paths: Sequence[str], rules: Sequence[str] | None, *, listing: bool) -> int:
+    # The RULES modules in force define the ops of their OPS, which cases may call.
+    loaded = load(paths, module_ops(_rule_sets(rules)))
     for case in loaded.cases:
         print(case.name if listing else f"ok {case.name}  ({case.file}:{case.line})")
     for problem in sorted(loaded.problems, key=lambda p: p.where):
@@ -189,7 +192,7 @@ def _run(
     if report_path.is_dir():
         raise UsageError(f"--report {report_path} is a folder; give a file path")
     rule_sets = _rule_sets(rules)
-    loaded = load(paths)
+    loaded = load(paths, module_ops(rule_sets))
     if rule_sets:
         print("rules: " + ", ".join(r.source for r in rule_sets), flush=True)
 
@@ -227,10 +230,10 @@ def _show(
     if not paths and as_file.suffix in (".yaml", ".yml"):
         if not as_file.is_file():
             raise UsageError(f"no such case file: {name}")
-        loaded = load([name])
+        loaded = load([name], module_ops(rule_sets))
         chosen = loaded.cases
     else:
-        loaded = load(paths)
+        loaded = load(paths, module_ops(rule_sets))
         chosen = [c for c in loaded.cases if c.name == name]
         if not chosen:
             for problem in loaded.problems:

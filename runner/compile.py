@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import keyword
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from runner.binding import KIND_TEXT, check_attr, is_int, label, match, resolve_overload
+from runner.composed import Definition, Local, define_ops, specialise, substitute
 from runner.diagnostics import CaseInvalid, Problem, did_you_mean
 from runner.expr import Call, Const, Expr, ExprError, ListOf, Name, parse
 from runner.graph import Graph, Node, Ref
@@ -38,9 +40,17 @@ class CompiledCase:
 
 
 class _Compiler:
-    def __init__(self, case: Case, doc: Document, as_int64: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        case: Case,
+        doc: Document,
+        as_int64: frozenset[str] = frozenset(),
+        local: Local | None = None,
+    ) -> None:
         self.case = case
         self.doc = doc
+        # Ops besides the catalogue's: the case's own (`Definition`s) and RULES modules' ops.
+        self.local: Local = local or {}
         # Integer-written literals used only as indices or class targets (see Param.integer).
         self.as_int64 = as_int64
         self.integer_only: dict[str, bool] = {}
@@ -173,14 +183,68 @@ class _Compiler:
             )
             return None
         op = REGISTRY.get(expr.op)
+        if op is None and expr.op in self.failed:  # a case's op refused where it is defined
+            return None
+        defined = self.local.get(expr.op) if op is None else None
+        if isinstance(defined, Definition):
+            return self.lower_composed(defined, expr, path, target, counter)
+        op = op or defined
         if op is None or (op.hidden and not expr.via and expr.op != "clone"):
-            names = [o.name for o in public_ops()]
-            self.problem(path, f"unknown op '{expr.op}'{suggest_op(expr.op, names)}", expr.col)
+            names = [o.name for o in public_ops()] + list(self.local)
+            hint = suggest_op(expr.op, names)
+            if hint.startswith(" (`gradcase ops`"):  # no close name: maybe a module's op
+                hint += (
+                    "; an op of a RULES module's OPS is known when that module is given "
+                    "(--rules, or [tool.gradcase] rules)"
+                )
+            self.problem(path, f"unknown op '{expr.op}'{hint}", expr.col)
             return None
         op = resolve_overload(op, expr)
         args = self.bind(op, expr, path, counter)
         if args is None:
             return None
+        return self.emit(op, args, expr, path, target, counter)
+
+    def lower_composed(
+        self, defn: Definition, expr: Call, path: Path, target: str | None, counter: list[int]
+    ) -> Ref | None:
+        """A call of a case's op: its forward lowered with this call's attribute values and
+        operand shapes (by a compiler of its own, so the body's nodes stay inside the op), and
+        one node of the op specialised to that body. A problem of the body (a shape that does
+        not fit) is reported here, at the call, naming where in the forward it arose."""
+        args = self.bind(defn.signature, expr, path, counter)
+        if args is None:
+            return None
+        tensors = [p.name for p in defn.signature.tensor_params]
+        attrs = {p.name: args[p.name] for p in defn.signature.params if not p.is_tensor}
+        sub = _Compiler(self.case, self.doc, local=self.local)
+        sub.shapes = {t: self.shapes[args[t].name] for t in tensors}
+        sub.requires = {t: self.requires[args[t].name] for t in tensors}
+        body = substitute(defn.body, attrs)
+        if isinstance(body, Name):
+            body = Call("clone", (body,), (), body.col)
+        try:
+            out = sub.lower(body, defn.path, None, [0])
+        except RecursionError:
+            out = None
+            sub.problem(defn.path, "the forward nests too deeply")
+        who = label(defn.signature, expr)
+        for found in sub.problems:
+            self.problem(path, f"{who}: in its forward at {found.where}: {found.message}", expr.col)
+        if out is None or sub.problems:
+            return None
+        params = tuple(
+            replace(
+                p,
+                grad=p.name in sub.diff_uses,
+                integer=bool(sub.integer_only.get(p.name)) and p.name in sub.integer_use,
+            )
+            if p.is_tensor
+            else p
+            for p in defn.signature.params
+        )
+        signature = replace(defn.signature, params=params)
+        op = specialise(signature, tuple(sub.nodes), out.name, sub.shapes)
         return self.emit(op, args, expr, path, target, counter)
 
     def bind(self, op: Op, expr: Call, path: Path, counter: list[int]) -> dict[str, Any] | None:
@@ -466,14 +530,23 @@ _BAD: Any = _Bad()
 
 
 def compile_case(
-    case: Case, doc: Document, name: str, line: int, quiet: frozenset[str] = frozenset()
+    case: Case,
+    doc: Document,
+    name: str,
+    line: int,
+    quiet: frozenset[str] = frozenset(),
+    ops: Mapping[str, Op] | None = None,
 ) -> CompiledCase:
     """Raises `CaseInvalid` with every problem found. Names in ``quiet`` were reported already
-    (by validation): their uses are not reported again."""
+    (by validation): their uses are not reported again. ``ops``: the ops of the RULES modules
+    in force (`runner.composed.module_op`), which the case may call besides the catalogue's."""
+    local, op_problems = define_ops(case.ops, doc, ops or {})
+    refused = frozenset(n for n in case.ops if n not in local)
 
     def front(as_int64: frozenset[str]) -> _Compiler:
-        c = _Compiler(case, doc, as_int64)
-        c.failed |= quiet
+        c = _Compiler(case, doc, as_int64, local)
+        c.failed |= quiet | refused
+        c.problems += op_problems
         c.compile_inputs()
         c.compile_graph()
         return c
@@ -501,7 +574,9 @@ def compile_case(
     c.settle_nondifferentiable()
     rest = c.compile_rest()
     reached = c.reaching(rest[0]) if rest is not None else None
-    rule_set, rule_problems = compile_rules(case.rules, doc, c.nodes, c.requires, reached)
+    rule_set, rule_problems = compile_rules(
+        case.rules, doc, c.nodes, c.requires, reached, frozenset(local)
+    )
     c.problems += rule_problems
     if rest is None or rule_problems:
         # Without problems of its own, the case failed only through names already reported

@@ -25,7 +25,16 @@ from runner.engine import Backward, RuleError, backward, forward
 from runner.graph import Graph, Ref
 from runner.inputs import make_input, make_upstream
 from runner.localise import PROBE_SEED, localise, probe, rule_fault
-from runner.oracles import EXPECTED, MANUAL, ORACLE_NAMES, TORCH, Oracle, Sources, oracle_named
+from runner.oracles import (
+    EXPECTED,
+    MANUAL,
+    ORACLE_NAMES,
+    TORCH,
+    Oracle,
+    Sources,
+    oracle_named,
+    usable,
+)
 from runner.report import failure_messages, fault_message
 from runner.roundoff import floors
 from runner.rules import RuleSet
@@ -160,7 +169,13 @@ def _run_case(
     result = CaseResult(
         name=case.name, file=case.file, line=case.line, status="passed", duration=0.0
     )
+    # An oracle without a reference for an op of the case (torch for a RULES module's op)
+    # stands aside; the case needs another reference then: an oracle or golden values.
+    oracles, refused = usable(case.graph, oracles)
+    goldens = bool(case.model.expect.value or case.model.expect.grad)
     try:
+        if refused and not oracles and not goldens:
+            raise _NoReference("; ".join(refused))
         sources = run_sources(case, rules, oracles)
     except KeyboardInterrupt:
         raise
@@ -171,6 +186,7 @@ def _run_case(
         result.notes = list(
             dict.fromkeys(sources.manual.notes + _skip_notes(result) + _unchecked_notes(result))
         )
+        result.notes += [f"{reason}; compared with the other references only" for reason in refused]
         failed = not all(t.ok for t in result.tensors)
         result.status = "failed" if failed else "passed"
         try:
@@ -197,6 +213,10 @@ def _run_case(
     _apply_xfail(case, result)
     result.duration = time.perf_counter() - start
     return result, sources
+
+
+class _NoReference(Exception):
+    """No source in the run can check the case: its oracles refuse it and it has no goldens."""
 
 
 def _unchecked_notes(result: CaseResult) -> list[str]:
@@ -265,7 +285,7 @@ def _constant(upstream: Any) -> bool:
 
 
 def _broken(case: CompiledCase, result: CaseResult, exc: BaseException) -> None:
-    located = isinstance(exc, RuleError | TorchError)
+    located = isinstance(exc, RuleError | TorchError | _NoReference)
     text = str(exc) if located else f"{type(exc).__name__}: {exc}"
     node = getattr(exc, "node", None)
     if isinstance(exc, RuleError) and exc.user:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from runner.compile import CompiledCase, compile_case
 from runner.diagnostics import CaseInvalid, Location, Problem, did_you_mean
+from runner.ops.spec import Op
 from runner.yaml_source import Document, Path, load_stream
 from schemas import case as case_models
 from schemas.case import Case
@@ -73,13 +74,15 @@ def _display(file: FsPath) -> str:
         return str(file)
 
 
-def load(paths: Sequence[str]) -> Loaded:
+def load(paths: Sequence[str], ops: Mapping[str, Op] | None = None) -> Loaded:
+    """Every case under ``paths``, compiled, and the problems of the others. ``ops``: the ops of
+    the RULES modules in force (`runner.rules.modules.module_ops`), which cases may call."""
     result = Loaded()
     names: dict[str, Location] = {}
     for file, root in discover(paths):
         shown = _display(file)
         try:
-            cases, problems = load_file(file, root, shown)
+            cases, problems = load_file(file, root, shown, ops)
         except CaseInvalid as exc:
             cases, problems = [], exc.problems
         result.problems += problems
@@ -99,7 +102,9 @@ def load(paths: Sequence[str]) -> Loaded:
     return result
 
 
-def load_file(file: FsPath, root: FsPath, shown: str) -> tuple[list[CompiledCase], list[Problem]]:
+def load_file(
+    file: FsPath, root: FsPath, shown: str, ops: Mapping[str, Op] | None = None
+) -> tuple[list[CompiledCase], list[Problem]]:
     """The valid cases of a file and the problems of the others (each YAML document is a case
     of its own). Raises `CaseInvalid` when the file as a whole cannot be read."""
     try:
@@ -126,25 +131,29 @@ def load_file(file: FsPath, root: FsPath, shown: str) -> tuple[list[CompiledCase
     for doc in docs:
         default = stem if doc.count == 1 else f"{stem}[{doc.index}]"
         try:
-            cases.append(compile_document(doc, default))
+            cases.append(compile_document(doc, default, ops))
         except CaseInvalid as exc:
             problems += exc.problems
     return cases, problems
 
 
-def compile_document(doc: Document, default_name: str) -> CompiledCase:
+def compile_document(
+    doc: Document, default_name: str, ops: Mapping[str, Op] | None = None
+) -> CompiledCase:
     if not isinstance(doc.data, dict):
         raise CaseInvalid([doc.problem((), "a case must be a mapping with inputs and graph")])
     try:
         case = Case.model_validate(doc.data)
     except ValidationError as exc:
         problems = validation_problems(exc, doc)
-        raise CaseInvalid(problems + _problems_beyond(exc, doc)) from None
+        raise CaseInvalid(problems + _problems_beyond(exc, doc, ops)) from None
     line = doc.where(()).line
-    return compile_case(case, doc, case.name or default_name, line)
+    return compile_case(case, doc, case.name or default_name, line, ops=ops)
 
 
-def _problems_beyond(exc: ValidationError, doc: Document) -> list[Problem]:
+def _problems_beyond(
+    exc: ValidationError, doc: Document, ops: Mapping[str, Op] | None = None
+) -> list[Problem]:
     """The graph's problems in a file whose model did not validate, so one run reports every
     problem of the file: the entries pydantic rejected are left out (and uses of those names
     stay quiet), the rest is compiled."""
@@ -155,14 +164,14 @@ def _problems_beyond(exc: ValidationError, doc: Document) -> list[Problem]:
         if not loc or not isinstance(data, dict) or loc[0] not in data:
             continue
         head, table = loc[0], data[loc[0]]
-        if head in ("inputs", "graph") and len(loc) > 1 and isinstance(table, dict):
+        if head in ("inputs", "graph", "ops") and len(loc) > 1 and isinstance(table, dict):
             table.pop(loc[1], None)
             quiet.add(str(loc[1]))
         else:
             data.pop(head)
     try:
         case = Case.model_validate(data)
-        compile_case(case, doc, "", 1, quiet=frozenset(quiet))
+        compile_case(case, doc, "", 1, quiet=frozenset(quiet), ops=ops)
     except (ValidationError, CaseInvalid) as more:
         return more.problems if isinstance(more, CaseInvalid) else []
     return []

@@ -8,11 +8,12 @@ oracle runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from runner.compare import Tolerance
+from runner.composed import NO_TORCH
 from runner.engine import Backward, Result
 from runner.graph import Graph, Node
 from runner.ops.spec import Array
@@ -40,6 +41,25 @@ class Oracle:
     # The tolerance per case dtype when it is the reference of a comparison; None: the defaults
     # of `runner.compare`.
     tolerance: Mapping[str, Tolerance] | None = None
+    # Why the oracle cannot compute a graph (an op it has no reference for), or None.
+    refuses: Callable[[Graph], str | None] | None = None
+
+
+def usable(graph: Graph, oracles: Sequence[Oracle]) -> tuple[list[Oracle], list[str]]:
+    """The oracles that can compute ``graph``, and why each of the others cannot."""
+    kept, refused = [], []
+    for oracle in oracles:
+        reason = oracle.refuses(graph) if oracle.refuses is not None else None
+        if reason is None:
+            kept.append(oracle)
+        else:
+            refused.append(reason)
+    return kept, refused
+
+
+def _torch_refuses(graph: Graph) -> str | None:
+    """torch has no reference for a RULES module's op (nor for a case's op built on one)."""
+    return next((n.op.extra[NO_TORCH] for n in graph.nodes if NO_TORCH in n.op.extra), None)
 
 
 def torch_oracle(device: str = "cpu") -> Oracle:
@@ -55,7 +75,7 @@ def torch_oracle(device: str = "cpu") -> Oracle:
 
         return node_vjp(node, args, grad, device)
 
-    return Oracle("torch", run, vjp)
+    return Oracle("torch", run, vjp, refuses=_torch_refuses)
 
 
 TORCH = torch_oracle()

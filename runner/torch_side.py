@@ -60,7 +60,7 @@ def _run(
         env[name] = tensor
 
     for node in graph.nodes:
-        args, operands = _torch_args(torch, node, node.bind(env), device)
+        args, operands = torch_args(torch, node, node.bind(env), device)
         try:
             out = node.op.torch(torch, **args)
         except Exception as exc:  # torch refusing what the static checks let through
@@ -90,7 +90,7 @@ def _run(
     return Result(values=values, grads=grads)
 
 
-def _torch_args(
+def torch_args(
     torch: Any, node: Node, args: dict[str, Any], device: str
 ) -> tuple[dict[str, Any], list[Any]]:
     """The node's bound arguments with every operand a tensor (see `to_torch`), and the
@@ -136,7 +136,7 @@ def node_vjp(
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        targs, _ = _torch_args(torch, node, dict(args), device)
+        targs, _ = torch_args(torch, node, dict(args), device)
         leaves: list[Any] = []
         slots: dict[str, list[int | None]] = {}
         for p in node.op.tensor_params:

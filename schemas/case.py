@@ -156,12 +156,34 @@ RuleText = Annotated[str, Field(min_length=1)]
 ArgumentRules = dict[str, RuleText | list[RuleText]]
 
 
+class OpParam(_Strict):
+    """``{kind: float, default: 1.0}``: a parameter of a case's own op with a default."""
+
+    kind: str
+    # Optional: without it the parameter is required (``model_fields_set`` tells them apart).
+    default: Number | str | list[int] | None = None
+
+
+class ComposedOp(_Strict):
+    """An op defined in the case as a composition of catalogue ops (and earlier such ops):
+    ``swish: {params: {x: tensor, beta: float}, forward: x * sigmoid(beta * x)}``.
+
+    A parameter is a kind (``tensor``, ``int``, ``float``, ``bool``, ``str``, ``ints``,
+    ``dims``, or those with ``?`` for None) or ``{kind, default}``. See runner/composed.py."""
+
+    params: dict[str, str | OpParam] = Field(min_length=1)
+    forward: str = Field(min_length=1)
+    description: str = ""
+
+
 class Case(_Strict):
     # Default: the file's path under the case root, without suffix.
     name: str | None = Field(default=None, min_length=1, pattern=r"^[^\x00-\x1f\x7f]+$")
     description: str = ""
     tags: list[str] = []
     dtype: FloatDType = "float64"
+    # Ops of this case only, composed of catalogue ops: name -> params and forward.
+    ops: dict[str, ComposedOp] = {}
     inputs: dict[str, InputSpec] = Field(min_length=1)
     graph: dict[str, str | LongFormNode] = Field(min_length=1)
     # Default: the last node.

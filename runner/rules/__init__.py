@@ -37,6 +37,8 @@ class RuleSet:
     rules: Mapping[str, RuleFn]
     where: Mapping[str, str] = field(default_factory=dict)
     texts: Mapping[str, str] = field(default_factory=dict)
+    # Ops the source defines itself (a RULES module's OPS), by name: `runner.ops.spec.Op`s.
+    ops: Mapping[str, Any] = field(default_factory=dict)
 
     def locate(self, op: str, argument: str | None = None) -> str:
         return _lookup(self.where, op, argument)

@@ -72,20 +72,28 @@ def compile_rules(
     nodes: Sequence[Node],
     requires: Mapping[str, bool],
     reached: set[str] | None,
+    local: frozenset[str] = frozenset(),
 ) -> tuple[RuleSet | None, list[Problem]]:
     """The case's rule set (None when the case has no rules) and the problems found.
 
     ``reached``: the names a gradient from the output reaches, or None when the output itself
-    was refused (then "never gets a gradient" is not judged).
+    was refused (then "never gets a gradient" is not judged). ``local``: the names of the ops
+    the case may call besides the catalogue's (its own ``ops:``, RULES modules' ``OPS``); a
+    rule for one of them replaces its whole VJP, as for a catalogue op.
     """
     problems: list[Problem] = []
     compiled: dict[str, list[ArgumentRule]] = {}
     used = {n.op.name for n in nodes}
+    # A case's op is specialised per call site; every specialisation has the same parameters.
+    own = {n.op.name: n.op for n in nodes if n.op.name in local}
     for op_name, table in rules.items():
         path: Path = ("rules", op_name)
-        op = REGISTRY.get(op_name)
+        op = REGISTRY.get(op_name) or own.get(op_name)
+        if op is None and op_name in local:
+            problems.append(doc.problem(path, _unused_op(op_name, used), at_key=True))
+            continue
         if op is None or (op.hidden and op_name not in used):
-            known = sorted(used | {o for o in REGISTRY if not REGISTRY[o].hidden})
+            known = sorted(used | {o for o in REGISTRY if not REGISTRY[o].hidden} | local)
             problems.append(
                 doc.problem(
                     path,

@@ -3,7 +3,9 @@ the command line (``--rules``), in ``[tool.gradcase]`` of the user's pyproject.t
 the API as a dict.
 
 A RULES module has a module-level dict ``RULES`` mapping a gradcase op name (torch's) to a callable
-``rule(grad, out, **arguments) -> dict[argument name, gradient]`` (see `runner.rules`). A case file
+``rule(grad, out, **arguments) -> dict[argument name, gradient]`` (see `runner.rules`). It may
+also have ``OPS``: ops torch lacks, by name, each with its parameters, numpy forward and
+optionally a shape rule (`runner.composed.module_op`); its rule is ``RULES[name]``. A case file
 never names Python code: only the person running gradcase chooses which modules are imported.
 """
 
@@ -21,8 +23,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from runner.composed import OpSpecError, module_op
 from runner.diagnostics import did_you_mean
 from runner.ops import REGISTRY
+from runner.ops.spec import Op
 from runner.rules import RuleFn, RuleSet
 
 CONFIG_KEYS = ("rules",)
@@ -32,22 +36,25 @@ class RulesError(Exception):
     """A rules module or setting that cannot be used: exit status 2 with this message."""
 
 
-def rule_set(rules: Any, source: str) -> RuleSet:
-    """A `RuleSet` from a RULES mapping (op name -> ``rule(grad, out, **arguments)``).
+def rule_set(rules: Any, source: str, ops: Any = None) -> RuleSet:
+    """A `RuleSet` from a RULES mapping (op name -> ``rule(grad, out, **arguments)``) and an
+    optional OPS mapping (op name -> spec, see `runner.composed.module_op`).
 
-    Raises `RulesError` when ``rules`` is not a mapping, names an op the catalogue does not have
-    (with close matches), or holds something that is not callable.
+    Raises `RulesError` when ``rules`` is not a mapping, names an op neither the catalogue nor
+    OPS has (with close matches), or holds something that is not callable; when an OPS entry
+    is not a usable spec, takes a catalogue op's name, or has no rule in RULES.
     """
     if not isinstance(rules, Mapping):
         raise RulesError(
             f"{source}: RULES must be a dict of op name -> rule, got {type(rules).__name__}"
         )
+    own = _module_ops(ops, rules, source)
     wrapped: dict[str, RuleFn] = {}
     where: dict[str, str] = {}
     texts: dict[str, str] = {}
     for op, fn in rules.items():
-        if not isinstance(op, str) or op not in REGISTRY:
-            known = [name for name, o in REGISTRY.items() if not o.hidden]
+        if not isinstance(op, str) or (op not in REGISTRY and op not in own):
+            known = [name for name, o in REGISTRY.items() if not o.hidden] + list(own)
             raise RulesError(
                 f"{source}: RULES names op {op!r}, which gradcase does not have"
                 f"{did_you_mean(str(op), known)} (gradcase ops lists them)"
@@ -57,7 +64,50 @@ def rule_set(rules: Any, source: str) -> RuleSet:
         wrapped[op] = _keywords(fn)
         where[op] = _where(fn)
         texts[op] = getattr(inspect.unwrap(fn), "__qualname__", "") or repr(fn)
-    return RuleSet(source, wrapped, where, texts)
+    return RuleSet(source, wrapped, where, texts, own)
+
+
+def _module_ops(ops: Any, rules: Mapping[str, Any], source: str) -> dict[str, Op]:
+    if ops is None:
+        return {}
+    if not isinstance(ops, Mapping):
+        raise RulesError(
+            f"{source}: OPS must be a dict of op name -> spec, got {type(ops).__name__}"
+        )
+    found: dict[str, Op] = {}
+    for name, spec in ops.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise RulesError(f"{source}: OPS names {name!r}, which is not an identifier")
+        if name in REGISTRY:
+            raise RulesError(
+                f"{source}: OPS[{name!r}]: '{name}' is a catalogue op; an op of your own needs a "
+                "name of its own (its rule goes in RULES under the catalogue's name)"
+            )
+        if name not in rules:
+            raise RulesError(
+                f"{source}: OPS[{name!r}] has no rule: RULES[{name!r}] must give its backward "
+                "rule (without one there is nothing to test)"
+            )
+        try:
+            found[name] = module_op(name, spec, source)
+        except OpSpecError as exc:
+            raise RulesError(f"{source}: OPS[{name!r}] {exc}") from None
+    return found
+
+
+def module_ops(rule_sets: Sequence[RuleSet]) -> dict[str, Op]:
+    """The ops the rule sets define (their OPS), by name, for the compiler. Raises `RulesError`
+    when two of them define the same name."""
+    found: dict[str, Op] = {}
+    for rs in rule_sets:
+        for name, op in rs.ops.items():
+            if name in found and found[name] is not op:
+                raise RulesError(
+                    f"op '{name}' is defined by both {found[name].extra.get('source')} and "
+                    f"{rs.source}; keep one"
+                )
+            found[name] = op
+    return found
 
 
 def _keywords(fn: Callable[..., Any]) -> RuleFn:
@@ -90,7 +140,11 @@ def load(specs: Sequence[str], base: Path) -> list[RuleSet]:
     dotted module name (importable from ``base`` or the current folder). Source names are
     ``module <spec as given>``. Raises `RulesError` when one cannot be imported or has no
     usable RULES."""
-    return [rule_set(_import(spec, base).RULES, f"module {spec}") for spec in _checked(specs)]
+    sets = []
+    for spec in _checked(specs):
+        module = _import(spec, base)
+        sets.append(rule_set(module.RULES, f"module {spec}", getattr(module, "OPS", None)))
+    return sets
 
 
 def _checked(specs: Sequence[str]) -> Sequence[str]:
