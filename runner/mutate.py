@@ -139,9 +139,12 @@ def mutate(
 
 def _targets(case: CompiledCase, sources: Sources) -> dict[tuple[str, str], str]:
     """(op, argument) of every node whose gradient for that argument a mutant may replace (not
-    the case's own rule), and the source of the rule it would wrap."""
+    the case's own rule), and the source of the rule it would wrap. Ops of the catalogue only:
+    an op the case composes or a module defines (`runner.composed`) is not mutated."""
     found: dict[tuple[str, str], str] = {}
     for node in case.graph.nodes:
+        if REGISTRY.get(node.op.name) is not node.op:
+            continue
         for argument, source in sources.manual.sources.get(node.name, {}).items():
             if case.rules is None or source != case.rules.source:
                 found.setdefault((node.op.name, argument), source)
