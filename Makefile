@@ -32,6 +32,7 @@ lint: $(BIN)/.installed
 docs: $(BIN)/.installed
 	$(BIN)/gradcase ops --markdown > docs/ops.md
 	$(BIN)/gradcase schema > schemas/case.schema.json
+	$(BIN)/gradcase schema --report > schemas/report.schema.json
 
 clean:
 	rm -rf $(VENV) reports

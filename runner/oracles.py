@@ -40,6 +40,8 @@ class Oracle:
     # The tolerance per case dtype when it is the reference of a comparison; None: the defaults
     # of `runner.compare`.
     tolerance: Mapping[str, Tolerance] | None = None
+    # Where it computes ("cpu", "cuda:0"), for the report; None: numpy on the CPU.
+    device: str | None = None
 
 
 def torch_oracle(device: str = "cpu") -> Oracle:
@@ -55,7 +57,7 @@ def torch_oracle(device: str = "cpu") -> Oracle:
 
         return node_vjp(node, args, grad, device)
 
-    return Oracle("torch", run, vjp)
+    return Oracle("torch", run, vjp, device=device)
 
 
 TORCH = torch_oracle()
