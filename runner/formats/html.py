@@ -186,8 +186,9 @@ def _tensor_html(view: TensorView, diagnosis: str | None) -> str:
         [
             f'<div class="tensor {"ok" if check.ok else "bad"}"><h4>{check.kind} of '
             f"'{html.escape(check.tensor)}'{where}</h4>",
-            f"<pre>{html.escape(body)}</pre>" if body else "",
+            # The picture first: where the sources differ, then the numbers.
             _heatmap_html(view.heatmap, diagnosis) if view.heatmap is not None else "",
+            f"<pre>{html.escape(body)}</pre>" if body else "",
             "</div>",
         ]
     )
@@ -305,6 +306,13 @@ _JS = """
       c.hidden=!show; if(show){n++;}
     });
     shown.textContent='showing '+n+' of '+cases.length+' cases';
+  }
+  // A link may carry a filter: page.html#q=softmax&status=failed,error
+  var given=new URLSearchParams(location.hash.slice(1));
+  if(given.has('q')){q.value=given.get('q');}
+  if(given.has('status')){
+    var wanted=given.get('status').split(',');
+    boxes.forEach(function(b){b.checked=wanted.indexOf(b.getAttribute('data-status'))>=0;});
   }
   q.addEventListener('input',apply);
   boxes.forEach(function(b){b.addEventListener('change',apply);});
