@@ -61,6 +61,8 @@ class CaseView:
 
     name: str
     tensors: list[TensorView] = field(default_factory=list)
+    # Why the view could not be made (the page then shows the case's messages only).
+    problem: str | None = None
 
 
 def case_view(result: CaseResult, sources: Any) -> CaseView:
@@ -69,9 +71,15 @@ def case_view(result: CaseResult, sources: Any) -> CaseView:
     if sources is None:
         return CaseView(result.name)
     views = []
-    for check in result.tensors:
-        lines = [line for line in tensor_lines(check, sources) if line]
-        views.append(TensorView(check, lines, None if check.ok else _heatmap(check, sources)))
+    try:
+        # inf - inf is NaN on purpose here (grey in the heatmap); numpy need not warn.
+        with np.errstate(invalid="ignore", over="ignore"):
+            for check in result.tensors:
+                lines = [line for line in tensor_lines(check, sources) if line]
+                heatmap = None if check.ok else _heatmap(check, sources)
+                views.append(TensorView(check, lines, heatmap))
+    except Exception as exc:  # the page must never lose the run
+        return CaseView(result.name, problem=f"{type(exc).__name__}: {exc}")
     return CaseView(result.name, views)
 
 
@@ -168,9 +176,10 @@ def _heatmap_html(h: Heatmap, diagnosis: str | None) -> str:
         f'<div class="legend"><span>-{top:.3g}</span><span class="bar"></span>'
         f"<span>+{top:.3g}</span></div>"
     )
+    rows = "; rows: every axis but the last, flattened" if len(h.shape) > 2 else ""
     caption = (
-        f"{html.escape(h.left)} - {html.escape(h.right)}, shape {list(h.shape)}, rows: every "
-        f"axis but the last{pooled_note}; grey: NaN"
+        f"{html.escape(h.left)} - {html.escape(h.right)}, shape {list(h.shape)}{rows}"
+        f"{pooled_note}; grey: NaN"
     )
     looks = f'<p class="diagnosis">looks like: {html.escape(diagnosis)}</p>' if diagnosis else ""
     return (
@@ -218,6 +227,8 @@ def _case_html(result: CaseResult, view: CaseView | None) -> str:
     diagnosis = result.fault.diagnosis if result.fault is not None else None
     if view is not None:
         parts += [_tensor_html(t, diagnosis) for t in view.tensors]
+        if view.problem:
+            parts.append(f"<p>(the tensors could not be shown: {html.escape(view.problem)})</p>")
     parts.append("</details></section>")
     return "".join(parts)
 
