@@ -84,9 +84,11 @@ def run(
     ``on_result(result, sources)`` after each, and build the report. ``oracles``
     (`runner.oracles.Oracle`s, default torch) apply to the cases that name none."""
     from runner.execute import run_case
+    from runner.formats.environment import environment
     from runner.oracles import TORCH
     from runner.report import build
 
+    started = environment(oracles or (TORCH,))
     results = []
     for case in loaded.cases:
         if select is not None and not select(case.name):
@@ -95,7 +97,9 @@ def run(
         results.append(result)
         if on_result is not None:
             on_result(result, sources)
-    return build(results, loaded.problems, [r.source for r in rules])
+    # torch's version is known only now, when a case has imported it.
+    ran = started.model_copy(update={"torch": environment(()).torch})
+    return build(results, loaded.problems, [r.source for r in rules], ran)
 
 
 def check(

@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         "-k", dest="select", metavar="TEXT", help="only cases whose name contains TEXT"
     )
     run.add_argument("-v", "--verbose", action="store_true", help=SHOW_HELP)
+    _report_options(run)
     _rules_option(run)
     _oracle_option(run)
 
@@ -67,7 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     ops = sub.add_parser("ops", help="print the op catalogue, one op per line")
     ops.add_argument("--markdown", action="store_true", help="as docs/ops.md (generated)")
 
-    sub.add_parser("schema", help="print the JSON Schema of a case file")
+    schema = sub.add_parser("schema", help="print the JSON Schema of a case file")
+    schema.add_argument(
+        "--report", action="store_true", help="of the JSON report instead (gradcase run --report)"
+    )
 
     mutate = sub.add_parser(
         "mutate",
@@ -91,6 +95,20 @@ SHOW_HELP = (
     "after each case, show every checked tensor from each source side by side, with the "
     "difference and the worst element marked"
 )
+
+
+def _report_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
+    parser.add_argument(
+        "--markdown",
+        metavar="FILE",
+        help="also write a Markdown summary (appended to $GITHUB_STEP_SUMMARY when set)",
+    )
+    parser.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write one self-contained HTML page: filter, side-by-side tensors, heatmaps",
+    )
 
 
 def _rules_option(parser: argparse.ArgumentParser) -> None:
@@ -124,8 +142,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
+            from runner.formats.writer import Reports
+
+            reports = Reports(args.junit, args.markdown, args.html)
             return _run(
-                args.paths, Path(args.report), args.select, args.rules, args.verbose, args.oracle
+                args.paths,
+                Path(args.report),
+                args.select,
+                args.rules,
+                args.verbose,
+                args.oracle,
+                reports,
             )
         if args.command == "show":
             return _show(args.case, args.paths, args.rules, args.oracle)
@@ -140,8 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "schema":
             from schemas.case import Case
+            from schemas.report import Report
 
-            print(json.dumps(Case.model_json_schema(), indent=2))
+            model = Report if args.report else Case
+            print(json.dumps(model.model_json_schema(), indent=2))
             return EXIT_OK
     except (UsageError, RulesError) as exc:
         print(f"gradcase: error: {exc}", file=sys.stderr)
@@ -184,6 +213,7 @@ def _run(
     rules: Sequence[str] | None,
     verbose: bool,
     oracles: Sequence[str] | None = None,
+    reports: Any = None,
 ) -> int:
     from runner.api import run
     from runner.report import case_line, count_line, details, write_json
@@ -198,6 +228,8 @@ def _run(
 
     def on_result(result: Any, sources: Any) -> None:
         print(case_line(result), flush=True)
+        if reports is not None:
+            reports.add(result, sources)
         if verbose:
             print("\n".join([*render(result, sources), ""]), flush=True)
 
@@ -212,8 +244,11 @@ def _run(
         write_json(report, report_path)
     except OSError as exc:
         raise UsageError(f"cannot write the report to {report_path}: {exc.strerror}") from None
+    extra = reports.write(report) if reports is not None else []
     # The count line stays the last line.
-    print("\n".join([*details(report), f"report: {report_path}", count_line(report.summary)]))
+    print(
+        "\n".join([*details(report), *extra, f"report: {report_path}", count_line(report.summary)])
+    )
     if loaded.problems:
         return EXIT_INVALID
     return EXIT_OK if report.passed else EXIT_FAILED

@@ -7,7 +7,7 @@ from __future__ import annotations
 import keyword
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runner.binding import KIND_TEXT, check_attr, is_int, label, match, resolve_overload
@@ -37,6 +37,8 @@ class CompiledCase:
     values: tuple[str, ...]  # nodes whose forward values are compared
     locations: dict[str, str]  # node -> file:line:col of its expression
     rules: RuleSet | None = None  # the case's own rules (source "case")
+    # ("value" | "grad", name) -> file:line:col of its `expect` entry
+    expect_locations: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 class _Compiler:
@@ -596,4 +598,9 @@ def compile_case(
         values=values,
         locations=c.locations,
         rules=rule_set,
+        expect_locations={
+            (kind, name): str(doc.where(("expect", kind, name)))
+            for kind, given in (("value", case.expect.value), ("grad", case.expect.grad))
+            for name in given
+        },
     )

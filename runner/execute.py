@@ -167,7 +167,12 @@ def _run_case(
     start = time.perf_counter()
     sources: Sources | None = None
     result = CaseResult(
-        name=case.name, file=case.file, line=case.line, status="passed", duration=0.0
+        name=case.name,
+        file=case.file,
+        line=case.line,
+        status="passed",
+        duration=0.0,
+        tags=list(case.model.tags),
     )
     # An oracle without a reference for an op of the case (torch for a RULES module's op)
     # stands aside; the case needs another reference then: an oracle or golden values.
@@ -360,6 +365,7 @@ def compare_sources(
             comparisons=comparisons,
             rules=rule_uses(case.graph, sources.manual, tensor) if kind == "grad" else [],
             unchecked=None if skip is None else skip.reason,
+            expect_where=case.expect_locations.get((kind, tensor)),
         )
 
     tensors = [check(name, "value") for name in case.values]

@@ -41,6 +41,8 @@ class Oracle:
     # The tolerance per case dtype when it is the reference of a comparison; None: the defaults
     # of `runner.compare`.
     tolerance: Mapping[str, Tolerance] | None = None
+    # Where it computes ("cpu", "cuda:0"), for the report; None: numpy on the CPU.
+    device: str | None = None
     # Why the oracle cannot compute a graph (an op it has no reference for), or None.
     refuses: Callable[[Graph], str | None] | None = None
 
@@ -75,7 +77,7 @@ def torch_oracle(device: str = "cpu") -> Oracle:
 
         return node_vjp(node, args, grad, device)
 
-    return Oracle("torch", run, vjp, refuses=_torch_refuses)
+    return Oracle("torch", run, vjp, refuses=_torch_refuses, device=device)
 
 
 TORCH = torch_oracle()

@@ -13,6 +13,7 @@ from schemas.report import (
     CaseResult,
     Comparison,
     Diagnostic,
+    Environment,
     Fault,
     Report,
     RuleUse,
@@ -117,9 +118,13 @@ def summarize(results: Sequence[CaseResult], problems: Sequence[Problem]) -> Sum
 
 
 def build(
-    results: Sequence[CaseResult], problems: Sequence[Problem], rule_sources: Sequence[str] = ()
+    results: Sequence[CaseResult],
+    problems: Sequence[Problem],
+    rule_sources: Sequence[str] = (),
+    environment: Environment | None = None,
 ) -> Report:
     return Report(
+        environment=environment,
         rule_sources=list(rule_sources),
         summary=summarize(results, problems),
         cases=list(results),

@@ -35,6 +35,13 @@ def render(result: CaseResult, sources: Any) -> list[str]:
     return lines
 
 
+def tensor_lines(check: TensorCheck, sources: Any) -> list[str]:
+    """One checked tensor as `render` shows it: the verdicts, the rules that gave it, each
+    source side by side with the difference (the largest differences, over MAX_SHOWN elements).
+    ``sources``: the case's `runner.execute.Sources`."""
+    return _tensor(check, sources)
+
+
 def _tensor(check: TensorCheck, sources: Any) -> list[str]:
     table = sources.values if check.kind == "value" else sources.grads
     names = []

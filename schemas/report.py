@@ -79,6 +79,9 @@ class TensorCheck(_Model):
     rules: list[RuleUse] = []
     # Why some elements were not checked (see Comparison.unchecked), when any were not.
     unchecked: str | None = None
+    # file:line:col of the case's `expect` entry for this tensor, when it states one: where a
+    # failed comparison against "expected" points.
+    expect_where: str | None = None
 
 
 class Fault(_Model):
@@ -129,6 +132,7 @@ class CaseResult(_Model):
     xfail: str | None = None
     # What the reader should know even when the case passed (a user's rule that gave nothing).
     notes: list[str] = []
+    tags: list[str] = []
 
 
 class Summary(_Model):
@@ -141,6 +145,19 @@ class Summary(_Model):
     unchecked: int = 0
 
 
+class Environment(_Model):
+    """What the run ran on."""
+
+    python: str
+    numpy: str
+    # None when the run did not import torch (no case computed a torch gradient).
+    torch: str | None = None
+    # Where the torch oracle ran ("cpu", "cuda:0"); numpy (the manual side) is always the CPU.
+    device: str = "cpu"
+    # When the run started, ISO 8601 in UTC ("2025-01-31T12:00:00Z").
+    timestamp: str
+
+
 class Report(_Model):
     summary: Summary
     cases: list[CaseResult]
@@ -148,6 +165,7 @@ class Report(_Model):
     diagnostics: list[Diagnostic] = []
     # The user's rule sources in force for the run ("module rules.py", ...).
     rule_sources: list[str] = []
+    environment: Environment | None = None
 
     @property
     def passed(self) -> bool:
