@@ -23,6 +23,9 @@ from runner.rules.modules import RulesError, rule_set
 from runner.rules.modules import load as load_modules
 from schemas.report import CaseResult, Report
 
+# The statuses that fail a run: `-x` stops after the first of them.
+STOPPING = ("failed", "error", "xpassed")
+
 RuleSource = RuleSet | Mapping[str, Any] | str | ModuleType
 RulesArg = RuleSource | Sequence[RuleSource] | None
 
@@ -73,10 +76,12 @@ def run(
     select: Callable[[str], bool] | None = None,
     on_result: Callable[[CaseResult, Any], None] | None = None,
     oracles: Sequence[Any] | None = None,
+    exitfirst: bool = False,
 ) -> Report:
     """Execute every loaded case (those whose name ``select`` accepts) with ``rules``, calling
     ``on_result(result, sources)`` after each, and build the report. ``oracles``
-    (`runner.oracles.Oracle`s, default torch) apply to the cases that name none."""
+    (`runner.oracles.Oracle`s, default torch) apply to the cases that name none. ``exitfirst``:
+    stop after the first case that fails the run (failed, error or xpassed)."""
     from runner.execute import run_case
     from runner.oracles import TORCH
     from runner.report import build
@@ -89,6 +94,8 @@ def run(
         results.append(result)
         if on_result is not None:
             on_result(result, sources)
+        if exitfirst and result.status in STOPPING:
+            break
     return build(results, loaded.problems, [r.source for r in rules])
 
 

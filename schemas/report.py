@@ -134,11 +134,16 @@ class CaseResult(_Model):
 class Summary(_Model):
     passed: int
     failed: int
+    # Cases that could not run (torch refused an op, a forward raised); invalid files are
+    # counted apart, in invalid_files.
     errors: int
     xfailed: int = 0
     xpassed: int = 0
     # Elements of gradients left unchecked (torch inconsistent there), over all cases.
     unchecked: int = 0
+    # Cases run (the sum of the statuses above), and files that did not validate.
+    cases: int = 0
+    invalid_files: int = 0
 
 
 class Report(_Model):
@@ -148,10 +153,12 @@ class Report(_Model):
     diagnostics: list[Diagnostic] = []
     # The user's rule sources in force for the run ("module rules.py", ...).
     rule_sources: list[str] = []
+    # Where the torch side ran: "cpu", or "cuda:0 (<device name>)" with TF32 off.
+    device: str = "cpu"
 
     @property
     def passed(self) -> bool:
         """True when the run passes: nothing failed, errored or xpassed, and no file is invalid
         (xfailed cases do not fail a run)."""
         s = self.summary
-        return not (s.failed or s.errors or s.xpassed or self.diagnostics)
+        return not (s.failed or s.errors or s.xpassed or s.invalid_files or self.diagnostics)
