@@ -118,7 +118,7 @@ def _literal(array: Any) -> Any:
         if a.dtype == np.float64:
             return a.tolist()
         # The shortest decimal that is the same float32 (0.1, not 0.10000000149011612).
-        return np.vectorize(lambda x: float(repr(a.dtype.type(x))), otypes=[object])(a).tolist()
+        return np.vectorize(lambda x: float(str(a.dtype.type(x))), otypes=[object])(a).tolist()
     return a.tolist()
 
 
