@@ -23,6 +23,9 @@ from runner.rules.modules import RulesError, module_ops, rule_set
 from runner.rules.modules import load as load_modules
 from schemas.report import CaseResult, Report
 
+# The statuses that fail a run: `-x` stops after the first of them.
+STOPPING = ("failed", "error", "xpassed")
+
 RuleSource = RuleSet | Mapping[str, Any] | str | ModuleType
 RulesArg = RuleSource | Sequence[RuleSource] | None
 
@@ -79,10 +82,12 @@ def run(
     select: Callable[[str], bool] | None = None,
     on_result: Callable[[CaseResult, Any], None] | None = None,
     oracles: Sequence[Any] | None = None,
+    exitfirst: bool = False,
 ) -> Report:
     """Execute every loaded case (those whose name ``select`` accepts) with ``rules``, calling
     ``on_result(result, sources)`` after each, and build the report. ``oracles``
-    (`runner.oracles.Oracle`s, default torch) apply to the cases that name none."""
+    (`runner.oracles.Oracle`s, default torch) apply to the cases that name none. ``exitfirst``:
+    stop after the first case that fails the run (failed, error or xpassed)."""
     from runner.execute import run_case
     from runner.formats.environment import environment
     from runner.oracles import TORCH
@@ -97,6 +102,8 @@ def run(
         results.append(result)
         if on_result is not None:
             on_result(result, sources)
+        if exitfirst and result.status in STOPPING:
+            break
     # torch's version is known only now, when a case has imported it.
     ran = started.model_copy(update={"torch": environment(()).torch})
     return build(results, loaded.problems, [r.source for r in rules], ran)

@@ -50,3 +50,28 @@ def markdown() -> str:
             out.append(f"| `{op.name}` | `{sig}` | {differentiable(op)} | {note} |")
         out.append("")
     return "\n".join(out)
+
+
+def lookup(pattern: str | None) -> list[str]:
+    """The catalogue lines of the ops ``pattern`` names: an op's exact name, a glob pattern
+    (``*pool*``, ``log_?oftmax``) or a part of a name, ignoring case; [] for no pattern.
+    Raises `runner.loader.UsageError` when nothing matches, with the close names."""
+    if pattern is None:
+        return []
+    from fnmatch import fnmatchcase
+
+    from runner.diagnostics import did_you_mean
+    from runner.loader import UsageError
+
+    ops = public_ops()
+    key = pattern.lower()
+    found = (
+        [op for op in ops if op.name == key]
+        or [op for op in ops if fnmatchcase(op.name, key)]
+        or [op for op in ops if key in op.name]
+    )
+    if not found:
+        names = [op.name for op in ops]
+        raise UsageError(f"no op matches '{pattern}'{did_you_mean(pattern, names)}")
+    chosen = {op.name for op in found}
+    return [line for op, line in zip(ops, lines(), strict=True) if op.name in chosen]

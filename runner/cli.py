@@ -1,7 +1,8 @@
-"""``gradcase``: run, validate, list cases; print the op catalogue; print the case schema.
+"""``gradcase``: runs the verbs `runner.cli_args` parses (run, show, validate, list, ops, new,
+golden, schema, mutate); each verb's work lives in its own module.
 
-torch is imported only by ``run`` (through `runner.execute`), so ``--help``, ``validate``,
-``list``, ``ops`` and ``schema`` stay fast.
+torch is imported only by the verbs that compute gradients (run, show, golden, mutate), so
+``--help``, ``validate``, ``list``, ``ops``, ``new`` and ``schema`` stay fast.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from runner.cli_args import parser
 from runner.diagnostics import did_you_mean
 from runner.loader import UsageError, load
 from runner.rules import RuleSet
@@ -20,151 +22,48 @@ from runner.rules.modules import RulesError, find_config, module_ops
 from runner.rules.modules import load as load_modules
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
-DEFAULT_REPORT = "reports/report.json"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gradcase",
-        description="Check backward (VJP) rules against torch autograd, case by case.",
-        epilog="Exit status: 0 all passed, 1 a case failed, 2 an invalid case or a usage error.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    paths_help = "case files or folders (default: cases/); folders are searched for *.yaml, *.yml"
+def oracles_for(names: Sequence[str] | None, device: str = "cpu") -> Any:
+    """The oracles ``--oracle`` names (default torch), torch on ``device``."""
+    from runner.oracles import oracle_named, torch_oracle
 
-    run = sub.add_parser("run", help="run cases and write a report")
-    run.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
-    run.add_argument(
-        "--report",
-        default=DEFAULT_REPORT,
-        metavar="FILE",
-        help=f"JSON report path (default: {DEFAULT_REPORT})",
-    )
-    run.add_argument(
-        "-k", dest="select", metavar="TEXT", help="only cases whose name contains TEXT"
-    )
-    run.add_argument("-v", "--verbose", action="store_true", help=SHOW_HELP)
-    _report_options(run)
-    _rules_option(run)
-    _oracle_option(run)
-
-    show = sub.add_parser(
-        "show",
-        help="run one case and show every checked tensor from each source side by side",
-    )
-    show.add_argument("case", metavar="CASE", help="a case name, or a case file")
-    show.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
-    _rules_option(show)
-    _oracle_option(show)
-
-    validate = sub.add_parser("validate", help="check case files without running them")
-    validate.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
-    _rules_option(validate)
-
-    listing = sub.add_parser("list", help="list the cases found, one name per line")
-    listing.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
-    _rules_option(listing)
-
-    ops = sub.add_parser("ops", help="print the op catalogue, one op per line")
-    ops.add_argument("--markdown", action="store_true", help="as docs/ops.md (generated)")
-
-    schema = sub.add_parser("schema", help="print the JSON Schema of a case file")
-    schema.add_argument(
-        "--report", action="store_true", help="of the JSON report instead (gradcase run --report)"
-    )
-
-    mutate = sub.add_parser(
-        "mutate",
-        help="would the cases catch a wrong rule? run mutants of each op's rule, print the score",
-        epilog="Exit status: 0 every non-equivalent mutant was killed, 1 one survived, 2 an "
-        "invalid case or a usage error.",
-    )
-    mutate.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
-    mutate.add_argument(
-        "-k", dest="select", metavar="TEXT", help="only cases whose name contains TEXT"
-    )
-    mutate.add_argument(
-        "-v", "--verbose", action="store_true", help="also list killed and equivalent mutants"
-    )
-    mutate.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE")
-    _rules_option(mutate)
-    return parser
-
-
-SHOW_HELP = (
-    "after each case, show every checked tensor from each source side by side, with the "
-    "difference and the worst element marked"
-)
-
-
-def _report_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
-    parser.add_argument(
-        "--markdown",
-        metavar="FILE",
-        help="also write a Markdown summary (appended to $GITHUB_STEP_SUMMARY when set)",
-    )
-    parser.add_argument(
-        "--html",
-        metavar="FILE",
-        help="also write one self-contained HTML page: filter, side-by-side tensors, heatmaps",
-    )
-
-
-def _rules_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--rules",
-        action="append",
-        metavar="PATH.py|MODULE",
-        help="a module whose RULES dict holds your backward rules (repeatable; asked in order, "
-        "after each case's own rules, before the catalogue; its OPS are ops cases may call); "
-        "replaces [tool.gradcase] rules of pyproject.toml",
-    )
-
-
-def _oracle_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--oracle",
-        action="append",
-        choices=("torch", "numeric"),
-        help="an oracle to compare with (repeatable; default: torch) in the cases that do not "
-        "name their own `oracles`; numeric is central differences in float64",
-    )
-
-
-def _oracles(names: Sequence[str] | None) -> Any:
-    from runner.oracles import TORCH, oracle_named
-
-    return [oracle_named(n) for n in dict.fromkeys(names)] if names else [TORCH]
+    torch = torch_oracle(device)
+    chosen = list(dict.fromkeys(names or ["torch"]))
+    return [torch if n == "torch" else oracle_named(n) for n in chosen]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         if args.command == "run":
-            from runner.formats.writer import Reports
-
-            reports = Reports(args.junit, args.markdown, args.html)
-            return _run(
-                args.paths,
-                Path(args.report),
-                args.select,
-                args.rules,
-                args.verbose,
-                args.oracle,
-                reports,
-            )
+            return _run(args)
         if args.command == "show":
             return _show(args.case, args.paths, args.rules, args.oracle)
         if args.command == "mutate":
-            return _mutate(args.paths, args.select, args.rules, args.verbose, args.json)
-        if args.command in ("validate", "list"):
-            return _validate(args.paths, args.rules, listing=args.command == "list")
-        if args.command == "ops":
-            from runner.catalogue import lines, markdown
+            return _mutate(args.paths, args.select, args.tags, args.rules, args.verbose, args.json)
+        if args.command == "validate":
+            return _validate(args.paths, args.rules)
+        if args.command == "list":
+            from runner.listing import list_cases
 
-            print(markdown() if args.markdown else "\n".join(lines()))
+            loaded = load(args.paths, module_ops(rule_sets_for(args.rules)))
+            return list_cases(loaded, args.select, args.tags)
+        if args.command == "ops":
+            from runner.catalogue import lines, lookup, markdown
+
+            text = markdown() if args.markdown else "\n".join(lookup(args.pattern) or lines())
+            print(text)
             return EXIT_OK
+        if args.command == "new":
+            from runner.skeleton import write_skeleton
+
+            print(f"wrote {write_skeleton(args.name)}")
+            return EXIT_OK
+        if args.command == "golden":
+            from runner.golden import golden
+
+            return golden(args.paths, rule_sets_for(args.rules))
         if args.command == "schema":
             from schemas.case import Case
             from schemas.report import Report
@@ -183,20 +82,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise AssertionError(args.command)
 
 
-def _validate(paths: Sequence[str], rules: Sequence[str] | None, *, listing: bool) -> int:
+def _validate(paths: Sequence[str], rules: Sequence[str] | None) -> int:
+    from runner.report import plural
+
     # The RULES modules in force define the ops of their OPS, which cases may call.
-    loaded = load(paths, module_ops(_rule_sets(rules)))
+    loaded = load(paths, module_ops(rule_sets_for(rules)))
     for case in loaded.cases:
-        print(case.name if listing else f"ok {case.name}  ({case.file}:{case.line})")
+        print(f"ok {case.name}  ({case.file}:{case.line})")
     for problem in sorted(loaded.problems, key=lambda p: p.where):
-        print(problem, file=sys.stderr if listing else sys.stdout)
-    if not listing:
-        files = len({p.where.file for p in loaded.problems})
-        print(f"{len(loaded.cases)} valid, {files} invalid files")
+        print(problem)
+    files = len({p.where.file for p in loaded.problems})
+    print(f"{plural(len(loaded.cases), 'valid case')}; {plural(files, 'invalid file')}")
     return EXIT_INVALID if loaded.problems else EXIT_OK
 
 
-def _rule_sets(specs: Sequence[str] | None) -> list[RuleSet]:
+def rule_sets_for(specs: Sequence[str] | None) -> list[RuleSet]:
     """``--rules`` as given, else ``[tool.gradcase] rules`` of the nearest pyproject.toml."""
     if specs:
         return load_modules(specs, Path.cwd())
@@ -206,52 +106,104 @@ def _rule_sets(specs: Sequence[str] | None) -> list[RuleSet]:
     return load_modules(*config)
 
 
-def _run(
-    paths: Sequence[str],
-    report_path: Path,
-    select: str | None,
-    rules: Sequence[str] | None,
-    verbose: bool,
-    oracles: Sequence[str] | None = None,
-    reports: Any = None,
-) -> int:
+def _run(args: argparse.Namespace) -> int:
     from runner.api import run
-    from runner.report import case_line, count_line, details, write_json
-    from runner.show import render
+    from runner.formats.environment import environment
+    from runner.formats.writer import Reports
+    from runner.progress import Output
+    from runner.report import build, details, write_json
+    from runner.select import choose
 
+    report_path = Path(args.report)
     if report_path.is_dir():
         raise UsageError(f"--report {report_path} is a folder; give a file path")
-    rule_sets = _rule_sets(rules)
-    loaded = load(paths, module_ops(rule_sets))
-    if rule_sets:
-        print("rules: " + ", ".join(r.source for r in rule_sets), flush=True)
+    device = _device(args.device)
+    rule_sets = rule_sets_for(args.rules)
+    loaded = load(args.paths, module_ops(rule_sets))
+    reports = Reports(args.junit, args.markdown, args.html)
+    # An empty selection is a usage error, raised before the report is touched.
+    cases = choose(loaded.cases, args.select, args.tags, args.shard)
+    out = Output(len(cases), quiet=args.quiet)
+    if rule_sets and not args.quiet:
+        out.line("rules: " + ", ".join(r.source for r in rule_sets))
+    if device != "cpu" and not args.quiet:
+        out.line(f"device: {device}")
 
-    def on_result(result: Any, sources: Any) -> None:
-        print(case_line(result), flush=True)
-        if reports is not None:
-            reports.add(result, sources)
-        if verbose:
-            print("\n".join([*render(result, sources), ""]), flush=True)
+    def on_lines(result: Any, shown: list[str] | None, sources: Any = None) -> None:
+        out.case(result, shown)
+        reports.add(result, sources)
 
-    report = run(
-        loaded,
-        rule_sets,
-        select=None if select is None else (lambda name: select in name),
-        on_result=on_result,
-        oracles=_oracles(oracles),
-    )
+    try:
+        if args.jobs > 1 and len(cases) > 1:
+            from runner.parallel import Setup, run_parallel
+
+            setup = Setup(
+                tuple(args.paths),
+                None if args.rules is None else tuple(args.rules),
+                None if args.oracle is None else tuple(args.oracle),
+                args.device,
+                args.verbose,
+            )
+            metas = [(c.name, c.file, c.line) for c in cases]
+            started = environment(oracles_for(args.oracle, args.device))
+            results = run_parallel(metas, setup, args.jobs, on_lines, args.exitfirst)
+            # The workers imported torch; this process did not: name the version they ran.
+            ran = started.model_copy(update={"torch": _torch_version()})
+            report = build(results, loaded.problems, [r.source for r in rule_sets], ran)
+        else:
+            from runner.loader import Loaded
+            from runner.show import render
+
+            report = run(
+                Loaded(cases, loaded.problems),
+                rule_sets,
+                on_result=lambda r, s: on_lines(r, render(r, s) if args.verbose else None, s),
+                oracles=oracles_for(args.oracle, args.device),
+                exitfirst=args.exitfirst,
+            )
+    finally:
+        out.close()
+    if report.environment is not None:
+        named = report.environment.model_copy(update={"device": device})
+        report = report.model_copy(update={"environment": named})
     try:
         write_json(report, report_path)
     except OSError as exc:
         raise UsageError(f"cannot write the report to {report_path}: {exc.strerror}") from None
-    extra = reports.write(report) if reports is not None else []
+    extra = reports.write(report)
     # The count line stays the last line.
-    print(
-        "\n".join([*details(report), *extra, f"report: {report_path}", count_line(report.summary)])
-    )
+    shown = report
+    if args.quiet:
+        failing = [r for r in report.cases if r.status in ("failed", "error", "xpassed")]
+        shown = report.model_copy(update={"cases": failing})
+    ending = [] if args.quiet else [*extra, f"report: {report_path}"]
+    out.line("\n".join([*details(shown), *ending, out.count_line(report.summary)]))
     if loaded.problems:
         return EXIT_INVALID
     return EXIT_OK if report.passed else EXIT_FAILED
+
+
+def _torch_version() -> str | None:
+    """The installed torch's version, from its metadata (torch is not imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch")
+    except PackageNotFoundError:
+        return None
+
+
+def _device(device: str) -> str:
+    """``--device`` checked (torch is imported only for a device other than the CPU) and named
+    as the report names it."""
+    if device == "cpu":
+        return device
+    from runner.torch_side import DeviceError, check_device
+
+    try:
+        return check_device(device)
+    except DeviceError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _show(
@@ -260,7 +212,7 @@ def _show(
     from runner.execute import run_case
     from runner.show import render
 
-    rule_sets = _rule_sets(rules)
+    rule_sets = rule_sets_for(rules)
     as_file = Path(name)
     if not paths and as_file.suffix in (".yaml", ".yml"):
         if not as_file.is_file():
@@ -279,7 +231,7 @@ def _show(
         print(problem)
     worst = EXIT_OK
     for case in chosen:
-        result, sources = run_case(case, rule_sets, _oracles(oracles))
+        result, sources = run_case(case, rule_sets, oracles_for(oracles))
         print("\n".join(render(result, sources)))
         if result.status in ("failed", "error", "xpassed"):
             worst = EXIT_FAILED
@@ -289,17 +241,20 @@ def _show(
 def _mutate(
     paths: Sequence[str],
     select: str | None,
+    tags: Sequence[str] | None,
     rules: Sequence[str] | None,
     verbose: bool,
     json_path: str | None,
 ) -> int:
     from runner.mutate import mutate, score_lines, write_json
 
-    rule_sets = _rule_sets(rules)
-    loaded = load(paths)
+    rule_sets = rule_sets_for(rules)
+    loaded = load(paths, module_ops(rule_sets))
     for problem in loaded.problems:
         print(problem)
-    cases = [c for c in loaded.cases if select is None or select in c.name]
+    from runner.select import choose
+
+    cases = choose(loaded.cases, select, tags)
     report = mutate(cases, rule_sets)
     if json_path is not None:
         try:

@@ -102,11 +102,12 @@ def failure_messages(result: CaseResult) -> list[str]:
 
 
 def summarize(results: Sequence[CaseResult], problems: Sequence[Problem]) -> Summary:
-    invalid_files = {p.where.file for p in problems}
     return Summary(
+        cases=len(results),
         passed=sum(r.status == "passed" for r in results),
         failed=sum(r.status == "failed" for r in results),
-        errors=sum(r.status == "error" for r in results) + len(invalid_files),
+        errors=sum(r.status == "error" for r in results),
+        invalid_files=len({p.where.file for p in problems}),
         xfailed=sum(r.status == "xfailed" for r in results),
         xpassed=sum(r.status == "xpassed" for r in results),
         unchecked=sum(
@@ -135,11 +136,20 @@ def build(
     )
 
 
+def plural(count: int, word: str) -> str:
+    """ "1 case", "2 cases"."""
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
 def count_line(summary: Summary) -> str:
-    line = f"{summary.passed} passed, {summary.failed} failed"
-    for count, word in ((summary.errors, "errors"), (summary.xfailed, "xfailed")):
-        line += f", {count} {word}" if count else ""
+    """What each count counts: "343 cases: 340 passed, 1 failed, 2 errors; 1 invalid file"
+    (errors, xfailed and xpassed only when there are any; then invalid files)."""
+    line = f"{plural(summary.cases, 'case')}: {summary.passed} passed, {summary.failed} failed"
+    line += f", {plural(summary.errors, 'error')}" if summary.errors else ""
+    line += f", {summary.xfailed} xfailed" if summary.xfailed else ""
     line += f", {summary.xpassed} xpassed" if summary.xpassed else ""
+    if summary.invalid_files:
+        line += f"; {plural(summary.invalid_files, 'invalid file')}"
     if summary.unchecked:
         line += f" ({summary.unchecked} gradient elements unchecked: torch is inconsistent there)"
     return line

@@ -23,6 +23,48 @@ class TorchError(Exception):
     node: str | None = None
 
 
+class DeviceError(Exception):
+    """``--device`` names a device torch cannot use here (no CUDA, no such index)."""
+
+
+def check_device(device: str) -> str:
+    """``device`` ("cpu", "cuda", "cuda:1") checked, and named as the report names it:
+    "cuda:0 (NVIDIA H100 80GB HBM3), TF32 off". Raises `DeviceError` when torch has no CUDA
+    or no such device."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise DeviceError(f"--device {device}: not a torch device ({exc})") from None
+    if dev.type == "cpu":
+        return "cpu"
+    if dev.type != "cuda":
+        raise DeviceError(f"--device {device}: gradcase runs torch on cpu or cuda only")
+    if not torch.cuda.is_available():
+        built = "without CUDA" if torch.version.cuda is None else f"with CUDA {torch.version.cuda}"
+        raise DeviceError(
+            f"--device {device}: CUDA is not available (torch {torch.__version__} is built "
+            f"{built}, and sees no CUDA device); use --device cpu"
+        )
+    index = dev.index if dev.index is not None else torch.cuda.current_device()
+    if index >= torch.cuda.device_count():
+        raise DeviceError(
+            f"--device {device}: no such device; torch sees {torch.cuda.device_count()}"
+        )
+    tf32_off(torch)
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)}), TF32 off"
+
+
+def tf32_off(torch: Any) -> None:
+    """Full float32 precision on CUDA: TF32 off for cuBLAS matmuls and for cuDNN (convolutions),
+    which torch allows by default for cuDNN; with it, a float32 conv2d lands about 3e-4 from
+    float64 instead of about 1e-6, and float32 cases would compare TF32's rounding."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+
+
 def to_torch(t: Any, value: Any, device: str, float_dtype: Any = None) -> Any:
     """Arrays become tensors; a Python number operand becomes a 0-d tensor that promotes as
     torch's wrapped Python scalars do: a float takes the dtype of the op's floating operand
@@ -42,6 +84,8 @@ def run_torch(
 ) -> Result:
     import torch
 
+    if device != "cpu":
+        tf32_off(torch)  # per process: a -j worker runs here without the parent's settings
     with warnings.catch_warnings():
         # torch's advice (broadcast targets, degrees of freedom <= 0) is about cases that test
         # exactly those points on purpose; the comparison reports what matters.
@@ -134,6 +178,8 @@ def node_vjp(
     """
     import torch
 
+    if device != "cpu":
+        tf32_off(torch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         targs, _ = torch_args(torch, node, dict(args), device)

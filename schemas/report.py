@@ -138,11 +138,16 @@ class CaseResult(_Model):
 class Summary(_Model):
     passed: int
     failed: int
+    # Cases that could not run (torch refused an op, a forward raised); invalid files are
+    # counted apart, in invalid_files.
     errors: int
     xfailed: int = 0
     xpassed: int = 0
     # Elements of gradients left unchecked (torch inconsistent there), over all cases.
     unchecked: int = 0
+    # Cases run (the sum of the statuses above), and files that did not validate.
+    cases: int = 0
+    invalid_files: int = 0
 
 
 class Environment(_Model):
@@ -172,4 +177,4 @@ class Report(_Model):
         """True when the run passes: nothing failed, errored or xpassed, and no file is invalid
         (xfailed cases do not fail a run)."""
         s = self.summary
-        return not (s.failed or s.errors or s.xpassed or self.diagnostics)
+        return not (s.failed or s.errors or s.xpassed or s.invalid_files or self.diagnostics)

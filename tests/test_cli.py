@@ -45,7 +45,7 @@ def test_passing_case_prints_one_line_and_the_count_line_last(
     assert code == 0, out
     lines = out.strip().splitlines()
     assert lines[0].startswith("PASSED t/hadamard")
-    assert lines[-1] == "1 passed, 0 failed"
+    assert lines[-1] == "1 case: 1 passed, 0 failed"
     report = Report.model_validate_json((tmp_path / "r.json").read_text())
     assert report.summary.passed == 1
     case = report.cases[0]
@@ -64,7 +64,7 @@ def test_wrong_golden_fails_with_the_worst_element(
     path = write_case(GOOD.replace("[3.0, 9.0]", "[3.0, 9.5]"))
     code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
     assert code == 1
-    assert out.strip().splitlines()[-1] == "0 passed, 1 failed"
+    assert out.strip().splitlines()[-1] == "1 case: 0 passed, 1 failed"
     assert (
         "t/hadamard: grad of 'b': manual vs expected differ at index [1, 1]: manual 9, "
         "expected 9.5; 1 of 4 differ; abs error 0.5, rel error 0.0526316 (rtol 0.0005, "
@@ -108,7 +108,7 @@ def test_invalid_file_is_reported_and_valid_cases_still_run(
     assert code == 2
     assert "PASSED t/hadamard" in out
     assert "bad.yaml:3:11: unknown name 'b'" in out
-    assert out.strip().splitlines()[-1] == "1 passed, 0 failed, 1 errors"
+    assert out.strip().splitlines()[-1] == "1 case: 1 passed, 0 failed; 1 invalid file"
 
 
 # Each kind of bad input: the file, the (line, col) reported, and a part of the message.
@@ -421,7 +421,10 @@ def test_default_name_is_the_path_under_cases(
 ) -> None:
     write_case(GOOD.replace("name: t/hadamard\n", ""), "fam/prod.yml")
     code, out = run(capsys, "list", str(tmp_path / "cases"))
-    assert (code, out.strip()) == (0, "fam/prod")
+    assert code == 0
+    name, tags, ops, where = out.split()
+    assert (name, tags, ops) == ("fam/prod", "[]", "mul")
+    assert where.endswith("cases/fam/prod.yml:1")
 
 
 def test_missing_path_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -538,7 +541,7 @@ def test_one_bad_document_does_not_stop_the_others(
         "case.yaml:14:6: graph.c: node 'c' must be an expression string (such as 'a @ b') "
         "or {op, args, kwargs}, got 2.0; constants go under inputs"
     ) in out
-    assert out.strip().splitlines()[-1] == "1 passed, 0 failed, 1 errors"
+    assert out.strip().splitlines()[-1] == "1 case: 1 passed, 0 failed; 1 invalid file"
 
 
 def test_a_forward_that_raises_is_an_error_at_its_node(
@@ -554,7 +557,7 @@ def test_a_forward_that_raises_is_an_error_at_its_node(
         "case.yaml:5:6: node 'y': forward of cross_entropy raised IndexError: target 3 is "
         "out of bounds for 3 classes"
     ) in out
-    assert out.strip().splitlines()[-1] == "0 passed, 0 failed, 1 errors"
+    assert out.strip().splitlines()[-1] == "1 case: 0 passed, 0 failed, 1 error"
 
 
 def test_yaml_12_numbers_and_a_trailing_document_marker(write_case: WriteCase) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import os
 import re
 import subprocess
 import sys
@@ -247,6 +248,8 @@ def gradcase(tmp_path: Path, *args: str, cwd: Path = ROOT) -> tuple[int, list[st
         capture_output=True,
         text=True,
         timeout=600,
+        # This checkout's runner, whatever the cwd (not the one installed in the venv).
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     output = proc.stdout + proc.stderr
     assert report.is_file(), output
@@ -261,7 +264,7 @@ def assert_only_the_planted_bug_fails(code: int, lines: list[str], report: Any) 
     assert statuses(report) == {n: "failed" if n == PLANTED else "passed" for n in TINY_CASES}
     assert code == 1, lines
     assert [ln for ln in lines if ln.startswith(f"FAILED {PLANTED} ")], lines
-    assert lines[-1] == f"{len(TINY_CASES) - 1} passed, 1 failed"
+    assert lines[-1] == f"{len(TINY_CASES)} cases: {len(TINY_CASES) - 1} passed, 1 failed"
     (planted,) = [c for c in report["cases"] if c["name"] == PLANTED]
     # The fault is the max node's rule for its input, with the ties hint; the tanh node before
     # it (whose gradient is wrong too, fed by max's) is not blamed.

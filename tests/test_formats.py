@@ -180,7 +180,9 @@ def test_github_annotations_point_at_the_yaml_line_of_each_failure(
     # Neither passing nor expected failures are annotated.
     assert not any("t/pass" in x or "t/xfail" in x for x in lines)
     # The count line stays last.
-    assert out.strip().splitlines()[-1] == "1 passed, 2 failed, 2 errors, 1 xfailed, 1 xpassed"
+    assert out.strip().splitlines()[-1] == (
+        "6 cases: 1 passed, 2 failed, 1 error, 1 xfailed, 1 xpassed; 1 invalid file"
+    )
 
 
 def test_no_annotations_outside_github_actions(
@@ -208,7 +210,8 @@ def test_markdown_summary_table_and_github_step_summary(
 ) -> None:
     _, _, folder = ran
     text = (folder / "summary.md").read_text()
-    assert "| 1 | 2 | 2 | 1 | 1 |" in text  # passed failed errors xfailed xpassed
+    # cases passed failed errors xfailed xpassed invalid-files
+    assert "| 6 | 1 | 2 | 1 | 1 | 1 | 1 |" in text
     rows = [line for line in text.splitlines() if re.match(r"\| [A-Z]+ \| ", line)]
     assert [r.split(" | ")[0] for r in rows] == [
         "| INVALID",

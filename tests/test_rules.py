@@ -160,7 +160,7 @@ def test_a_rule_that_raises_fails_its_case_with_its_location_and_the_shapes_othe
     assert "bad.yaml:10:12: node 'c' (matmul): the case rule for 'input' (`grad @ other`) " in out
     assert "failed: operator @: ValueError: matmul: Input operand 1 has a mismatch" in out
     assert "(shapes: input (2, 3), other (3, 4), grad (2, 4), out (2, 4))" in out
-    assert out.strip().splitlines()[-1] == "1 passed, 1 failed"
+    assert out.strip().splitlines()[-1] == "2 cases: 1 passed, 1 failed"
 
 
 FAILING = [
@@ -355,7 +355,7 @@ def test_xfail_fails_quietly_and_xpass_fails_the_run_strictly(
     )
     code, out, path = run_yaml(write_case, tmp_path, capsys, wrong)
     assert code == 0, out
-    assert out.strip().splitlines()[-1] == "0 passed, 0 failed, 1 xfailed"
+    assert out.strip().splitlines()[-1] == "1 case: 0 passed, 0 failed, 1 xfailed"
     assert "expected to fail (xfail): the transpose is missing" in out
     case = report_of(tmp_path / "r.json").cases[0]
     assert (case.status, case.xfail) == ("xfailed", "the transpose is missing")
@@ -363,7 +363,7 @@ def test_xfail_fails_quietly_and_xpass_fails_the_run_strictly(
     path.write_text(right)
     code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
     assert code == 1
-    assert out.strip().splitlines()[-1] == "0 passed, 0 failed, 1 xpassed"
+    assert out.strip().splitlines()[-1] == "1 case: 0 passed, 0 failed, 1 xpassed"
     assert "XPASS (strict): the case passed, but it is marked xfail: believed wrong" in out
     assert not report_of(tmp_path / "r.json").passed
 
@@ -599,6 +599,8 @@ def test_the_json_report_carries_fault_and_diagnosis(
         "xfailed": 0,
         "xpassed": 0,
         "unchecked": 0,
+        "cases": 1,
+        "invalid_files": 0,
     }
 
 
@@ -681,7 +683,7 @@ def test_a_rule_that_exits_fails_its_case_and_the_run_goes_on(
     )
     assert code == 1
     assert "exits.py rule (`<lambda>`) raised SystemExit: 0 (shapes: grad (2, 2)" in out
-    assert out.strip().splitlines()[-1] == "0 passed, 2 failed"
+    assert out.strip().splitlines()[-1] == "2 cases: 0 passed, 2 failed"
     assert report_of(report).summary.failed == 2
 
 
@@ -716,7 +718,7 @@ def test_xfail_does_not_cover_a_wrong_golden_value(
         "expect: {grad: {a: [2.0, 5.0]}}\n",
     )
     assert code == 1
-    assert out.strip().splitlines()[-1] == "0 passed, 1 failed"
+    assert out.strip().splitlines()[-1] == "1 case: 0 passed, 1 failed"
     assert "does not cover this failure: no rule is wrong (the manual gradients agree" in out
 
 

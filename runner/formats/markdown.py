@@ -27,9 +27,10 @@ def markdown_summary(report: Report) -> str:
     lines = [
         "## gradcase",
         "",
-        "| passed | failed | errors | xfailed | xpassed |",
-        "|---:|---:|---:|---:|---:|",
-        f"| {s.passed} | {s.failed} | {s.errors} | {s.xfailed} | {s.xpassed} |",
+        "| cases | passed | failed | errors | xfailed | xpassed | invalid files |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {s.cases} | {s.passed} | {s.failed} | {s.errors} | {s.xfailed} | {s.xpassed} "
+        f"| {s.invalid_files} |",
         "",
         f"**{_cell(count_line(s))}**",
     ]

@@ -1,0 +1,203 @@
+"""The command line of ``gradcase``: its verbs, options and help (`runner.cli` runs them)."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_REPORT = "reports/report.json"
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradcase",
+        description="Check backward (VJP) rules against torch autograd, case by case.",
+        epilog="Exit status: 0 all passed, 1 a case failed, 2 an invalid case or a usage error.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    paths_help = "case files or folders (default: cases/); folders are searched for *.yaml, *.yml"
+
+    run = sub.add_parser("run", help="run cases and write a report")
+    run.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
+    run.add_argument(
+        "--report",
+        default=DEFAULT_REPORT,
+        metavar="FILE",
+        help=f"JSON report path (default: {DEFAULT_REPORT})",
+    )
+    _select_options(run)
+    loud = run.add_mutually_exclusive_group()
+    loud.add_argument("-v", "--verbose", action="store_true", help=SHOW_HELP)
+    loud.add_argument(
+        "-q", "--quiet", action="store_true", help="print only failures and the count line"
+    )
+    run.add_argument(
+        "-x", "--exitfirst", action="store_true", help="stop after the first case that fails"
+    )
+    run.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="run cases in N worker processes (the report is a serial run's, in its order)",
+    )
+    run.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run only shard I of N (1-based; a stable slice of the selected cases, for CI "
+        "matrices)",
+    )
+    run.add_argument(
+        "--device",
+        default="cpu",
+        metavar="DEVICE",
+        help="where the torch side runs: cpu (default), cuda, cuda:1 (TF32 off for matmul and "
+        "cuDNN)",
+    )
+    _rules_option(run)
+    _oracle_option(run)
+    _report_options(run)
+
+    show = sub.add_parser(
+        "show",
+        help="run one case and show every checked tensor from each source side by side",
+    )
+    show.add_argument("case", metavar="CASE", help="a case name, or a case file")
+    show.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
+    _rules_option(show)
+    _oracle_option(show)
+
+    validate = sub.add_parser("validate", help="check case files without running them")
+    validate.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
+    _rules_option(validate)
+
+    listing = sub.add_parser(
+        "list", help="list the cases found: name, tags, ops and file:line, one case per line"
+    )
+    listing.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
+    _select_options(listing)
+    _rules_option(listing)
+
+    ops = sub.add_parser(
+        "ops", help="print the op catalogue, one op per line, or look ops up by name or pattern"
+    )
+    ops.add_argument(
+        "pattern",
+        nargs="?",
+        metavar="NAME|PATTERN",
+        help="an op name, a glob pattern (*pool*) or a part of a name",
+    )
+    ops.add_argument("--markdown", action="store_true", help="as docs/ops.md (generated)")
+
+    new = sub.add_parser("new", help="write a commented case skeleton to start from")
+    new.add_argument(
+        "name", metavar="NAME", help="the case name (family/name: cases/family/name.yaml) or a path"
+    )
+
+    golden = sub.add_parser(
+        "golden",
+        help="write the computed values and gradients into each case's expect, where manual "
+        "and torch agree",
+        epilog="Exit status: 0 written, 1 manual and torch disagree (nothing written to that "
+        "file), 2 an invalid case or a usage error.",
+    )
+    golden.add_argument("paths", nargs="+", metavar="PATH", help="case files or folders")
+    _rules_option(golden)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of a case file")
+    schema.add_argument(
+        "--report", action="store_true", help="of the JSON report instead (gradcase run --report)"
+    )
+
+    mutate = sub.add_parser(
+        "mutate",
+        help="would the cases catch a wrong rule? run mutants of each op's rule, print the score",
+        epilog="Exit status: 0 every non-equivalent mutant was killed, 1 one survived, 2 an "
+        "invalid case or a usage error.",
+    )
+    mutate.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
+    _select_options(mutate)
+    mutate.add_argument(
+        "-v", "--verbose", action="store_true", help="also list killed and equivalent mutants"
+    )
+    mutate.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE")
+    _rules_option(mutate)
+    return parser
+
+
+SHOW_HELP = (
+    "after each case, show every checked tensor from each source side by side, with the "
+    "difference and the worst element marked"
+)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gradcase")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown (not installed)"
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
+def _select_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-k",
+        dest="select",
+        metavar="EXPR",
+        help="only cases whose name or tags match EXPR: words (substrings, any case) with and, "
+        "or, not and parentheses, e.g. -k 'matmul and not float32'",
+    )
+    parser.add_argument(
+        "--tag",
+        dest="tags",
+        action="append",
+        metavar="T",
+        help="only cases tagged T (repeatable: any of them)",
+    )
+
+
+def _rules_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rules",
+        action="append",
+        metavar="PATH.py|MODULE",
+        help="a module whose RULES dict holds your backward rules (repeatable; asked in order, "
+        "after each case's own rules, before the catalogue; its OPS are ops cases may call); "
+        "replaces [tool.gradcase] rules of pyproject.toml",
+    )
+
+
+def _report_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
+    parser.add_argument(
+        "--markdown",
+        metavar="FILE",
+        help="also write a Markdown summary (appended to $GITHUB_STEP_SUMMARY when set)",
+    )
+    parser.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write one self-contained HTML page: filter, side-by-side tensors, heatmaps",
+    )
+
+
+def _oracle_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--oracle",
+        action="append",
+        choices=("torch", "numeric"),
+        help="an oracle to compare with (repeatable; default: torch) in the cases that do not "
+        "name their own `oracles`; numeric is central differences in float64",
+    )
