@@ -9,15 +9,17 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
+    PlainValidator,
     Tag,
 )
+from pydantic.json_schema import SkipJsonSchema
+from typing_extensions import TypeAliasType
 
 FloatDType = Literal["float64", "float32"]
 OracleName = Literal["torch", "numeric"]
@@ -53,7 +55,11 @@ def _check_literal(value: Any) -> Any:
     return value
 
 
-TensorLiteral = Annotated[Any, AfterValidator(_check_literal)]
+# What a literal looks like in the JSON Schema (schemas/case.schema.json, for editors): a number, a
+# boolean or a nested list of them; raggedness is left to validation, which takes any value and
+# checks it with `literal_shape` (one message for a bad literal, not one per union branch).
+_LiteralJson = TypeAliasType("TensorLiteral", "float | bool | list[_LiteralJson]")  # type: ignore[misc]
+TensorLiteral = Annotated[Any, PlainValidator(_check_literal, json_schema_input_type=_LiteralJson)]
 
 
 class RandomInput(_Strict):
@@ -108,7 +114,8 @@ InputSpec = Annotated[
     | Annotated[RandomInput, Tag("<random>")]
     | Annotated[FillInput, Tag("<fill>")]
     | Annotated[ValuesInput, Tag("<values>")]
-    | Annotated[_NoKind, Tag("<mapping>")],
+    # Never valid: kept out of the JSON Schema, where it would match a misspelt mapping.
+    | Annotated[_NoKind, Tag("<mapping>"), SkipJsonSchema()],
     Discriminator(_input_kind),
 ]
 
