@@ -36,7 +36,7 @@ from runner.oracles import (
     usable,
 )
 from runner.report import failure_messages, fault_message
-from runner.roundoff import floors
+from runner.roundoff import tensor_floors
 from runner.rules import RuleSet
 from runner.rules.budget import case_budget
 from runner.torch_side import TorchError
@@ -94,19 +94,19 @@ def run_sources(
 def _floors(
     case: CompiledCase, sources: Sources, oracles: Sequence[Oracle]
 ) -> dict[tuple[str, str], float]:
-    """The round-off floor of every tensor (`runner.roundoff`), measured on the first oracle's
-    references; a float32 case's are measured against that oracle run again in float64."""
+    """The round-off floor of every tensor (`runner.roundoff.tensor_floors`) on the first
+    oracle's references; in a float32 case torch runs again in float64 to measure its own."""
     if not oracles:
         return {}
     oracle = oracles[0]
     references = {"value": sources.values[oracle.name], "grad": sources.grads[oracle.name]}
-    measured = None
+    high = None
     if case.model.dtype != "float64" and oracle.name == TORCH.name:
         wide = {k: _float64(v) for k, v in sources.inputs.items()}
-        high = oracle.run(case.graph, wide, _float64(sources.upstream))
-        measured = {"value": high.values, "grad": high.grads}
-    return floors(
-        case.model.dtype, sources.inputs.values(), [sources.upstream], references, measured
+        ran = oracle.run(case.graph, wide, _float64(sources.upstream))
+        high = {"value": ran.values, "grad": ran.grads}
+    return tensor_floors(
+        case.model.dtype, case.graph, sources.inputs, sources.upstream, references, high
     )
 
 
@@ -130,6 +130,7 @@ def tolerances(case: CompiledCase, right: Source) -> Tolerance:
         atol=tol.atol if tol.atol is not None else base.atol,
         floor=base.floor,
         absolute=tol.atol is not None,
+        cap=base.cap,
     )
 
 

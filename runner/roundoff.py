@@ -7,25 +7,30 @@ float32 sum whose terms cancel has an error of about eps times the terms, not ti
 gradient that is zero in exact arithmetic is 4e-16 in torch's float64. The floor covers exactly
 that, and is measured rather than assumed:
 
-- float32 (any dtype below float64): the torch oracle runs once more on the same inputs and
-  upstream gradient cast to float64; the floor of a tensor is `MEASURED_FACTOR` times the largest
-  finite difference between the two, i.e. the reference's own measured error, with room for the
-  manual side's error of the same kind (another summation order);
-- every dtype: at least `EPS_FACTOR` units of float64 round-off of the computation's scale: for
-  values the largest magnitude among the case's inputs and reference values, for gradients among
-  the upstream gradient and the reference gradients. A gradient that is small because its
-  upstream is small (four tied maxima under 5.7e-05) gets a floor that small too. Without a
-  float64 measurement (no torch oracle) a float32 case takes float32's epsilon here instead.
+- measured: in a float32 case the torch oracle runs once more on the same inputs and upstream
+  gradient cast to float64, and `MEASURED_FACTOR` times the largest finite difference between
+  the two is the reference's own measured error, with room for the manual side's of the same
+  kind (another summation order); the catalogue's formulas are measured the same way (float32
+  against float64; in a float64 case that difference times eps64/eps32), which covers a result
+  that torch happens to compute as exactly 0 where the formulas leave round-off;
+- every dtype: at least `EPS_FACTOR` units of the dtype's round-off of the tensor's own
+  computation scale (`computation_scales`): the magnitude of the terms it is computed from, per
+  tensor, so one tensor's scale never loosens another's, and a gradient that is small because
+  its upstream or its Jacobian is small (four tied maxima under 5.7e-05; ``x * 1e-20``) gets a
+  floor that small too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from runner.compare import scale_of
+from runner.engine import backward, forward
+from runner.graph import Graph, Node, Ref
+from runner.ops.spec import Array
 
 # Unit round-off of each case dtype (np.finfo(dtype).eps).
 EPS: dict[str, float] = {"float64": 2.220446049250313e-16, "float32": 1.1920929e-07}
@@ -35,6 +40,11 @@ EPS_FACTOR = 16.0
 # The measured float32 error of the reference, times this: the manual side rounds differently
 # (another summation order, another formula), with an error of the same size, not the same sign.
 MEASURED_FACTOR = 4.0
+# The seed of the random signs put on the upstream gradient to find each gradient's scale.
+SIGN_SEED = 0
+# The relative change of the upstream gradient that tells a gradient from round-off: a gradient
+# follows it exactly (linearity), round-off left by cancelling terms does not.
+LINEARITY_STEP = 1e-3
 
 
 def eps_floor(eps: float, arrays: Iterable[Any]) -> float:
@@ -60,30 +70,159 @@ def measured_floor(low: Any, high: Any) -> float:
     return MEASURED_FACTOR * float(diff.max()) if diff.size else 0.0
 
 
+Measured = tuple[Mapping[str, Mapping[str, Any]], Mapping[str, Mapping[str, Any]], float]
+
+
 def floors(
     dtype: str,
-    scale_values: Iterable[Any],
-    scale_grads: Iterable[Any],
     references: Mapping[str, Mapping[str, Any]],
-    measured: Mapping[str, Mapping[str, Any]] | None = None,
+    scales: Mapping[str, Mapping[str, float]],
+    measured: Sequence[Measured] = (),
 ) -> dict[tuple[str, str], float]:
     """The floor of every tensor, keyed by (kind, tensor name) with kind "value" or "grad", for
-    a case of ``dtype``.
+    a case of ``dtype``: the largest of `EPS_FACTOR` units of ``dtype``'s round-off of the
+    tensor's computation scale (``scales[kind][name]``, `computation_scales`, or the
+    reference's own largest magnitude when larger) and each measurement.
 
-    ``scale_values``/``scale_grads``: the arrays whose largest magnitude is the computation's
-    scale for values (the inputs) and for gradients (the upstream gradient), besides the
-    reference's own; ``references``: kind -> tensor -> the reference array in the case's dtype;
-    ``measured``: the same computed in float64 (None for a float64 case).
+    ``references``: kind -> tensor -> the reference array in the case's dtype; ``measured``:
+    (low, high, factor) triples, kind -> tensor -> one computation in a low and a high precision;
+    `measured_floor` of the two, times ``factor`` (1 when the low precision is the case's own;
+    the ratio of the machine epsilons when it is coarser, to bring its error to the case's).
     """
     out: dict[tuple[str, str], float] = {}
-    eps = EPS["float64"] if dtype == "float64" or measured is not None else EPS["float32"]
-    extra = {"value": list(scale_values), "grad": list(scale_grads)}
+    eps = EPS.get(dtype, EPS["float32"])
     for kind, tensors in references.items():
-        base = eps_floor(eps, [*extra[kind], *tensors.values()])
         for name, ref in tensors.items():
-            high = (measured or {}).get(kind, {}).get(name)
-            out[(kind, name)] = max(base, measured_floor(ref, high))
+            if not _floating(ref):
+                continue
+            scale = max(scale_of(ref), scales.get(kind, {}).get(name, 0.0))
+            found = [EPS_FACTOR * eps * scale]
+            for low, high, factor in measured:
+                pair = low.get(kind, {}).get(name), high.get(kind, {}).get(name)
+                found.append(factor * measured_floor(*pair))
+            out[(kind, name)] = max(found)
     return out
+
+
+def tensor_floors(
+    dtype: str,
+    graph: Graph,
+    inputs: Mapping[str, Array],
+    upstream: Array,
+    references: Mapping[str, Mapping[str, Any]],
+    torch_high: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[tuple[str, str], float]:
+    """Every tensor's floor (see `floors`) for ``graph`` on ``inputs`` under ``upstream``:
+    ``references`` (kind -> tensor -> array) are the oracle's, ``torch_high`` the same computed
+    by torch in float64 (a float32 case), measured against them; the catalogue's formulas are
+    measured in float32 against float64; scales from `computation_scales`."""
+    measured: list[Measured] = []
+    if torch_high is not None:
+        measured.append((references, torch_high, 1.0))
+    low = catalogue_in(graph, inputs, upstream, "float32")
+    high = catalogue_in(graph, inputs, upstream, "float64")
+    measured.append((low, high, EPS.get(dtype, EPS["float32"]) / EPS["float32"]))
+    values = high.get("value") or {k: _float64(v) for k, v in inputs.items()}
+    return floors(dtype, references, computation_scales(graph, values, upstream), measured)
+
+
+def computation_scales(
+    graph: Graph, values: Mapping[str, Array], upstream: Array
+) -> dict[str, dict[str, float]]:
+    """The scale of the terms each tensor is computed from, per kind ("value", "grad") and
+    tensor name; a tensor's round-off is relative to these, not to its result, which
+    cancellation can make arbitrarily small:
+
+    - a value: the largest magnitude among the node's operands and its result (an input: its
+      own);
+    - a gradient: its largest magnitude under the upstream gradient with random signs (seeded),
+      by the catalogue's rules in float64 (never the rules under test, so a wrong rule cannot
+      widen its own tolerance): one that is small because its upstream or its Jacobian is small
+      stays small (``x * 1e-15``). Where it vanishes identically and what is left is round-off
+      (layer_norm over one element; any gradient of a constant function, such as
+      ``sum(softmax(x))``), the largest gradient flowing into the nodes that use the tensor:
+      such a gradient is told by not being linear in its upstream gradient (`_linear`), or by
+      being exactly zero. Gradients the catalogue cannot compute (a module's own op) keep the
+      reference's magnitude.
+    """
+    value_scales = {name: scale_of(v) for name, v in values.items() if _floating(v)}
+    for node in graph.nodes:
+        operands = [value_scales.get(ref.name, 0.0) for ref in _operands(node)]
+        value_scales[node.name] = max([value_scales.get(node.name, 0.0), *operands])
+    grad_scales: dict[str, float] = {}
+    signs = np.random.default_rng(SIGN_SEED).choice([-1.0, 1.0], size=np.shape(upstream))
+    wide = {k: _float64(v) for k, v in values.items()}
+    cotangent = _float64(np.asarray(upstream)) * signs
+    try:
+        with np.errstate(all="ignore"):
+            grads = backward(graph, wide, cotangent).grads
+            nudged = backward(graph, wide, cotangent * (1 + LINEARITY_STEP)).grads
+    except Exception:  # an op without a catalogue rule: the references' own scale stands
+        return {"value": value_scales, "grad": grad_scales}
+    inflow: dict[str, float] = {}
+    for node in graph.nodes:
+        for ref in _operands(node):
+            inflow[ref.name] = max(inflow.get(ref.name, 0.0), scale_of(grads.get(node.name, 0.0)))
+    for name, grad in grads.items():
+        if not _floating(grad):
+            continue
+        scale = scale_of(grad)
+        if not _linear(grad, nudged.get(name)) or scale == 0.0:
+            # Not linear in its upstream gradient: what is left is round-off of terms that
+            # cancel, of the size of the gradient flowing in.
+            scale = max(scale, inflow.get(name, 0.0))
+        grad_scales[name] = scale
+    return {"value": value_scales, "grad": grad_scales}
+
+
+def _linear(grad: Any, nudged: Any) -> bool:
+    """Whether ``nudged`` (the gradient under the upstream times 1 + `LINEARITY_STEP`) is
+    ``grad`` times the same, to 1% of the step: a VJP is linear in its upstream gradient; the
+    round-off left where terms cancel is not."""
+    if nudged is None:
+        return True
+    a = np.asarray(grad, dtype=np.float64)
+    b = np.asarray(nudged, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        deviation = np.abs(b - a * (1 + LINEARITY_STEP))
+    deviation = deviation[np.isfinite(deviation)]
+    worst = float(deviation.max()) if deviation.size else 0.0
+    return worst <= 1e-2 * LINEARITY_STEP * scale_of(a)
+
+
+def catalogue_in(
+    graph: Graph, inputs: Mapping[str, Array], upstream: Array, dtype: str
+) -> dict[str, dict[str, Any]]:
+    """Values and gradients (kind -> tensor -> array) by the catalogue's forwards and rules
+    with the floating inputs and the upstream gradient cast to ``dtype``; ``{}`` where the
+    catalogue cannot compute the graph (a module's own op). For `measured` floors: the same
+    formulas in two precisions show the round-off of the formulas themselves."""
+    cast = {k: _as(v, dtype) for k, v in inputs.items()}
+    try:
+        with np.errstate(all="ignore"):
+            values = forward(graph, cast)
+            grads = backward(graph, values, _as(np.asarray(upstream), dtype)).grads
+    except Exception:
+        return {}
+    return {"value": values, "grad": grads}
+
+
+def _operands(node: Node) -> list[Ref]:
+    refs = []
+    for p in node.op.tensor_params:
+        arg = node.args[p.name]
+        refs += [a for a in (arg if isinstance(arg, list) else [arg]) if isinstance(a, Ref)]
+    return refs
+
+
+def _as(a: Any, dtype: str) -> Any:
+    if isinstance(a, np.ndarray) and np.issubdtype(a.dtype, np.floating):
+        return a.astype(dtype)
+    return a
+
+
+def _float64(a: Any) -> Any:
+    return _as(a, "float64")
 
 
 def _floating(a: Any) -> bool:

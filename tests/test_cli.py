@@ -68,7 +68,7 @@ def test_wrong_golden_fails_with_the_worst_element(
     assert (
         "t/hadamard: grad of 'b': manual vs expected differ at index [1, 1]: manual 9, "
         "expected 9.5; 1 of 4 differ; abs error 0.5, rel error 0.0526316 (rtol 0.0005, "
-        "atol 0.0015 = 0.0001 x max|expected| 15 + round-off 5.3e-14)"
+        "atol 5e-05 = 3.3e-06 x max|expected| 15 + round-off 5.3e-14)"
     ) in out
     assert "grad of 'b': torch vs expected differ at index [1, 1]" in out
     report = json.loads((tmp_path / "r.json").read_text())

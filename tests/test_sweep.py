@@ -14,7 +14,7 @@ from runner.engine import run_manual
 from runner.graph import Graph, Node, Ref
 from runner.ops import REGISTRY
 from runner.ops.spec import Op, Sample
-from runner.roundoff import floors
+from runner.roundoff import tensor_floors
 from runner.torch_side import run_torch
 
 DTYPES = ("float64", "float32")
@@ -103,12 +103,12 @@ def test_op_matches_torch(op: Op, index: int, dtype: str) -> None:
     if op.loose_float32 and dtype == "float32":
         tol = Tolerance(tol.rtol * 10, tol.atol * 10)
     references = {"value": ref.values, "grad": ref.grads}
-    measured = None
+    high = None
     if dtype != "float64":  # the reference's own round-off, as gradcase run measures it
         wide = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in inputs.items()}
-        high = run_torch(graph, wide, upstream.astype(np.float64))
-        measured = {"value": high.values, "grad": high.grads}
-    floor = floors(dtype, inputs.values(), [upstream], references, measured)
+        ran = run_torch(graph, wide, upstream.astype(np.float64))
+        high = {"value": ran.values, "grad": ran.grads}
+    floor = tensor_floors(dtype, graph, inputs, upstream, references, high)
     where = f"{op.name} sample {index} ({sample.note}) {dtype}"
     value = manual.values["out"]
     assert value.shape == graph.shapes["out"], (

@@ -198,3 +198,89 @@ def test_golden_tolerance_takes_4_significant_digits_and_not_a_tenth_of_a_percen
     assert not compare(
         ref * 1.001, typed, sources=("manual", "expected"), tol=EXPECTED_TOLERANCE
     ).ok
+
+
+# --- the floor is each tensor's own (found by a black-box tester) --------------------------
+
+
+@pytest.mark.parametrize(
+    ("graph", "upstream", "rule", "wrong"),
+    [
+        # A huge upstream gradient through a tiny Jacobian: the gradient is 1e-5.
+        ("y: x * 1e-20", "1e15", "mul: {input: grad * other * 1.01}", "x"),
+        # A physical constant as a literal: the gradient is 1e-15 of the upstream's size.
+        ("y: x * 1e-15", "1.0", "mul: {input: 0 * grad}", "x"),
+        # One tensor's scale (a's gradient, 1e10) must not loosen another's (b's, 1e-10).
+        ("y: a * 1e10 + b * 1e-10", "{random: normal, seed: 4}", "add: {other: grad * 1.5}", "b"),
+    ],
+)
+def test_a_wrong_gradient_fails_whatever_the_other_scales(
+    write_case: WriteCase, graph: str, upstream: str, rule: str, wrong: str
+) -> None:
+    case = run_one(
+        write_case,
+        f"""\
+name: t/scales
+inputs:
+  x: {{random: normal, shape: [3], seed: 1}}
+  a: {{random: normal, shape: [3], seed: 2}}
+  b: {{random: normal, shape: [3], seed: 3}}
+graph:
+  {graph}
+upstream: {upstream}
+probe: false
+rules:
+  {rule}
+""",
+    )
+    assert case.status == "failed"
+    assert (wrong, "manual", "torch") in failed_pairs(case)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "graph",
+    [
+        "s: softmax(x, dim=1)\n  t: sum(s)",  # a constant function: its gradient is round-off
+        "s: layer_norm(x, [6])\n  t: sum(s)",  # the same, and its value is 0 + round-off
+        "s: layer_norm(x, [1])",  # normalised over one element: zero Jacobian
+        "s: x - mean(x, dim=1, keepdim=True)\n  t: sum(s * s) - sum(s * s)",
+    ],
+)
+def test_gradients_that_vanish_identically_pass_as_round_off(
+    write_case: WriteCase, dtype: str, graph: str
+) -> None:
+    shape = "[4, 1]" if "[1]" in graph else "[4, 6]"
+    for upstream in ("1.0", "{random: normal, seed: 5}"):
+        case = run_one(
+            write_case,
+            f"""\
+name: t/vanish
+dtype: {dtype}
+inputs:
+  x: {{random: normal, shape: {shape}, seed: 2}}
+graph:
+  {graph}
+upstream: {upstream}
+""",
+        )
+        assert case.status == "passed", case.messages
+
+
+def test_a_golden_wrong_next_to_a_large_element_fails(write_case: WriteCase) -> None:
+    """The golden atol is relative to the largest element but capped at half a printout's last
+    decimal: 0.06 for 0.03 next to 1200 fails; 0.0300 typed from torch's printout passes."""
+    text = """\
+name: t/range
+inputs:
+  x: [1.0, 1.0]
+  w: [1200.0, 0.03]
+graph:
+  y: x * w
+expect:
+  grad:
+    x: GOLDEN
+"""
+    wrong = run_one(write_case, text.replace("GOLDEN", "[1200.0, 0.06]"))
+    assert ("x", "manual", "expected") in failed_pairs(wrong)
+    assert run_one(write_case, text.replace("GOLDEN", "[1200.0, 0.0300]")).status == "passed"
