@@ -37,6 +37,7 @@ from runner.compile import CompiledCase
 from runner.engine import Backward, RuleError, backward, floating_array
 from runner.graph import Node, Ref
 from runner.mutants import (
+    TIE_OPS,
     TIE_PAIRS,
     TIE_REDUCTIONS,
     Mutant,
@@ -46,6 +47,7 @@ from runner.mutants import (
     mutants_of,
     pair_ties,
     tie_groups,
+    with_ties,
     wrong_axis,
 )
 from runner.ops import REGISTRY
@@ -140,12 +142,18 @@ def mutate(
 def _targets(case: CompiledCase, sources: Sources) -> dict[tuple[str, str], str]:
     """(op, argument) of every node whose gradient for that argument a mutant may replace (not
     the case's own rule), and the source of the rule it would wrap. Ops of the catalogue only:
-    an op the case composes or a module defines (`runner.composed`) is not mutated."""
+    an op the case composes or a module defines (`runner.composed`) is not mutated; nor is the
+    gradient of an operand that does not require grad (a constant such as a target), which
+    nothing reads."""
     found: dict[tuple[str, str], str] = {}
     for node in case.graph.nodes:
         if REGISTRY.get(node.op.name) is not node.op:
             continue
         for argument, source in sources.manual.sources.get(node.name, {}).items():
+            arg = node.args[argument]
+            refs = [r for r in (arg if isinstance(arg, list) else [arg]) if isinstance(r, Ref)]
+            if not any(case.graph.requires_grad.get(r.name, False) for r in refs):
+                continue
             if case.rules is None or source != case.rules.source:
                 found.setdefault((node.op.name, argument), source)
     return found
@@ -288,6 +296,8 @@ def _equivalent(outcome: Outcome, rule_sets: Sequence[RuleSet]) -> bool:
         for name in names:
             node = case.graph.node(name)
             for draw in DRAWS:
+                if draw == "tied" and op.name not in TIE_OPS:
+                    continue
                 args = _drawn(case, node, node.bind(values), draw, rng)
                 try:
                     with np.errstate(all="ignore"), case_budget():
@@ -305,7 +315,9 @@ def _equivalent(outcome: Outcome, rule_sets: Sequence[RuleSet]) -> bool:
     return usable
 
 
-DRAWS = ("normal", "ties", "positive", "unit", "case")
+# "tied": normal data made to tie at the op's result (`runner.mutants.with_ties`), for the tie
+# ops only: whether ``ties-one-hot`` is equivalent must not depend on integers tying by chance.
+DRAWS = ("normal", "ties", "tied", "positive", "unit", "case")
 
 
 def _drawn(
@@ -318,7 +330,7 @@ def _drawn(
 
     def new(v: Array) -> Array:
         shape = v.shape
-        if draw == "normal":
+        if draw in ("normal", "tied"):
             data = rng.standard_normal(shape)
         elif draw == "ties":
             data = rng.integers(-2, 3, size=shape).astype(np.float64)
@@ -329,20 +341,20 @@ def _drawn(
         return np.asarray(data, dtype=v.dtype)
 
     fresh = dict(args)
+    free = []
     for p in node.op.tensor_params:
         refs, value = node.args[p.name], args[p.name]
         items = value if isinstance(value, list) else [value]
         names = refs if isinstance(refs, list) else [refs]
-        drawn = [
-            new(v)
-            if floating_array(v)
-            and isinstance(r, Ref)
-            and case.graph.requires_grad.get(r.name, False)
-            else v
+        redraw = [
+            floating_array(v) and isinstance(r, Ref) and case.graph.requires_grad.get(r.name, False)
             for v, r in zip(items, names, strict=True)
         ]
+        drawn = [new(v) if r else v for v, r in zip(items, redraw, strict=True)]
         fresh[p.name] = drawn if isinstance(value, list) else drawn[0]
-    return fresh
+        if all(redraw):
+            free.append(p.name)
+    return with_ties(node.op.name, fresh, free) if draw == "tied" else fresh
 
 
 def _finite(value: Any) -> bool:
