@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.compare import Tolerance, compare
+from runner.compare import DEFAULT_TOLERANCE, compare
 from runner.compile import CompiledCase
 from runner.engine import Backward, RuleError, backward, floating_array
 from runner.graph import Node, Ref
@@ -56,6 +56,7 @@ from runner.oracles import MANUAL, TORCH, Oracle, Sources
 from runner.roundoff import node_floor
 from runner.rules import RuleSet
 from runner.rules.budget import case_budget
+from schemas.report import TensorCheck
 
 EQUIVALENCE_SEED = 0
 
@@ -183,37 +184,59 @@ def _run_mutant(
         return
     outcome.cases.append(case.name)
     mutated = replace(sources, manual=manual, grads={**sources.grads, MANUAL: manual.grads})
-    failed = [t for t in compare_sources(case, mutated, oracles) if not t.ok]
+    checks = compare_sources(case, mutated, oracles)
+    failed = [t for t in checks if not t.ok]
     if failed:
         outcome.status = "killed"
         outcome.killed_by = f"{case.name}: grad of '{failed[0].tensor}' differs"
         return
     outcome.runs.append((case, sources, nodes))
-    outcome.reasons += [_why(case, sources, manual, mutant, name) for name in nodes]
+    outcome.reasons += [_why(case, sources, manual, mutant, name, checks) for name in nodes]
 
 
 # --- why a mutant survived, from the case's data --------------------------------------------
 
 
-def _why(case: CompiledCase, sources: Sources, manual: Backward, mutant: Mutant, name: str) -> str:
+def _why(
+    case: CompiledCase,
+    sources: Sources,
+    manual: Backward,
+    mutant: Mutant,
+    name: str,
+    checks: Sequence[TensorCheck],
+) -> str:
     node = case.graph.node(name)
     arg = mutant.argument
     values = sources.values[MANUAL]
     base = sources.manual.given[name][arg]
-    mine = manual.given[name][arg]
     upstream = sources.manual.grads[name]
     where = f"{case.name}, node '{name}'" + (
         f" ({case.locations[name]})" if name in case.locations else ""
     )
-    tol = _tolerance(case)
-    if not _same(mine, base, tol, case.model.dtype, upstream):
+    dtype = case.model.dtype
+    if _same(manual.given[name][arg], base, dtype):
+        return f"{where}: {_no_op(mutant, node, values, base, upstream)}"
+    # The node's gradient changed: either some checked gradient changed too, by less than the
+    # tolerance it is compared under, or none did.
+    for check in checks:
+        before = sources.grads[MANUAL].get(check.tensor)
+        after = manual.grads.get(check.tensor)
+        if check.kind != "grad" or _same(after, before, dtype):
+            continue
+        within = next(c for c in check.comparisons if c.left == MANUAL)
+        with np.errstate(invalid="ignore"):
+            diff = np.abs(np.asarray(after, float) - np.asarray(before, float))
+        change = float(np.max(diff[np.isfinite(diff)], initial=0.0))
         return (
-            f"{where}: the mutant changes the gradient for '{arg}' there, but no checked "
-            f"gradient changes beyond the tolerance (rtol {tol.rtol:g}, atol {tol.atol:g} of "
-            "the largest element): it is "
-            "multiplied by zeros downstream, or the tensors it reaches are not in `check`"
+            f"{where}: the change is within the tolerance (atol {within.atol:.3g} incl. "
+            f"round-off {within.floor or 0.0:.3g}) at this scale: the grad of '{check.tensor}' "
+            f"changes by up to {change:.3g}, against {within.right} (rtol {within.rtol:g})"
         )
-    return f"{where}: {_no_op(mutant, node, values, base, upstream)}"
+    return (
+        f"{where}: the mutant changes the gradient for '{arg}' there, but no checked gradient "
+        "changes: it is multiplied by zeros downstream, or the tensors it reaches are not in "
+        "`check`"
+    )
 
 
 def _no_op(mutant: Mutant, node: Node, values: dict[str, Array], base: Any, g: Array) -> str:
@@ -291,7 +314,6 @@ def _equivalent(outcome: Outcome, rule_sets: Sequence[RuleSet]) -> bool:
     rng = np.random.default_rng(EQUIVALENCE_SEED)
     usable = False
     for case, sources, names in outcome.runs:
-        tol = _tolerance(case)
         values = sources.values[MANUAL]
         for name in names:
             node = case.graph.node(name)
@@ -310,7 +332,7 @@ def _equivalent(outcome: Outcome, rule_sets: Sequence[RuleSet]) -> bool:
                 if base is None or not _finite(base):
                     continue
                 usable = True
-                if not _same(mine, base, tol, case.model.dtype, g):
+                if not _same(mine, base, case.model.dtype):
                     return False
     return usable
 
@@ -362,9 +384,13 @@ def _finite(value: Any) -> bool:
     return all(v is None or bool(np.all(np.isfinite(np.asarray(v)))) for v in items)
 
 
-def _same(a: Any, b: Any, tol: Tolerance, dtype: str, upstream: Any) -> bool:
-    """``a`` agrees with ``b`` (arrays, or lists of them) under ``tol`` and the round-off floor
-    of a node judged alone (`runner.roundoff.node_floor`)."""
+def _same(a: Any, b: Any, dtype: str) -> bool:
+    """``a`` agrees with ``b`` (arrays, or lists of them) at ``b``'s own scale: under the default
+    tolerance of ``dtype`` (scale-aware, `runner.compare`) and the round-off floor of ``b``'s own
+    largest element (`runner.roundoff.node_floor` with no upstream), never the case's tolerance
+    or its upstream's scale. A gradient of 1e-16 changed by 0.1% has changed: whether the case's
+    tolerance sees it is another question (`_why` answers it)."""
+    tol = DEFAULT_TOLERANCE.get(dtype, DEFAULT_TOLERANCE["float32"])
     left = a if isinstance(a, list) else [a]
     right = b if isinstance(b, list) else [b]
     if len(left) != len(right):
@@ -378,17 +404,11 @@ def _same(a: Any, b: Any, tol: Tolerance, dtype: str, upstream: Any) -> bool:
                 x,
                 y,
                 sources=("manual", "manual"),
-                tol=tol.with_floor(node_floor(dtype, upstream, y)),
+                tol=tol.with_floor(node_floor(dtype, None, y)),
             ).ok
         )
         for x, y in zip(left, right, strict=True)
     )
-
-
-def _tolerance(case: CompiledCase) -> Tolerance:
-    from runner.execute import tolerances
-
-    return tolerances(case, "torch")
 
 
 # --- the report ----------------------------------------------------------------------------------
