@@ -53,6 +53,7 @@ from runner.mutants import (
 from runner.ops import REGISTRY
 from runner.ops.spec import Array
 from runner.oracles import MANUAL, TORCH, Oracle, Sources
+from runner.report import plural
 from runner.roundoff import node_floor
 from runner.rules import RuleSet
 from runner.rules.budget import case_budget
@@ -430,15 +431,32 @@ def score_lines(report: MutationReport, *, verbose: bool = False) -> list[str]:
         cases = ", ".join(o.cases)
         lines.append(f"--- SURVIVED {o.mutant} (wraps the {o.base} rule; ran in: {cases})")
         lines += [f"  {reason}" for reason in dict.fromkeys(o.reasons)]
+    nothing = nothing_mutated(report)
     if verbose:
         for o in report.outcomes:
             if o.status == "equivalent":
                 lines.append(f"equivalent {o.mutant}: no random data tell it from the base rule")
             elif o.status == "killed":
                 lines.append(f"killed {o.mutant} by {o.killed_by.splitlines()[0]}")
+    if verbose or nothing:
         lines += [f"skipped {name}: {why}" for name, why in report.skipped]
+    if nothing:
+        lines.append(nothing)
     lines.append(total_line(report))
     return lines
+
+
+def nothing_mutated(report: MutationReport) -> str:
+    """Why no mutant was judged (every case skipped, or none ran any mutant), or "" when some
+    was: a score of nothing is not a pass."""
+    if not report.cases:
+        return "nothing was mutated: every case was skipped (see why above)"
+    if not report.outcomes:
+        return (
+            "nothing was mutated: the cases used run no catalogue op rule a mutant can replace "
+            "(only the case's own rules, composed ops, or no gradient that requires grad)"
+        )
+    return ""
 
 
 def total_line(report: MutationReport) -> str:
@@ -448,8 +466,9 @@ def total_line(report: MutationReport) -> str:
     score = f"{100 * killed / len(counted):.1f}%" if counted else "no mutants"
     return (
         f"mutation score: {killed}/{len(counted)} non-equivalent mutants killed ({score}), "
-        f"{len(counted) - killed} survived, {equivalent} equivalent; {len(report.cases)} cases "
-        f"used, {len(report.skipped)} skipped; {report.seconds:.1f} s"
+        f"{len(counted) - killed} survived, {equivalent} equivalent; "
+        f"{plural(len(report.cases), 'case')} used, {len(report.skipped)} skipped; "
+        f"{report.seconds:.1f} s"
     )
 
 
@@ -475,5 +494,7 @@ def as_json(report: MutationReport) -> dict[str, Any]:
 
 
 def write_json(report: MutationReport, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(as_json(report), indent=2) + "\n", encoding="utf-8")
+    """Atomic, as run's reports (`runner.formats.write_text`: missing folders are made)."""
+    from runner.formats import write_text
+
+    write_text(path, json.dumps(as_json(report), indent=2) + "\n")
