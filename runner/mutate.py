@@ -15,10 +15,15 @@ probes of `gradcase run` (random upstream, random operands) are not part of the 
 score measures the suite's own data.
 
 A surviving mutant is *equivalent* (excluded from the score) when, at every node that ran it, on
-seeded random operands of the same shapes (standard normal; integers in [-2, 2], which tie; |normal|
-+ 1.1; uniform in [0.05, 0.95]; and the case's own) under a standard normal upstream, its
-gradients equal the base rule's within the case's tolerance wherever the base gradient is finite.
-Otherwise it *survived*, and each case that ran it says why from its data.
+seeded random operands of the same shapes (standard normal; integers in [-2, 2]; for the tie ops,
+normal data made to tie at the result, `runner.mutants.with_ties`, so the verdict never rests on
+integers tying by chance; |normal| + 1.1; uniform in [0.05, 0.95]; and the case's own) under a
+standard normal upstream, its gradients equal the base rule's at the base gradient's own scale
+(the dtype's default tolerance, relative to its largest element, and the round-off of that
+element; not the case's tolerance nor the upstream's scale: a gradient of 1e-16 changed by 0.1%
+is not equivalent) wherever the base gradient is finite. Otherwise it *survived*, and each case
+that ran it says why from its data; a change the case's checked gradients show but its tolerance
+allows (at that scale the round-off floor dominates) is said so, with that tolerance.
 """
 
 from __future__ import annotations
