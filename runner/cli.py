@@ -246,12 +246,18 @@ def _mutate(
     verbose: bool,
     json_path: str | None,
 ) -> int:
-    from runner.mutate import mutate, score_lines, write_json
+    from runner.mutate import mutate, nothing_mutated, score_lines, write_json
 
+    # As run's --report: a folder is refused before anything runs; missing folders are made.
+    if json_path is not None and Path(json_path).is_dir():
+        raise UsageError(f"--json {json_path} is a folder; give a file path")
     rule_sets = rule_sets_for(rules)
     loaded = load(paths, module_ops(rule_sets))
     for problem in loaded.problems:
         print(problem)
+    if not loaded.cases and not loaded.problems:
+        where = ", ".join(paths) if paths else "cases/"
+        raise UsageError(f"no cases found in {where}: nothing to mutate")
     from runner.select import choose
 
     cases = choose(loaded.cases, select, tags)
@@ -264,4 +270,4 @@ def _mutate(
     print("\n".join(score_lines(report, verbose=verbose)))
     if loaded.problems:
         return EXIT_INVALID
-    return EXIT_FAILED if report.survivors else EXIT_OK
+    return EXIT_FAILED if report.survivors or nothing_mutated(report) else EXIT_OK

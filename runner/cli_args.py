@@ -113,8 +113,9 @@ def parser() -> argparse.ArgumentParser:
     mutate = sub.add_parser(
         "mutate",
         help="would the cases catch a wrong rule? run mutants of each op's rule, print the score",
-        epilog="Exit status: 0 every non-equivalent mutant was killed, 1 one survived, 2 an "
-        "invalid case or a usage error.",
+        epilog="Exit status: 0 every non-equivalent mutant was killed, 1 one survived or "
+        "nothing was mutated (every case skipped, or no mutant applied), 2 an invalid case or a "
+        "usage error (no cases found, a selection that matches none).",
     )
     mutate.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
     _select_options(mutate)

@@ -34,7 +34,7 @@ of a case takes is not counted for that case. Nothing here imports torch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,7 @@ SCALE = 1.001
 # elementwise extrema of two operands.
 TIE_REDUCTIONS = frozenset({"max", "min", "amax", "amin"})
 TIE_PAIRS = frozenset({"maximum", "minimum"})
+TIE_OPS = TIE_REDUCTIONS | TIE_PAIRS
 
 
 @dataclass(frozen=True)
@@ -245,3 +246,57 @@ def _pair_ties(
 def pair_ties(args: Mapping[str, Any]) -> Array:
     """Where maximum's or minimum's operands are equal (at their broadcast shape)."""
     return np.asarray(np.asarray(args["input"]) == np.asarray(args["other"]))
+
+
+def with_ties(op_name: str, args: Mapping[str, Any], free: Collection[str]) -> dict[str, Any]:
+    """``args`` of a tie op (`TIE_OPS`) changed so that its data tie wherever they can, for the
+    equivalence check of ``ties-one-hot``: data drawn at random almost never tie, and integers
+    tie at the extremum only by chance. Only the tensor arguments named in ``free`` (those
+    drawn anew) change, at their shape and dtype.
+
+    - max/min/amax/amin: in every reduced slice of more than one element, the extremum (the
+      largest for max/amax) is copied onto a second element (the slice's last, or its first when
+      the extremum is last), so each slice holds a tie at its result and stays otherwise as drawn;
+    - maximum/minimum: ``input`` (else ``other``) takes the other operand's value at every second
+      element in row-major order (the first included), where the operand is broadcast, the
+      other's value at index 0 of the broadcast axes.
+
+    Other ops, and arguments not in ``free``, are returned as given. Raises `ShapeError` for a
+    ``dim`` the input does not have."""
+    fresh = dict(args)
+    if op_name in TIE_REDUCTIONS and "input" in free:
+        largest = op_name in ("max", "amax")
+        fresh["input"] = _tied_slices(np.asarray(args["input"]), args.get("dim"), largest)
+    elif op_name in TIE_PAIRS and {"input", "other"} & set(free):
+        target, source = ("input", "other") if "input" in free else ("other", "input")
+        fresh[target] = _tied_pair(np.asarray(args[target]), np.asarray(args[source]))
+    return fresh
+
+
+def _tied_slices(x: Array, dim: Any, largest: bool) -> Array:
+    if x.ndim == 0 or x.size == 0:
+        return x
+    dims = norm_dims(dim, x.ndim)
+    k = len(dims)
+    last = tuple(range(x.ndim - k, x.ndim))
+    moved = np.moveaxis(x, dims, last)
+    flat = moved.reshape(moved.shape[: x.ndim - k] + (-1,)).copy()
+    n = flat.shape[-1]
+    if n < 2:
+        return x
+    at = (flat.argmax if largest else flat.argmin)(axis=-1)[..., None]
+    second = np.where(at == n - 1, 0, n - 1)
+    np.put_along_axis(flat, second, np.take_along_axis(flat, at, axis=-1), axis=-1)
+    back = np.moveaxis(flat.reshape(moved.shape), last, dims)
+    return np.ascontiguousarray(back, dtype=x.dtype)
+
+
+def _tied_pair(target: Array, source: Array) -> Array:
+    shape = np.broadcast_shapes(target.shape, source.shape)
+    lead = len(shape) - target.ndim
+    index = (0,) * lead + tuple(
+        slice(None) if n == shape[lead + i] else slice(0, 1) for i, n in enumerate(target.shape)
+    )
+    picked = np.broadcast_to(source, shape)[index].reshape(target.shape)
+    every_second = (np.arange(target.size) % 2 == 0).reshape(target.shape)
+    return np.where(every_second, picked, target).astype(target.dtype)

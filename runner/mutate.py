@@ -15,10 +15,15 @@ probes of `gradcase run` (random upstream, random operands) are not part of the 
 score measures the suite's own data.
 
 A surviving mutant is *equivalent* (excluded from the score) when, at every node that ran it, on
-seeded random operands of the same shapes (standard normal; integers in [-2, 2], which tie; |normal|
-+ 1.1; uniform in [0.05, 0.95]; and the case's own) under a standard normal upstream, its
-gradients equal the base rule's within the case's tolerance wherever the base gradient is finite.
-Otherwise it *survived*, and each case that ran it says why from its data.
+seeded random operands of the same shapes (standard normal; integers in [-2, 2]; for the tie ops,
+normal data made to tie at the result, `runner.mutants.with_ties`, so the verdict never rests on
+integers tying by chance; |normal| + 1.1; uniform in [0.05, 0.95]; and the case's own) under a
+standard normal upstream, its gradients equal the base rule's at the base gradient's own scale
+(the dtype's default tolerance, relative to its largest element, and the round-off of that
+element; not the case's tolerance nor the upstream's scale: a gradient of 1e-16 changed by 0.1%
+is not equivalent) wherever the base gradient is finite. Otherwise it *survived*, and each case
+that ran it says why from its data; a change the case's checked gradients show but its tolerance
+allows (at that scale the round-off floor dominates) is said so, with that tolerance.
 """
 
 from __future__ import annotations
@@ -32,11 +37,12 @@ from typing import Any
 
 import numpy as np
 
-from runner.compare import Tolerance, compare
+from runner.compare import DEFAULT_TOLERANCE, compare
 from runner.compile import CompiledCase
 from runner.engine import Backward, RuleError, backward, floating_array
 from runner.graph import Node, Ref
 from runner.mutants import (
+    TIE_OPS,
     TIE_PAIRS,
     TIE_REDUCTIONS,
     Mutant,
@@ -46,14 +52,17 @@ from runner.mutants import (
     mutants_of,
     pair_ties,
     tie_groups,
+    with_ties,
     wrong_axis,
 )
 from runner.ops import REGISTRY
 from runner.ops.spec import Array
 from runner.oracles import MANUAL, TORCH, Oracle, Sources
+from runner.report import plural
 from runner.roundoff import node_floor
 from runner.rules import RuleSet
 from runner.rules.budget import case_budget
+from schemas.report import TensorCheck
 
 EQUIVALENCE_SEED = 0
 
@@ -140,12 +149,18 @@ def mutate(
 def _targets(case: CompiledCase, sources: Sources) -> dict[tuple[str, str], str]:
     """(op, argument) of every node whose gradient for that argument a mutant may replace (not
     the case's own rule), and the source of the rule it would wrap. Ops of the catalogue only:
-    an op the case composes or a module defines (`runner.composed`) is not mutated."""
+    an op the case composes or a module defines (`runner.composed`) is not mutated; nor is the
+    gradient of an operand that does not require grad (a constant such as a target), which
+    nothing reads."""
     found: dict[tuple[str, str], str] = {}
     for node in case.graph.nodes:
         if REGISTRY.get(node.op.name) is not node.op:
             continue
         for argument, source in sources.manual.sources.get(node.name, {}).items():
+            arg = node.args[argument]
+            refs = [r for r in (arg if isinstance(arg, list) else [arg]) if isinstance(r, Ref)]
+            if not any(case.graph.requires_grad.get(r.name, False) for r in refs):
+                continue
             if case.rules is None or source != case.rules.source:
                 found.setdefault((node.op.name, argument), source)
     return found
@@ -175,37 +190,59 @@ def _run_mutant(
         return
     outcome.cases.append(case.name)
     mutated = replace(sources, manual=manual, grads={**sources.grads, MANUAL: manual.grads})
-    failed = [t for t in compare_sources(case, mutated, oracles) if not t.ok]
+    checks = compare_sources(case, mutated, oracles)
+    failed = [t for t in checks if not t.ok]
     if failed:
         outcome.status = "killed"
         outcome.killed_by = f"{case.name}: grad of '{failed[0].tensor}' differs"
         return
     outcome.runs.append((case, sources, nodes))
-    outcome.reasons += [_why(case, sources, manual, mutant, name) for name in nodes]
+    outcome.reasons += [_why(case, sources, manual, mutant, name, checks) for name in nodes]
 
 
 # --- why a mutant survived, from the case's data --------------------------------------------
 
 
-def _why(case: CompiledCase, sources: Sources, manual: Backward, mutant: Mutant, name: str) -> str:
+def _why(
+    case: CompiledCase,
+    sources: Sources,
+    manual: Backward,
+    mutant: Mutant,
+    name: str,
+    checks: Sequence[TensorCheck],
+) -> str:
     node = case.graph.node(name)
     arg = mutant.argument
     values = sources.values[MANUAL]
     base = sources.manual.given[name][arg]
-    mine = manual.given[name][arg]
     upstream = sources.manual.grads[name]
     where = f"{case.name}, node '{name}'" + (
         f" ({case.locations[name]})" if name in case.locations else ""
     )
-    tol = _tolerance(case)
-    if not _same(mine, base, tol, case.model.dtype, upstream):
+    dtype = case.model.dtype
+    if _same(manual.given[name][arg], base, dtype):
+        return f"{where}: {_no_op(mutant, node, values, base, upstream)}"
+    # The node's gradient changed: either some checked gradient changed too, by less than the
+    # tolerance it is compared under, or none did.
+    for check in checks:
+        before = sources.grads[MANUAL].get(check.tensor)
+        after = manual.grads.get(check.tensor)
+        if check.kind != "grad" or _same(after, before, dtype):
+            continue
+        within = next(c for c in check.comparisons if c.left == MANUAL)
+        with np.errstate(invalid="ignore"):
+            diff = np.abs(np.asarray(after, float) - np.asarray(before, float))
+        change = float(np.max(diff[np.isfinite(diff)], initial=0.0))
         return (
-            f"{where}: the mutant changes the gradient for '{arg}' there, but no checked "
-            f"gradient changes beyond the tolerance (rtol {tol.rtol:g}, atol {tol.atol:g} of "
-            "the largest element): it is "
-            "multiplied by zeros downstream, or the tensors it reaches are not in `check`"
+            f"{where}: the change is within the tolerance (atol {within.atol:.3g} incl. "
+            f"round-off {within.floor or 0.0:.3g}) at this scale: the grad of '{check.tensor}' "
+            f"changes by up to {change:.3g}, against {within.right} (rtol {within.rtol:g})"
         )
-    return f"{where}: {_no_op(mutant, node, values, base, upstream)}"
+    return (
+        f"{where}: the mutant changes the gradient for '{arg}' there, but no checked gradient "
+        "changes: it is multiplied by zeros downstream, or the tensors it reaches are not in "
+        "`check`"
+    )
 
 
 def _no_op(mutant: Mutant, node: Node, values: dict[str, Array], base: Any, g: Array) -> str:
@@ -283,11 +320,12 @@ def _equivalent(outcome: Outcome, rule_sets: Sequence[RuleSet]) -> bool:
     rng = np.random.default_rng(EQUIVALENCE_SEED)
     usable = False
     for case, sources, names in outcome.runs:
-        tol = _tolerance(case)
         values = sources.values[MANUAL]
         for name in names:
             node = case.graph.node(name)
             for draw in DRAWS:
+                if draw == "tied" and op.name not in TIE_OPS:
+                    continue
                 args = _drawn(case, node, node.bind(values), draw, rng)
                 try:
                     with np.errstate(all="ignore"), case_budget():
@@ -300,12 +338,14 @@ def _equivalent(outcome: Outcome, rule_sets: Sequence[RuleSet]) -> bool:
                 if base is None or not _finite(base):
                     continue
                 usable = True
-                if not _same(mine, base, tol, case.model.dtype, g):
+                if not _same(mine, base, case.model.dtype):
                     return False
     return usable
 
 
-DRAWS = ("normal", "ties", "positive", "unit", "case")
+# "tied": normal data made to tie at the op's result (`runner.mutants.with_ties`), for the tie
+# ops only: whether ``ties-one-hot`` is equivalent must not depend on integers tying by chance.
+DRAWS = ("normal", "ties", "tied", "positive", "unit", "case")
 
 
 def _drawn(
@@ -318,7 +358,7 @@ def _drawn(
 
     def new(v: Array) -> Array:
         shape = v.shape
-        if draw == "normal":
+        if draw in ("normal", "tied"):
             data = rng.standard_normal(shape)
         elif draw == "ties":
             data = rng.integers(-2, 3, size=shape).astype(np.float64)
@@ -329,20 +369,20 @@ def _drawn(
         return np.asarray(data, dtype=v.dtype)
 
     fresh = dict(args)
+    free = []
     for p in node.op.tensor_params:
         refs, value = node.args[p.name], args[p.name]
         items = value if isinstance(value, list) else [value]
         names = refs if isinstance(refs, list) else [refs]
-        drawn = [
-            new(v)
-            if floating_array(v)
-            and isinstance(r, Ref)
-            and case.graph.requires_grad.get(r.name, False)
-            else v
+        redraw = [
+            floating_array(v) and isinstance(r, Ref) and case.graph.requires_grad.get(r.name, False)
             for v, r in zip(items, names, strict=True)
         ]
+        drawn = [new(v) if r else v for v, r in zip(items, redraw, strict=True)]
         fresh[p.name] = drawn if isinstance(value, list) else drawn[0]
-    return fresh
+        if all(redraw):
+            free.append(p.name)
+    return with_ties(node.op.name, fresh, free) if draw == "tied" else fresh
 
 
 def _finite(value: Any) -> bool:
@@ -350,9 +390,13 @@ def _finite(value: Any) -> bool:
     return all(v is None or bool(np.all(np.isfinite(np.asarray(v)))) for v in items)
 
 
-def _same(a: Any, b: Any, tol: Tolerance, dtype: str, upstream: Any) -> bool:
-    """``a`` agrees with ``b`` (arrays, or lists of them) under ``tol`` and the round-off floor
-    of a node judged alone (`runner.roundoff.node_floor`)."""
+def _same(a: Any, b: Any, dtype: str) -> bool:
+    """``a`` agrees with ``b`` (arrays, or lists of them) at ``b``'s own scale: under the default
+    tolerance of ``dtype`` (scale-aware, `runner.compare`) and the round-off floor of ``b``'s own
+    largest element (`runner.roundoff.node_floor` with no upstream), never the case's tolerance
+    or its upstream's scale. A gradient of 1e-16 changed by 0.1% has changed: whether the case's
+    tolerance sees it is another question (`_why` answers it)."""
+    tol = DEFAULT_TOLERANCE.get(dtype, DEFAULT_TOLERANCE["float32"])
     left = a if isinstance(a, list) else [a]
     right = b if isinstance(b, list) else [b]
     if len(left) != len(right):
@@ -366,17 +410,11 @@ def _same(a: Any, b: Any, tol: Tolerance, dtype: str, upstream: Any) -> bool:
                 x,
                 y,
                 sources=("manual", "manual"),
-                tol=tol.with_floor(node_floor(dtype, upstream, y)),
+                tol=tol.with_floor(node_floor(dtype, None, y)),
             ).ok
         )
         for x, y in zip(left, right, strict=True)
     )
-
-
-def _tolerance(case: CompiledCase) -> Tolerance:
-    from runner.execute import tolerances
-
-    return tolerances(case, "torch")
 
 
 # --- the report ----------------------------------------------------------------------------------
@@ -398,15 +436,32 @@ def score_lines(report: MutationReport, *, verbose: bool = False) -> list[str]:
         cases = ", ".join(o.cases)
         lines.append(f"--- SURVIVED {o.mutant} (wraps the {o.base} rule; ran in: {cases})")
         lines += [f"  {reason}" for reason in dict.fromkeys(o.reasons)]
+    nothing = nothing_mutated(report)
     if verbose:
         for o in report.outcomes:
             if o.status == "equivalent":
                 lines.append(f"equivalent {o.mutant}: no random data tell it from the base rule")
             elif o.status == "killed":
                 lines.append(f"killed {o.mutant} by {o.killed_by.splitlines()[0]}")
+    if verbose or nothing:
         lines += [f"skipped {name}: {why}" for name, why in report.skipped]
+    if nothing:
+        lines.append(nothing)
     lines.append(total_line(report))
     return lines
+
+
+def nothing_mutated(report: MutationReport) -> str:
+    """Why no mutant was judged (every case skipped, or none ran any mutant), or "" when some
+    was: a score of nothing is not a pass."""
+    if not report.cases:
+        return "nothing was mutated: every case was skipped (see why above)"
+    if not report.outcomes:
+        return (
+            "nothing was mutated: the cases used run no catalogue op rule a mutant can replace "
+            "(only the case's own rules, composed ops, or no gradient that requires grad)"
+        )
+    return ""
 
 
 def total_line(report: MutationReport) -> str:
@@ -416,8 +471,9 @@ def total_line(report: MutationReport) -> str:
     score = f"{100 * killed / len(counted):.1f}%" if counted else "no mutants"
     return (
         f"mutation score: {killed}/{len(counted)} non-equivalent mutants killed ({score}), "
-        f"{len(counted) - killed} survived, {equivalent} equivalent; {len(report.cases)} cases "
-        f"used, {len(report.skipped)} skipped; {report.seconds:.1f} s"
+        f"{len(counted) - killed} survived, {equivalent} equivalent; "
+        f"{plural(len(report.cases), 'case')} used, {len(report.skipped)} skipped; "
+        f"{report.seconds:.1f} s"
     )
 
 
@@ -443,5 +499,7 @@ def as_json(report: MutationReport) -> dict[str, Any]:
 
 
 def write_json(report: MutationReport, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(as_json(report), indent=2) + "\n", encoding="utf-8")
+    """Atomic, as run's reports (`runner.formats.write_text`: missing folders are made)."""
+    from runner.formats import write_text
+
+    write_text(path, json.dumps(as_json(report), indent=2) + "\n")

@@ -151,9 +151,10 @@ def test_xfail_and_failing_cases_are_skipped(
         "b.yaml",
     )
     code, out = run(capsys, "mutate", str(tmp_path / "cases"), "-v")
-    assert code == 0, out
+    assert code == 1, out  # nothing was mutated: not a pass
     assert "skipped s/xfail: xfail: exp differentiated with its input" in out
     assert "skipped s/golden: fails without mutants" in out
+    assert "nothing was mutated: every case was skipped" in out
     assert "0 cases used, 2 skipped" in out
 
 
@@ -244,5 +245,160 @@ def test_a_change_no_checked_gradient_sees_is_named_as_such(
     assert code == 1, out
     block = survivor_block(out, "mul:negated 'input'")
     assert "z/hidden, node 'y'" in block
-    assert "no checked gradient changes beyond the tolerance" in block
+    assert "no checked gradient changes: it is multiplied by zeros downstream" in block
+    assert "within the tolerance" not in block
     assert "SURVIVED mul:negated 'other'" not in out
+
+
+# --- tie ops: the equivalence check constructs ties, it does not hope for them ----------------
+
+# (graph, inputs without ties, expected status of ties-one-hot for each argument). A full max or
+# min, amax and amin (any dim) and maximum/minimum split a tie's gradient, so giving it all to
+# one element is a survivor of data without ties, whatever the shape; max/min with a dim give it
+# to the first extremal index as torch does, which is that mutant exactly: equivalent. A slice
+# of one element cannot tie.
+TIE_TABLE = [
+    ("max(x)", {"x": [1.0, 5.0, 3.0]}, {"input": "survived"}),
+    ("max(x)", {"x": [1.0, 5.0, 3.0, 2.0]}, {"input": "survived"}),
+    ("max(x)", {"x": [[1.0, 5.0], [3.0, 2.0]]}, {"input": "survived"}),
+    ("max(x)", {"x": [1.0, 5.0]}, {"input": "survived"}),
+    ("max(x)", {"x": [1.0, 5.0, 3.0, 2.0, 0.5, 4.0]}, {"input": "survived"}),
+    ("min(x)", {"x": [1.0, 5.0, 3.0]}, {"input": "survived"}),
+    ("amax(x)", {"x": [1.0, 5.0, 3.0]}, {"input": "survived"}),
+    ("amin(x)", {"x": [[1.0, 5.0], [3.0, 2.0]]}, {"input": "survived"}),
+    ("amax(x, dim=1)", {"x": [[1.0, 5.0, 3.0], [4.0, 2.0, 0.5]]}, {"input": "survived"}),
+    ("amin(x, dim=0, keepdim=True)", {"x": [[1.0, 5.0], [3.0, 2.0]]}, {"input": "survived"}),
+    ("amax(x, dim=[0, 1])", {"x": [[1.0, 5.0], [3.0, 2.0]]}, {"input": "survived"}),
+    ("amax(x, dim=1)", {"x": [[1.0], [5.0], [3.0]]}, {"input": "equivalent"}),
+    ("max(x, dim=1)", {"x": [[1.0, 5.0, 3.0], [4.0, 2.0, 0.5]]}, {"input": "equivalent"}),
+    ("min(x, dim=0)", {"x": [[1.0, 5.0, 3.0], [4.0, 2.0, 0.5]]}, {"input": "equivalent"}),
+    (
+        "maximum(x, w)",
+        {"x": [1.0, 5.0, 3.0], "w": [2.0, 4.0, 0.5]},
+        {"input": "survived", "other": "survived"},
+    ),
+    (
+        "minimum(x, w)",
+        {"x": [[1.0], [5.0]], "w": [2.0, 4.0, 0.5]},
+        {"input": "survived", "other": "survived"},
+    ),
+    ("maximum(x, c)", {"x": [1.0, 5.0, 3.0], "c": [2.0, 4.0, 0.5]}, {"input": "survived"}),
+]
+
+
+def _case_text(graph: str, inputs: dict[str, list[object]]) -> str:
+    lines = ["name: t/ties", "inputs:"]
+    for name, data in inputs.items():
+        lines.append(
+            f"  {name}: {{values: {data}, requires_grad: false}}"
+            if name == "c"
+            else f"  {name}: {data}"
+        )
+    return "\n".join([*lines, "graph:", f"  y: {graph}", "upstream: {random: normal, seed: 1}", ""])
+
+
+@pytest.mark.parametrize(("graph", "inputs", "expected"), TIE_TABLE)
+def test_ties_one_hot_is_judged_on_constructed_ties_not_chance(
+    write_case: WriteCase, graph: str, inputs: dict[str, list[object]], expected: dict[str, str]
+) -> None:
+    path = write_case(_case_text(graph, inputs))
+    loaded = load([str(path)])
+    assert not loaded.problems, loaded.problems
+    report = mutate(loaded.cases)
+    assert report.cases == ["t/ties"], report.skipped
+    ties = {o.mutant.argument: o for o in report.outcomes if o.mutant.kind == "ties-one-hot"}
+    assert {a: o.status for a, o in ties.items()} == expected
+    for argument, status in expected.items():
+        if status == "survived":
+            assert any("no ties in the data" in r for r in ties[argument].reasons)
+
+
+@pytest.mark.parametrize("graph", ["max_pool1d(x, 2)", "max_pool2d(x, 2)"])
+def test_max_pool_has_no_ties_mutant_since_torch_gives_one_tap_the_gradient(
+    write_case: WriteCase, graph: str
+) -> None:
+    data = [[[1.0, 5.0, 3.0, 2.0]]] if "1d" in graph else [[[[1.0, 5.0], [3.0, 2.0]]]]
+    path = write_case(_case_text(graph, {"x": data}))
+    report = mutate(load([str(path)]).cases)
+    assert report.cases == ["t/ties"]
+    kinds = {o.mutant.kind for o in report.outcomes}
+    assert "ties-one-hot" not in kinds and {"scaled", "negated", "zeroed"} <= kinds
+    assert all(o.status != "equivalent" for o in report.outcomes if o.mutant.kind == "scaled")
+
+
+# --- a tiny gradient: equivalence at the gradient's own scale, the tolerance named --------------
+
+
+def test_a_tiny_gradient_does_not_make_mutants_equivalent_and_the_tolerance_is_named(
+    write_case: WriteCase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(
+        "name: t/tiny\ninputs:\n  x: {random: normal, shape: [4], seed: 1}\n"
+        "graph:\n  y: sin(x) * 1e-16\nupstream: {random: normal, seed: 2}\n"
+    )
+    report = mutate(load([str(path)]).cases)
+    status = {(o.mutant.op, o.mutant.kind): o.status for o in report.outcomes}
+    for kind in ("scaled", "negated", "zeroed", "upstream-dropped"):
+        assert status[("mul", kind)] != "equivalent", status
+    code, out = run(capsys, "mutate", str(path))
+    assert code == 1
+    assert "(4 equivalent)" not in out
+    for kind in ("scaled", "negated", "zeroed"):
+        block = survivor_block(out, f"sin:{kind} 'input'")
+        assert "the change is within the tolerance (atol " in block, block
+        assert "incl. round-off " in block and "at this scale" in block
+        assert "multiplied by zeros downstream" not in block
+
+
+# --- nothing tested is not a pass ----------------------------------------------------------------
+
+
+def test_nothing_to_mutate_is_an_error_and_says_why(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out = run(capsys, "mutate", str(empty))
+    assert code == 2 and "no cases found" in out
+    path = write_case("name: t/max\ninputs:\n  x: [1.0, 5.0, 3.0]\ngraph:\n  m: max(x)\n")
+    code, out = run(capsys, "mutate", str(path), "-k", "nothing")
+    assert code == 2 and "matches none of the 1 cases" in out
+    module = tmp_path / "boom.py"
+    module.write_text(
+        "def max(grad, out, **_):\n    raise RuntimeError('boom')\n\nRULES = {'max': max}\n"
+    )
+    code, out = run(capsys, "mutate", str(path), "--rules", str(module))
+    assert code == 1, out
+    assert "nothing was mutated" in out and "t/max" in out and "boom" in out  # without -v
+
+
+def test_counts_are_plural_right_and_json_goes_where_run_puts_reports(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_case(
+        "name: t/max\ninputs:\n  x: [1.0, 5.0, 5.0]\ngraph:\n  m: max(x)\nupstream: 2.0\n"
+    )
+    code, out = run(capsys, "mutate", str(path))
+    assert code == 0 and "1 case used, 0 skipped" in out and "1 cases" not in out
+    code, out = run(capsys, "mutate", str(path), "--json", str(tmp_path))
+    assert code == 2 and f"--json {tmp_path} is a folder" in out and "mutation score" not in out
+    # A missing folder is made, as run's --report (whose default reports/ may not exist yet).
+    nested = tmp_path / "new" / "dir"
+    code, out = run(capsys, "run", str(path), "--report", str(nested / "r.json"))
+    assert code == 0 and (nested / "r.json").is_file()
+    code, out = run(capsys, "mutate", str(path), "--json", str(nested / "m.json"))
+    assert code == 0 and json.loads((nested / "m.json").read_text())["cases"] == ["t/max"]
+
+
+def test_a_suite_where_no_mutant_applies_is_not_a_pass(
+    write_case: WriteCase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The case's own rule gives every gradient: no catalogue rule is left to mutate.
+    path = write_case(
+        "name: t/own\ninputs:\n  x: [1.0, 2.0]\ngraph:\n  y: exp(x)\n"
+        "rules:\n  exp:\n    input: grad * out\n"
+    )
+    code, out = run(capsys, "mutate", str(path))
+    assert code == 1, out
+    assert "nothing was mutated: the cases used run no catalogue op rule" in out
+    assert out.strip().splitlines()[-1].startswith("mutation score: 0/0")
