@@ -129,9 +129,11 @@ def _run(args: argparse.Namespace) -> int:
     if device != "cpu" and not args.quiet:
         out.line(f"device: {device}")
 
-    def on_lines(result: Any, shown: list[str] | None, sources: Any = None) -> None:
+    def on_lines(
+        result: Any, shown: list[str] | None, view: Any = None, sources: Any = None
+    ) -> None:
         out.case(result, shown)
-        reports.add(result, sources)
+        reports.add(result, sources, view)
 
     try:
         if args.jobs > 1 and len(cases) > 1:
@@ -143,6 +145,7 @@ def _run(args: argparse.Namespace) -> int:
                 None if args.oracle is None else tuple(args.oracle),
                 args.device,
                 args.verbose,
+                html=args.html is not None,
             )
             metas = [(c.name, c.file, c.line) for c in cases]
             started = environment(oracles_for(args.oracle, args.device))
@@ -157,7 +160,9 @@ def _run(args: argparse.Namespace) -> int:
             report = run(
                 Loaded(cases, loaded.problems),
                 rule_sets,
-                on_result=lambda r, s: on_lines(r, render(r, s) if args.verbose else None, s),
+                on_result=lambda r, s: on_lines(
+                    r, render(r, s) if args.verbose else None, sources=s
+                ),
                 oracles=oracles_for(args.oracle, args.device),
                 exitfirst=args.exitfirst,
             )

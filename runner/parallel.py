@@ -28,7 +28,8 @@ from schemas.report import CaseResult
 
 STOPPING = ("failed", "error", "xpassed")
 Meta = tuple[str, str, int]  # a case's name, file and line
-OnResult = Callable[[CaseResult, list[str] | None], None]
+# (the result, -v's lines or None, the --html page's view of the case or None)
+OnResult = Callable[[CaseResult, list[str] | None, Any], None]
 
 
 class WorkerError(Exception):
@@ -46,6 +47,8 @@ class Setup:
     device: str = "cpu"
     verbose: bool = False
     cwd: str = field(default_factory=os.getcwd)
+    # Whether to build each case's view for --html (its arrays exist only in the worker).
+    html: bool = False
 
 
 def _worker(conn: Connection, setup: Setup) -> None:
@@ -55,6 +58,7 @@ def _worker(conn: Connection, setup: Setup) -> None:
         os.chdir(setup.cwd)
         from runner.cli import oracles_for, rule_sets_for
         from runner.execute import run_case
+        from runner.formats.html import case_view
         from runner.loader import load
         from runner.rules.modules import module_ops
         from runner.show import render
@@ -70,7 +74,8 @@ def _worker(conn: Connection, setup: Setup) -> None:
         for index, name in chunk:
             result, sources = run_case(cases[name], rule_sets, oracles)
             lines = render(result, sources) if setup.verbose else None
-            conn.send(("result", index, result.model_dump_json(), lines))
+            view = case_view(result, sources) if setup.html else None
+            conn.send(("result", index, result.model_dump_json(), lines, view))
 
 
 @dataclass
@@ -131,11 +136,12 @@ def run_parallel(
             if message[0] == "ready":
                 worker.ready = True
                 continue
-            _, index, data, lines = message
+            _, index, data, lines, view = message
             worker.pending.popleft()
             result = CaseResult.model_validate_json(data)
             results[index] = result
             pending_lines[index] = lines
+            pending_views[index] = view
             if not worker.pending:
                 feed(worker)
 
@@ -168,6 +174,7 @@ def run_parallel(
             start()
 
     pending_lines: dict[int, list[str] | None] = {}
+    pending_views: dict[int, Any] = {}
     try:
         for _ in range(min(jobs, len(queue))):
             start()
@@ -177,7 +184,8 @@ def run_parallel(
                 result = results.pop(len(emitted))
                 emitted.append(result)
                 if on_result is not None:
-                    on_result(result, pending_lines.pop(len(emitted) - 1, None))
+                    at = len(emitted) - 1
+                    on_result(result, pending_lines.pop(at, None), pending_views.pop(at, None))
                 if exitfirst and result.status in STOPPING:
                     return emitted
             if len(emitted) == len(cases):

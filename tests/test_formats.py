@@ -418,3 +418,27 @@ def test_html_page_renders_in_headless_chromium_with_a_heatmap_for_a_failing_cas
         shots[name] = _heatmap_pixels(png.read_bytes())
     assert shots["all"] >= 200, shots
     assert shots["passed only"] == 0, shots
+
+
+def test_the_html_page_of_a_parallel_run_has_the_heatmaps_of_a_serial_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under -j the arrays live in the workers: they build each case's view and send it back."""
+    pages = []
+    for jobs in ("1", "2"):
+        page = tmp_path / f"page{jobs}.html"
+        main(
+            [
+                "run",
+                str(ROOT / "cases" / "hypotheses"),
+                "-j",
+                jobs,
+                "--html",
+                str(page),
+                "--report",
+                str(tmp_path / f"r{jobs}.json"),
+            ]
+        )
+        capsys.readouterr()
+        pages.append(page.read_text())
+    assert pages[0].count("<svg") == pages[1].count("<svg") > 0

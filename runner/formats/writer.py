@@ -34,12 +34,13 @@ class Reports:
             if path is not None and Path(path).is_dir():
                 raise UsageError(f"{option} {path} is a folder; give a file path")
 
-    def add(self, result: CaseResult, sources: Any) -> None:
-        """Keep what the page shows of one finished case (nothing without ``--html``)."""
+    def add(self, result: CaseResult, sources: Any, view: Any = None) -> None:
+        """Keep what the page shows of one finished case (nothing without ``--html``): ``view``
+        when a worker process built it (`runner.parallel`), else built from ``sources``."""
         if self.html is not None:
             from runner.formats.html import case_view
 
-            self.views[result.name] = case_view(result, sources)
+            self.views[result.name] = view if view is not None else case_view(result, sources)
 
     def write(self, report: Report) -> list[str]:
         """Write the reports; return the lines to print: the annotations, then where each
