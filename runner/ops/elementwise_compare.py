@@ -73,11 +73,9 @@ def _logical_samples(rng: np.random.Generator) -> list[Sample]:
     ]
 
 
-def _comparison(name: str, symbol: str, f: Callable[..., Any]) -> Op:
-    def forward(input: Any, other: Any) -> Array:
-        dtype = result_type(input, other)
-        return np.asarray(f(operand(input, dtype), operand(other, dtype)))
-
+def _no_grad_binary(name: str, forward: Callable[..., Any], samples: Any, note: str) -> Op:
+    """A binary op with a bool (or integer) result and no gradient, as torch's ``torch.<name>``;
+    its operands broadcast and may require grad (torch gives them none here)."""
     return Op(
         name=name,
         family=FAMILY,
@@ -89,9 +87,18 @@ def _comparison(name: str, symbol: str, f: Callable[..., Any]) -> Op:
         vjp=_no_grad,
         torch=lambda t, input, other: getattr(t, name)(input, other),
         shape=lambda input, other: broadcast_shapes(input, other),
-        samples=_compare_samples,
-        note=f"`a {symbol} b`: a bool tensor with no gradient; NaN compares unequal to all",
+        samples=samples,
+        note=note,
     )
+
+
+def _comparison(name: str, symbol: str, f: Callable[..., Any]) -> Op:
+    def forward(input: Any, other: Any) -> Array:
+        dtype = result_type(input, other)
+        return np.asarray(f(operand(input, dtype), operand(other, dtype)))
+
+    note = f"`a {symbol} b`: a bool tensor with no gradient; NaN compares unequal to all"
+    return _no_grad_binary(name, forward, _compare_samples, note)
 
 
 def _logical(name: str, symbol: str | None, f: Callable[..., Any]) -> Op:
@@ -103,21 +110,8 @@ def _logical(name: str, symbol: str | None, f: Callable[..., Any]) -> Op:
         return np.asarray(f(a, b))
 
     spelled = f"`a {symbol} b`" if symbol else f"`{name}(a, b)`"
-    return Op(
-        name=name,
-        family=FAMILY,
-        params=(
-            Param("input", "tensor", grad=False, accepts_grad=True),
-            Param("other", "tensor", grad=False, accepts_grad=True),
-        ),
-        forward=forward,
-        vjp=_no_grad,
-        torch=lambda t, input, other: getattr(t, name)(input, other),
-        shape=lambda input, other: broadcast_shapes(input, other),
-        samples=_logical_samples,
-        note=f"{spelled}: no gradient"
-        + ("; bool or integer operands only (as torch)" if name.startswith("bitwise") else ""),
-    )
+    bitwise = "; bool or integer operands only (as torch)" if name.startswith("bitwise") else ""
+    return _no_grad_binary(name, forward, _logical_samples, f"{spelled}: no gradient{bitwise}")
 
 
 def _not_forward(input: Any) -> Array:
