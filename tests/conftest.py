@@ -18,3 +18,12 @@ def write_case(tmp_path: Path):  # type: ignore[no-untyped-def]
         return path
 
     return write
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """``gradcase ARGV...`` in this process: (exit status, stdout + stderr)."""
+    from runner.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out + err

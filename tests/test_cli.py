@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.cli import main
 from schemas.report import Report
 from tests.conftest import ROOT
+from tests.conftest import run_cli as run
 
 WriteCase = Callable[..., Path]
 
@@ -29,12 +29,6 @@ expect:
   grad:
     b: [[12.0, 15.0], [3.0, 9.0]]
 """
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out + err
 
 
 def test_passing_case_prints_one_line_and_the_count_line_last(

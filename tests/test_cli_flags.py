@@ -15,6 +15,7 @@ from runner.cli import main
 from runner.loader import UsageError
 from runner.select import Expression, ExpressionError, parse_shard, shard
 from schemas.report import Report, Summary
+from tests.conftest import run_cli as run
 
 WriteCase = Callable[..., Path]
 
@@ -34,12 +35,6 @@ WRONG = "rules:\n  mul:\n    input: grad * input\n"
 
 def case(name: str, tags: str = "", wrong: bool = False) -> str:
     return CASE.replace("NAME", name).replace("TAGS", tags) + (WRONG if wrong else "")
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out + err
 
 
 def cases_of(path: Path) -> list[str]:

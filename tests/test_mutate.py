@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner.cli import main
 from runner.loader import load
 from runner.mutants import Mutant, mutant_rule, mutants_of, transform
 from runner.mutate import mutate
 from runner.ops import REGISTRY
 from tests.conftest import ROOT
+from tests.conftest import run_cli as run
 
 WriteCase = Callable[..., Path]
 
@@ -53,12 +53,6 @@ graph:
   c: a @ b
 upstream: {random: normal, seed: 3}
 """
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out + err
 
 
 def survivor_block(out: str, mutant: str) -> str:

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import runner
-from runner.cli import main
 from runner.diagnose import diagnose
 from schemas.report import Report
+from tests.conftest import run_cli as run
 
 WriteCase = Callable[..., Path]
 
@@ -31,12 +31,6 @@ rules:
     input: RULE_INPUT
     other: input.T @ grad
 """
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out + err
 
 
 def run_yaml(
