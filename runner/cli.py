@@ -12,14 +12,14 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.cli_args import parser
-from runner.diagnostics import did_you_mean
-from runner.loader import UsageError, load
-from runner.rules import RuleSet
-from runner.rules.modules import RulesError, find_config, module_ops
-from runner.rules.modules import load as load_modules
+from runner.diagnostics import RulesError, UsageError, did_you_mean
+
+if TYPE_CHECKING:
+    from runner.loader import Loaded
+    from runner.rules import RuleSet
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -96,8 +96,25 @@ def _validate(paths: Sequence[str], rules: Sequence[str] | None) -> int:
     return EXIT_INVALID if loaded.problems else EXIT_OK
 
 
+def load(paths: Sequence[str], ops: Any = None) -> Loaded:
+    """`runner.loader.load`, imported when a verb needs it (``--help`` stays fast)."""
+    from runner.loader import load as load_cases
+
+    return load_cases(paths, ops)
+
+
+def module_ops(rule_sets: Sequence[RuleSet]) -> Any:
+    """`runner.rules.modules.module_ops`, imported when a verb needs it."""
+    from runner.rules.modules import module_ops as ops_of
+
+    return ops_of(rule_sets)
+
+
 def rule_sets_for(specs: Sequence[str] | None) -> list[RuleSet]:
     """``--rules`` as given, else ``[tool.gradcase] rules`` of the nearest pyproject.toml."""
+    from runner.rules.modules import find_config
+    from runner.rules.modules import load as load_modules
+
     if specs:
         return load_modules(specs, Path.cwd())
     config = find_config(Path.cwd())

@@ -26,6 +26,14 @@ class Problem:
         return f"{self.where}: error: {self.message}"
 
 
+class UsageError(Exception):
+    """A bad command line (a path that does not exist): exit status 2, no traceback."""
+
+
+class RulesError(Exception):
+    """A rules module or setting that cannot be used: exit status 2 with this message."""
+
+
 class CaseInvalid(Exception):
     """Every problem found in one file, reported together."""
 

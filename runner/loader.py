@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from runner.compile import CompiledCase, compile_case
 from runner.diagnostics import CaseInvalid, Location, Problem, did_you_mean
+from runner.diagnostics import UsageError as UsageError  # raised here; public as runner.loader's
 from runner.ops.spec import Op
 from runner.yaml_source import Document, Path, load_stream
 from schemas import case as case_models
@@ -31,10 +32,6 @@ MAX_FILE_BYTES = 10 * 1024 * 1024
 class Loaded:
     cases: list[CompiledCase] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-
-
-class UsageError(Exception):
-    """A bad command line (a path that does not exist): exit status 2, no traceback."""
 
 
 def discover(paths: Sequence[str]) -> list[tuple[FsPath, FsPath]]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from runner.compile import CompiledCase
-from runner.loader import UsageError
+from runner.diagnostics import UsageError
 
 # pytest's identifier characters: word characters and : + - . [ ] \ /
 _TOKEN = re.compile(r"\s*(?:(?P<paren>[()])|(?P<word>[\w:+\-.\[\]\\/]+))")

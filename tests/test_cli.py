@@ -440,6 +440,22 @@ def test_commands_that_do_not_run_cases_do_not_import_torch() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def test_help_imports_nothing_heavy() -> None:
+    """--help parses and prints before anything of the loader, the registry, numpy or torch is
+    imported (issue 11: --help at most 3 times `python -c pass`)."""
+    script = (
+        "import sys, runner.cli\n"
+        "try:\n    runner.cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('runner.loader', 'runner.ops', 'numpy', 'pydantic', 'torch')"
+        " if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_console_script_help() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "runner", "--help"],

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from runner.diagnostics import UsageError
 from runner.formats import github
-from runner.loader import UsageError
 from schemas.report import CaseResult, Report
 
 

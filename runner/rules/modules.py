@@ -24,16 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from runner.composed import OpSpecError, module_op
+from runner.diagnostics import RulesError as RulesError  # public as this module's
 from runner.diagnostics import did_you_mean
 from runner.ops import REGISTRY
 from runner.ops.spec import Op
 from runner.rules import RuleFn, RuleSet
 
 CONFIG_KEYS = ("rules",)
-
-
-class RulesError(Exception):
-    """A rules module or setting that cannot be used: exit status 2 with this message."""
 
 
 def rule_set(rules: Any, source: str, ops: Any = None) -> RuleSet:
