@@ -21,7 +21,7 @@ def chain(n: int) -> str:
     lines = ["inputs:", "  x: {random: normal, shape: [8, 8], seed: 1}", "graph:"]
     prev = "x"
     for i in range(n):
-        lines.append(f"  n{i}: sin({prev}) * 0.5 + {prev}")
+        lines.append(f"  n{i}: sin({prev}) * 0.01 + {prev}")
         prev = f"n{i}"
     return "\n".join([*lines, "upstream: {random: normal, seed: 2}", "oracles: [numeric]", ""])
 

@@ -2,28 +2,34 @@
 numpy forwards (`runner.engine.forward`'s ops), computed in float64 whatever the case's dtype.
 An oracle independent of torch and of every VJP rule; it never imports torch.
 
-For each tensor ``x`` a gradient reaches (every input that requires grad and every node up to
-the output), with ``v`` the upstream gradient the other sources were given and
-``L(x) = <f(x), v>`` (``f``: the graph's output with ``x`` moved and everything else fixed; for a
-node, its value is replaced and only the nodes downstream of it run again):
+For each tensor ``x`` a gradient reaches (every input that requires grad and every named node up
+to the output; anonymous nodes are judged alone only, when a fault is localised), with ``v`` the
+upstream gradient the other sources were given and ``L(x) = <f(x), v>`` (``f``: the graph's
+output with ``x`` moved and everything else fixed; for a node, its value is replaced and only the
+nodes downstream of it run again):
 
-- ``x`` of at most `JACOBIAN_MAX` elements: the whole gradient,
-  ``dL/dx_i = (L(x + h e_i) - L(x - h e_i)) / 2h`` (two forwards per element: the full Jacobian
-  contracted with ``v``), compared elementwise with the other sources;
-- a larger ``x``: one random projection (`Projection`), ``u`` standard normal seeded by the
-  tensor's name, ``d = (L(x + h u) - L(x - h u)) / 2h`` (two forwards), compared with ``<u, g>``
-  of each other source's gradient ``g``.
+- the output itself: ``v``, exactly;
+- ``x`` of at most `JACOBIAN_MAX` elements whose elements times the nodes downstream are at most
+  `WHOLE_COST`: the whole gradient, ``dL/dx_i`` by a central difference per element, compared
+  elementwise with the other sources;
+- otherwise (a large tensor, or one far back in a long graph: a whole gradient would cost 4
+  runs of the rest of the graph per element, quadratic in a chain's length): one random
+  projection (`Projection`), ``u`` standard normal seeded by the tensor's name, ``<u, dL/dx>``
+  compared with ``<u, g>`` of each other source's gradient ``g``.
 
 Gradients flow only through differentiable parameters: an operand torch does not differentiate
 (a class weight, an index) keeps its value when ``x`` moves.
 
-**Step.** ``h_i = STEP * max(1, |x_i|)`` per element (a projection: ``STEP * max(1, max|x|)``)
-with ``STEP = 1e-6`` for both dtypes: the differences are taken in float64 either way, so the
-step is float64's (truncation error ``h^2 |f'''| / 6``, about 1e-13 relative for moderate
-curvature; round-off ``eps |L| / h``, about 2e-10 relative). Where the round-off estimate
-``2 eps sum|f v| / h`` of a difference exceeds a quarter of what the tolerance allows there
-(``atol * max|gradient| + rtol |gradient|``), the tensor is skipped: the reference would be too
-imprecise.
+**Step and truncation.** ``h_i = STEP * max(1, |x_i|)`` per element (a projection: ``STEP *
+max(1, max|x|)``) with ``STEP = 1e-6`` for both dtypes (the differences are float64's); the step
+an element really took (``x + h`` is rounded) divides the difference. Each difference is taken at
+``h`` and ``h/2`` and combined by Richardson, ``(4 D(h/2) - D(h)) / 3`` (error O(h^4));
+``|D(h) - D(h/2)|`` is its truncation estimate (an overestimate) and ``2 eps sum|f v| / h``,
+times 3, its round-off estimate. Where the truncation estimate exceeds a quarter of what the
+tolerance allows there (``atol * max|gradient| + rtol |gradient|``), the element is differenced
+again with the step / 64 (at most `RETRIES` times, while the round-off stays far below): sin at
+3e4 or 1e7 is checked, not declined. An element still over a quarter, by truncation or
+round-off, is declined.
 
 **Tolerance** (`TOLERANCE`, per case dtype, of the gradient under test against this reference):
 float64 ``rtol 1e-6, atol 1e-6`` of the largest element, scale-aware as every default tolerance
@@ -35,10 +41,19 @@ elementwise tolerance allows summed: ``(atol * max|g| + floor) * sum|u| + rtol *
 (``g``: the other side's gradient, whose scale stands for the reference's). A case's own
 ``tolerance`` replaces these, as for every comparison.
 
-**Skips, said in the report.** The oracle declines a tensor, with the reason, where a forward is
-not finite (a domain's edge, a pole, NaN), or where a node the perturbation moves has an operand
-within the distance it moved (times `MARGIN`) of a non-differentiable point: ``Op.kinks``
-(`runner.ops.kinks`), e.g. ``node 'm' (max): 1 slice(s) with tied max along dims 1``.
+**Declined, said in the report.** Per element of a whole gradient (``Result.unchecked``: those
+elements neither pass nor fail, and the reason says which and why), per tensor for a projection
+(``skipped``): where the element is not finite in the case's data; where the output is not
+finite at the case's own data at an element that depends on it (which output elements depend on
+which is carried back with the catalogue's VJPs, `_taint`: structure only, never a value; output
+elements that do not depend on it are left out of ``L``, so one NaN elsewhere hides nothing);
+where the forward is not finite with it moved; where a node the perturbation moves has an
+operand that moved within the distance it moved (times `MARGIN`) of a non-differentiable point:
+``Op.kinks`` (`runner.ops.kinks`), asked only about the elements that moved, e.g. ``node 'm'
+(max): 1 slice(s) with tied max along dims 1``; and past the time budget, `BUDGET` seconds per
+case (the inputs first, then the named nodes from the output back; the rest skipped, saying
+so). Where this oracle is a gradient's only reference and checked none of it, the case is an
+error (`runner.execute`), never a silent pass.
 """
 
 from __future__ import annotations
@@ -66,7 +81,13 @@ TOLERANCE = {"float64": Tolerance(rtol=1e-6, atol=1e-6), "float32": Tolerance(rt
 # projection (2 forwards). A node judged alone (fault localisation) is differenced up to
 # NODE_JACOBIAN_MAX elements per operand.
 JACOBIAN_MAX = 64
-NODE_DOWNSTREAM_MAX = 8
+# A tensor gets its whole gradient while its elements times the nodes downstream of it are at
+# most this (64 elements through 32 nodes); beyond, the quadratic cost buys little: one
+# projection checks every rule on the path, and localising a fault differences nodes alone.
+WHOLE_COST = 2048
+# An element whose truncation estimate is too large is differenced again with the step / 64, at
+# most this many times (while the round-off stays far below the tolerance).
+RETRIES = 3
 # Seconds of differencing per case; what is left then is skipped, saying so.
 BUDGET = 20.0
 NODE_JACOBIAN_MAX = 1024
@@ -158,8 +179,9 @@ def _operands(node: Node, *, grad_only: bool) -> list[str]:
 def _downstream(nodes: tuple[Node, ...], name: str) -> list[Node]:
     """The nodes whose value depends on ``name`` through differentiable parameters, in order."""
     moved, found = {name}, []
+    operands = {n.name: _operands(n, grad_only=True) for n in nodes}
     for node in nodes:
-        if node.name != name and any(a in moved for a in _operands(node, grad_only=True)):
+        if node.name != name and any(a in moved for a in operands[node.name]):
             found.append(node)
             moved.add(node.name)
     return found
@@ -188,6 +210,13 @@ class _Case:
             self.terms = np.asarray(base[graph.output], dtype=np.float64) * v
         self.blind = ~np.isfinite(self.terms)
         self.taint = _taint(graph, base, self.blind) if self.blind.any() else {}
+        self._downstream: dict[str, list[Node]] = {}
+
+    def downstream(self, name: str) -> list[Node]:
+        """`_downstream` of ``name`` (computed once)."""
+        if name not in self._downstream:
+            self._downstream[name] = _downstream(self.nodes, name)
+        return self._downstream[name]
 
     def evaluate(self, name: str, x: Array, nodes: list[Node]) -> tuple[Array, dict[str, Any]]:
         """The terms ``f v`` with ``name`` set to ``x``, and every value (``nodes``, those
@@ -382,7 +411,7 @@ def _jacobian(
 ) -> tuple[Array, dict[str, Array]]:
     """The whole numeric gradient of ``name`` and, per reason, the elements it could not
     compute (their value is 0)."""
-    nodes = _downstream(case.nodes, name)
+    nodes = case.downstream(name)
     kinked = [n for n in nodes if n.op.kinks is not None]
     x0 = np.asarray(case.base[name], dtype=np.float64)
     taint = case.taint.get(name)
@@ -408,6 +437,17 @@ def _jacobian(
     scale = float(np.max(np.abs(grad[ok]))) if ok.any() else 0.0
     allowed = _allowed(tol, grad, scale).reshape(-1)
     for i, d in enumerate(found):
+        h = float(steps.flat[i])
+        # A curved function at a large |x| (sin at 3e4): smaller steps, while round-off allows.
+        for _ in range(RETRIES):
+            if d.declined or d.truncation <= 0.25 * allowed[i] or d.roundoff > allowed[i] / 64:
+                break
+            e = np.zeros(x0.shape)
+            e.flat[i] = 1.0
+            h /= 64
+            d = found[i] = _difference(case, name, x0, e, h, nodes, kinked)
+            if d.declined is None:
+                grad.flat[i] = d.value
         if d.declined:
             continue
         if d.roundoff > 0.25 * allowed[i]:
@@ -418,12 +458,13 @@ def _jacobian(
         elif d.truncation > 0.25 * allowed[i]:
             d.declined = (
                 f"the truncation error of the difference (about {d.truncation:.2g}, from steps "
-                f"h and h/2, h = {steps.flat[i]:.2g}) is over a quarter of the tolerance there "
+                f"h and h/2, h = {h:.2g}) is over a quarter of the tolerance there "
                 f"({allowed[i]:.2g})"
             )
     reasons: dict[str, Array] = {}
     for i, d in enumerate(found):
         if d.declined:
+            grad.flat[i] = 0.0
             mask = reasons.setdefault(d.declined, np.zeros(x0.shape, bool))
             mask.flat[i] = True
     return grad, reasons
@@ -431,7 +472,7 @@ def _jacobian(
 
 def _projection(case: _Case, name: str, tol: Tolerance) -> Projection:
     """``<u, dL/dx>`` along one seeded direction; raises `NumericRefused` with the reason."""
-    nodes = _downstream(case.nodes, name)
+    nodes = case.downstream(name)
     kinked = [n for n in nodes if n.op.kinks is not None]
     x0 = np.asarray(case.base[name], dtype=np.float64)
     if not np.all(np.isfinite(x0)):
@@ -460,14 +501,11 @@ def _projection(case: _Case, name: str, tol: Tolerance) -> Projection:
 
 
 def _whole(case: _Case, name: str) -> bool:
-    """Whether ``name`` gets its whole gradient: an input of at most `JACOBIAN_MAX` elements,
-    or such a node with at most `NODE_DOWNSTREAM_MAX` nodes after it (further back, every
-    element would run the long rest of the graph again: one projection checks it)."""
-    if int(np.size(case.base[name])) > JACOBIAN_MAX:
-        return False
-    if not any(n.name == name for n in case.nodes):
-        return True
-    return len(_downstream(case.nodes, name)) <= NODE_DOWNSTREAM_MAX
+    """Whether ``name`` gets its whole gradient: at most `JACOBIAN_MAX` elements, each of which
+    runs the nodes downstream 4 times, at most `WHOLE_COST` node runs per forward direction in
+    all; otherwise (a long rest of the graph after it) one projection checks it for 4 runs."""
+    size = int(np.size(case.base[name]))
+    return size <= JACOBIAN_MAX and size * len(case.downstream(name)) <= WHOLE_COST
 
 
 def _order(graph: Graph, inputs: Mapping[str, Any], nodes: tuple[Node, ...]) -> list[str]:
