@@ -394,8 +394,8 @@ def _difference(
     reason = case.kink(kinked, envs)
     if reason:
         return _Difference(declined=reason)
-    (d1, _), (d2, r2) = found
-    return _Difference((4 * d2 - d1) / 3, abs(d1 - d2), 3 * r2)
+    (d1, r1), (d2, r2) = found
+    return _Difference((4 * d2 - d1) / 3, abs(d1 - d2), (4 * r2 + r1) / 3)
 
 
 def _allowed(tol: Tolerance, grad: Array, scale: float) -> Array:
@@ -484,12 +484,19 @@ def _projection(case: _Case, name: str, tol: Tolerance) -> Projection:
     h = float(np.max(_steps(x0)))
     seed = (PROJECTION_SEED, zlib.crc32(name.encode()))
     u = np.random.default_rng(list(seed)).standard_normal(x0.shape)
-    d = _difference(case, name, x0, u, h, nodes, kinked)
-    if d.declined:
-        raise NumericRefused(d.declined.replace("with it moved", f"with '{name}' moved"))
-    # <u, g> is about |g|_2 and |u|_2 about sqrt(n): their ratio stands for g's scale.
-    scale = abs(d.value) / max(float(np.linalg.norm(u)), 1e-300)
-    allowed = tol.atol * scale * float(np.sum(np.abs(u))) + tol.rtol * abs(d.value)
+    d, allowed = _Difference(), 0.0
+    for attempt in range(RETRIES + 1):
+        if attempt:
+            # Too coarse a step (truncation) or too fine (round-off): try another.
+            h = h / 64 if d.truncation > 0.25 * allowed else h * 16
+        d = _difference(case, name, x0, u, h, nodes, kinked)
+        if d.declined:
+            raise NumericRefused(d.declined.replace("with it moved", f"with '{name}' moved"))
+        # <u, g> is about |g|_2 and |u|_2 about sqrt(n): their ratio stands for g's scale.
+        scale = abs(d.value) / max(float(np.linalg.norm(u)), 1e-300)
+        allowed = tol.atol * scale * float(np.sum(np.abs(u))) + tol.rtol * abs(d.value)
+        if max(d.roundoff, d.truncation) <= 0.25 * allowed:
+            break
     for what, size in (("round-off", d.roundoff), ("truncation error", d.truncation)):
         if size > 0.25 * allowed:
             raise NumericRefused(
