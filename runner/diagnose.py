@@ -26,6 +26,7 @@ def diagnose(
     *,
     upstream: Array | None = None,
     ones_reference: Array | None = None,
+    oracle: str = "torch",
 ) -> str | None:
     """The first usual mistake that explains ``manual`` given the right ``reference``, or None.
 
@@ -33,7 +34,30 @@ def diagnose(
     oracle (any shapes; a shape mismatch is itself tested for the transpose and for missing
     broadcast sums). ``upstream``: the upstream gradient the rule was given; ``ones_reference``:
     the oracle's gradient under an all-ones upstream (both needed for "the upstream ignored").
+    ``oracle``: the name of the reference the hint compares with ("torch's", "numeric's").
     """
+    return named(_diagnose(manual, reference, upstream, ones_reference), oracle)
+
+
+# Phrases about torch's own conventions, true whichever oracle gave the reference.
+_TORCH_CONVENTIONS = ("the index torch's max/min returns", "torch's convention")
+
+
+def named(hint: str | None, oracle: str) -> str | None:
+    """``hint`` with "torch's" (the reference) said as ``oracle``'s, torch's conventions kept."""
+    if hint is None or oracle == "torch":
+        return hint
+    for i, phrase in enumerate(_TORCH_CONVENTIONS):
+        hint = hint.replace(phrase, f"\0{i}\0")
+    hint = hint.replace("torch's", f"{oracle}'s")
+    for i, phrase in enumerate(_TORCH_CONVENTIONS):
+        hint = hint.replace(f"\0{i}\0", phrase)
+    return hint
+
+
+def _diagnose(
+    manual: Array, reference: Array, upstream: Array | None, ones_reference: Array | None
+) -> str | None:
     m = np.asarray(manual, dtype=np.float64)
     r = np.asarray(reference, dtype=np.float64)
     if m.shape != r.shape:

@@ -197,12 +197,15 @@ class Backward:
 class Result:
     """Values of every node and input, and gradients of those that got one. An oracle that
     cannot give a whole gradient gives instead a ``projections`` entry (an object with
-    ``compare``, see `runner.numeric.Projection`) or, where it declines, a ``skipped`` reason."""
+    ``compare``, see `runner.numeric.Projection`) or, where it declines, a ``skipped`` reason.
+    ``unchecked``: per tensor, the elements of a whole gradient it could not compute (a
+    `runner.unchecked.Unchecked`: a bool mask and the reason); they neither pass nor fail."""
 
     values: dict[str, Array]
     grads: dict[str, Array]
     projections: dict[str, Any] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    unchecked: dict[str, Any] = field(default_factory=dict)
 
 
 def forward(graph: Graph, inputs: Mapping[str, Array]) -> dict[str, Array]:

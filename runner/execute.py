@@ -78,6 +78,7 @@ def run_sources(
             ref.projections,
             ref.skipped,
         )
+        sources.declined[oracle.name] = ref.unchecked
     sources.floors.update(_floors(case, sources, oracles))
     sources.unchecked.update(unchecked_grads(graph, values))
     expect = case.model.expect
@@ -195,8 +196,15 @@ def _run_case(
         result.notes += [f"{reason}; compared with the other references only" for reason in refused]
         failed = not all(t.ok for t in result.tensors)
         result.status = "failed" if failed else "passed"
+        blind = _unverified(result)
+        if blind and not failed:
+            # Nothing checked these gradients: neither a pass nor a failure.
+            result.status, result.messages = "error", blind
+        result.notes += blind if failed else []
         try:
-            if failed:
+            if result.status == "error":
+                pass
+            elif failed:
                 result.fault = localise(case, sources, oracles, tolerances)
             elif case.model.probe:
                 # A constant upstream hides a rule that ignores or transposes it; then the
@@ -270,6 +278,26 @@ def _graph_probe(
     fault = localise(case, sources, oracles, tolerances)
     result.fault = fault.model_copy(update={"under": GRAPH_PROBE}) if fault else None
     return sources
+
+
+def _unverified(result: CaseResult) -> list[str]:
+    """One message per gradient that no reference checked at any element, where an oracle
+    that declined it was its only reference (no other oracle, no golden value): the case
+    cannot pass on it."""
+    found = []
+    for t in result.tensors:
+        refs = [c for c in t.comparisons if c.left == MANUAL and t.kind == "grad"]
+        declined = [c for c in refs if c.skipped or (c.total and (c.unchecked or 0) >= c.total)]
+        if not refs or len(declined) < len(refs) or not any(c.right != TORCH.name for c in refs):
+            continue
+        why = "; ".join(
+            f"the {c.right} oracle skipped it: {c.skipped}"
+            if c.skipped
+            else f"the {c.right} oracle declined all {c.total} element(s): {t.unchecked}"
+            for c in declined
+        )
+        found.append(f"no reference checked the gradient of '{t.tensor}': {why}")
+    return found
 
 
 def _skip_notes(result: CaseResult) -> list[str]:
@@ -354,10 +382,16 @@ def compare_sources(
         if tensor in table[EXPECTED]:
             pairs += [(MANUAL, EXPECTED)] + [(name, EXPECTED) for name in names]
         floor = sources.floors.get((kind, tensor), 0.0)
-        skip = sources.unchecked.get(tensor) if kind == "grad" else None
+        torch_skip = sources.unchecked.get(tensor) if kind == "grad" else None
         comparisons = [
             _pair(sources, table, tensor, kind, (left, right), case, floor, skip)
             for left, right in pairs
+            for skip in [_declined(sources, tensor, (left, right), torch_skip, kind)]
+        ]
+        reasons = [
+            u.reason
+            for u in [torch_skip, *(d.get(tensor) for d in sources.declined.values())]
+            if u is not None and kind == "grad"
         ]
         return TensorCheck(
             tensor=tensor,
@@ -365,7 +399,7 @@ def compare_sources(
             ok=all(c.ok for c in comparisons),
             comparisons=comparisons,
             rules=rule_uses(case.graph, sources.manual, tensor) if kind == "grad" else [],
-            unchecked=None if skip is None else skip.reason,
+            unchecked="; ".join(reasons) or None,
             expect_where=case.expect_locations.get((kind, tensor)),
         )
 
@@ -375,6 +409,27 @@ def compare_sources(
     tensors += [check(name, "grad") for name in expect.grad if name not in case.checks]
     # Values need an oracle that computes its own (numeric alone has none to compare).
     return [t for t in tensors if t.comparisons]
+
+
+def _declined(
+    sources: Sources,
+    tensor: str,
+    names: tuple[Source, Source],
+    torch_skip: Unchecked | None,
+    kind: str,
+) -> Unchecked | None:
+    """The elements of ``tensor``'s gradient one pair leaves unchecked: torch's inconsistent
+    ones, and those either side's oracle declined."""
+    if kind != "grad":
+        return None
+    found = [torch_skip] + [sources.declined.get(n, {}).get(tensor) for n in names]
+    masks = [u for u in found if u is not None]
+    if not masks:
+        return None
+    mask = masks[0].mask
+    for u in masks[1:]:
+        mask = mask | u.mask
+    return Unchecked(mask, "; ".join(u.reason for u in masks))
 
 
 def rule_uses(graph: Graph, manual: Backward, tensor: str) -> list[RuleUse]:

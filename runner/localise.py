@@ -20,7 +20,7 @@ import numpy as np
 
 from runner.compare import Tolerance, compare
 from runner.compile import CompiledCase
-from runner.diagnose import diagnose
+from runner.diagnose import diagnose, named
 from runner.engine import RuleError, floating_array, node_vjp
 from runner.graph import Graph, Node, Ref
 from runner.ops.spec import Array
@@ -52,9 +52,7 @@ def localise(
         g = manual.grads.get(node.name)
         if given is None or g is None:
             continue
-        theirs = sources.grads[oracle.name].get(node.name)
-        floor = sources.floors.get(("grad", node.name), 0.0)
-        if not compare(g, theirs, sources=("manual", oracle.name), tol=tol.with_floor(floor)).ok:
+        if not _output_agrees(sources, node.name, g, oracle, tol):
             continue
         try:
             fault = _judge(case, sources, node, g, given, oracle, tol)
@@ -63,6 +61,22 @@ def localise(
         if fault is not None:
             return fault
     return None
+
+
+def _output_agrees(sources: Sources, name: str, g: Array, oracle: Oracle, tol: Tolerance) -> bool:
+    """Whether node ``name``'s output gradient ``g`` agrees with ``oracle``'s: its whole
+    gradient, else its projection (the numeric oracle's nodes far from the output). With
+    neither (declined, or not computed), the walk back vouches for it: every node after it
+    agreed with the oracle, judged alone."""
+    floor = sources.floors.get(("grad", name), 0.0)
+    tol = tol.with_floor(floor)
+    theirs = sources.grads[oracle.name].get(name)
+    if theirs is not None:
+        return compare(g, theirs, sources=("manual", oracle.name), tol=tol).ok
+    projection = sources.projections.get(oracle.name, {}).get(name)
+    if projection is not None:
+        return bool(projection.compare(g, ("manual", oracle.name), tol, False).ok)
+    return True
 
 
 PROBE_SEED = 0
@@ -248,8 +262,12 @@ def _judge(
             diagnosis = None
             if theirs is not None:
                 ones = _under_ones(oracle, node, args, g, pname, argument)
-                diagnosis = diagnose(mine, theirs, upstream=g, ones_reference=ones)
-                diagnosis = diagnosis or _transposed(oracle, node, args, g, mine, pname, argument)
+                diagnosis = diagnose(
+                    mine, theirs, upstream=g, ones_reference=ones, oracle=oracle.name
+                )
+                diagnosis = diagnosis or named(
+                    _transposed(oracle, node, args, g, mine, pname, argument), oracle.name
+                )
             if record is not None:
                 record.update(node=node.name, argument=argument, manual=mine, oracle=theirs)
                 record.update({f"operand {k}": v for k, v in args.items() if _is_array(v)})

@@ -2,28 +2,34 @@
 numpy forwards (`runner.engine.forward`'s ops), computed in float64 whatever the case's dtype.
 An oracle independent of torch and of every VJP rule; it never imports torch.
 
-For each tensor ``x`` a gradient reaches (every input that requires grad and every node up to
-the output), with ``v`` the upstream gradient the other sources were given and
-``L(x) = <f(x), v>`` (``f``: the graph's output with ``x`` moved and everything else fixed; for a
-node, its value is replaced and only the nodes downstream of it run again):
+For each tensor ``x`` a gradient reaches (every input that requires grad and every named node up
+to the output; anonymous nodes are judged alone only, when a fault is localised), with ``v`` the
+upstream gradient the other sources were given and ``L(x) = <f(x), v>`` (``f``: the graph's
+output with ``x`` moved and everything else fixed; for a node, its value is replaced and only the
+nodes downstream of it run again):
 
-- ``x`` of at most `JACOBIAN_MAX` elements: the whole gradient,
-  ``dL/dx_i = (L(x + h e_i) - L(x - h e_i)) / 2h`` (two forwards per element: the full Jacobian
-  contracted with ``v``), compared elementwise with the other sources;
-- a larger ``x``: one random projection (`Projection`), ``u`` standard normal seeded by the
-  tensor's name, ``d = (L(x + h u) - L(x - h u)) / 2h`` (two forwards), compared with ``<u, g>``
-  of each other source's gradient ``g``.
+- the output itself: ``v``, exactly;
+- ``x`` of at most `JACOBIAN_MAX` elements whose elements times the nodes downstream are at most
+  `WHOLE_COST`: the whole gradient, ``dL/dx_i`` by a central difference per element, compared
+  elementwise with the other sources;
+- otherwise (a large tensor, or one far back in a long graph: a whole gradient would cost 4
+  runs of the rest of the graph per element, quadratic in a chain's length): one random
+  projection (`Projection`), ``u`` standard normal seeded by the tensor's name, ``<u, dL/dx>``
+  compared with ``<u, g>`` of each other source's gradient ``g``.
 
 Gradients flow only through differentiable parameters: an operand torch does not differentiate
 (a class weight, an index) keeps its value when ``x`` moves.
 
-**Step.** ``h_i = STEP * max(1, |x_i|)`` per element (a projection: ``STEP * max(1, max|x|)``)
-with ``STEP = 1e-6`` for both dtypes: the differences are taken in float64 either way, so the
-step is float64's (truncation error ``h^2 |f'''| / 6``, about 1e-13 relative for moderate
-curvature; round-off ``eps |L| / h``, about 2e-10 relative). Where the round-off estimate
-``2 eps sum|f v| / h`` of a difference exceeds a quarter of what the tolerance allows there
-(``atol * max|gradient| + rtol |gradient|``), the tensor is skipped: the reference would be too
-imprecise.
+**Step and truncation.** ``h_i = STEP * max(1, |x_i|)`` per element (a projection: ``STEP *
+max(1, max|x|)``) with ``STEP = 1e-6`` for both dtypes (the differences are float64's); the step
+an element really took (``x + h`` is rounded) divides the difference. Each difference is taken at
+``h`` and ``h/2`` and combined by Richardson, ``(4 D(h/2) - D(h)) / 3`` (error O(h^4));
+``|D(h) - D(h/2)|`` is its truncation estimate (an overestimate) and ``2 eps sum|f v| / h``,
+times 3, its round-off estimate. Where the truncation estimate exceeds a quarter of what the
+tolerance allows there (``atol * max|gradient| + rtol |gradient|``), the element is differenced
+again with the step / 64 (at most `RETRIES` times, while the round-off stays far below): sin at
+3e4 or 1e7 is checked, not declined. An element still over a quarter, by truncation or
+round-off, is declined.
 
 **Tolerance** (`TOLERANCE`, per case dtype, of the gradient under test against this reference):
 float64 ``rtol 1e-6, atol 1e-6`` of the largest element, scale-aware as every default tolerance
@@ -35,14 +41,24 @@ elementwise tolerance allows summed: ``(atol * max|g| + floor) * sum|u| + rtol *
 (``g``: the other side's gradient, whose scale stands for the reference's). A case's own
 ``tolerance`` replaces these, as for every comparison.
 
-**Skips, said in the report.** The oracle declines a tensor, with the reason, where a forward is
-not finite (a domain's edge, a pole, NaN), or where a node the perturbation moves has an operand
-within the distance it moved (times `MARGIN`) of a non-differentiable point: ``Op.kinks``
-(`runner.ops.kinks`), e.g. ``node 'm' (max): 1 slice(s) with tied max along dims 1``.
+**Declined, said in the report.** Per element of a whole gradient (``Result.unchecked``: those
+elements neither pass nor fail, and the reason says which and why), per tensor for a projection
+(``skipped``): where the element is not finite in the case's data; where the output is not
+finite at the case's own data at an element that depends on it (which output elements depend on
+which is carried back with the catalogue's VJPs, `_taint`: structure only, never a value; output
+elements that do not depend on it are left out of ``L``, so one NaN elsewhere hides nothing);
+where the forward is not finite with it moved; where a node the perturbation moves has an
+operand that moved within the distance it moved (times `MARGIN`) of a non-differentiable point:
+``Op.kinks`` (`runner.ops.kinks`), asked only about the elements that moved, e.g. ``node 'm'
+(max): 1 slice(s) with tied max along dims 1``; and past the time budget, `BUDGET` seconds per
+case (the inputs first, then the named nodes from the output back; the rest skipped, saying
+so). Where this oracle is a gradient's only reference and checked none of it, the case is an
+error (`runner.execute`), never a silent pass.
 """
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,9 +68,11 @@ import numpy as np
 
 from runner.compare import Tolerance
 from runner.engine import Result, floating_array, forward
+from runner.engine import node_vjp as engine_vjp
 from runner.graph import Graph, Node, Ref
 from runner.ops.spec import Array
 from runner.oracles import Oracle
+from runner.unchecked import Unchecked
 from schemas.report import Comparison
 
 STEP = 1e-6  # the same for both dtypes: the differences are float64's
@@ -63,6 +81,15 @@ TOLERANCE = {"float64": Tolerance(rtol=1e-6, atol=1e-6), "float32": Tolerance(rt
 # projection (2 forwards). A node judged alone (fault localisation) is differenced up to
 # NODE_JACOBIAN_MAX elements per operand.
 JACOBIAN_MAX = 64
+# A tensor gets its whole gradient while its elements times the nodes downstream of it are at
+# most this (64 elements through 32 nodes); beyond, the quadratic cost buys little: one
+# projection checks every rule on the path, and localising a fault differences nodes alone.
+WHOLE_COST = 2048
+# An element whose truncation estimate is too large is differenced again with the step / 64, at
+# most this many times (while the round-off stays far below the tolerance).
+RETRIES = 3
+# Seconds of differencing per case; what is left then is skipped, saying so.
+BUDGET = 20.0
 NODE_JACOBIAN_MAX = 1024
 PROJECTION_SEED = 0
 # A kink counts when it lies within MARGIN times the distance an operand moved.
@@ -152,8 +179,9 @@ def _operands(node: Node, *, grad_only: bool) -> list[str]:
 def _downstream(nodes: tuple[Node, ...], name: str) -> list[Node]:
     """The nodes whose value depends on ``name`` through differentiable parameters, in order."""
     moved, found = {name}, []
+    operands = {n.name: _operands(n, grad_only=True) for n in nodes}
     for node in nodes:
-        if node.name != name and any(a in moved for a in _operands(node, grad_only=True)):
+        if node.name != name and any(a in moved for a in operands[node.name]):
             found.append(node)
             moved.add(node.name)
     return found
@@ -170,17 +198,29 @@ def _bind(node: Node, env: Mapping[str, Any], base: Mapping[str, Any]) -> dict[s
 
 
 class _Case:
-    """One graph at its float64 values: evaluates ``L`` with one tensor replaced."""
+    """One graph at its float64 values: evaluates the terms ``f v`` of ``L`` with one tensor
+    replaced. ``blind``: the output elements whose term is not finite at the case's own data;
+    ``L`` sums the others (the perturbations that reach a blind element are declined:
+    ``taint``)."""
 
     def __init__(self, graph: Graph, base: dict[str, Any], v: Array) -> None:
         self.graph, self.base, self.v = graph, base, v
         self.nodes = graph.nodes[: graph.index(graph.output) + 1]
+        with np.errstate(all="ignore"):
+            self.terms = np.asarray(base[graph.output], dtype=np.float64) * v
+        self.blind = ~np.isfinite(self.terms)
+        self.taint = _taint(graph, base, self.blind) if self.blind.any() else {}
+        self._downstream: dict[str, list[Node]] = {}
 
-    def evaluate(
-        self, name: str, x: Array, nodes: list[Node]
-    ) -> tuple[float, float, dict[str, Any]]:
-        """``L`` and ``sum |f v|`` (for the round-off estimate) with ``name`` set to ``x``, and
-        the values of ``nodes`` (downstream of ``name``)."""
+    def downstream(self, name: str) -> list[Node]:
+        """`_downstream` of ``name`` (computed once)."""
+        if name not in self._downstream:
+            self._downstream[name] = _downstream(self.nodes, name)
+        return self._downstream[name]
+
+    def evaluate(self, name: str, x: Array, nodes: list[Node]) -> tuple[Array, dict[str, Any]]:
+        """The terms ``f v`` with ``name`` set to ``x``, and every value (``nodes``, those
+        downstream of ``name``, run again)."""
         env = dict(self.base)
         env[name] = np.asarray(x)  # a 0-d result of arithmetic is a numpy scalar, not an array
         with np.errstate(all="ignore"):
@@ -192,21 +232,36 @@ class _Case:
                         f"the forward of node '{node.name}' ({node.op.name}) raised with "
                         f"'{name}' moved: {type(exc).__name__}: {exc}"
                     ) from exc
-            terms = np.asarray(env[self.graph.output], dtype=np.float64) * self.v
-            return float(np.sum(terms)), float(np.sum(np.abs(terms))), env
+            return np.asarray(env[self.graph.output], dtype=np.float64) * self.v, env
 
-    def kink(self, nodes: list[Node], moved: dict[str, float]) -> str | None:
-        """The first node (of ``nodes``) with an operand within MARGIN times the distance it
-        moved of a non-differentiable point, said as the report says it."""
+    def loss(self, terms: Array) -> tuple[float, float, str | None]:
+        """``L`` and ``sum |f v|`` (for the round-off estimate) over the output elements that
+        are finite at the case's data, or the reason they cannot be used: a term that is not
+        finite, or a blind element that moved."""
+        seen = ~self.blind
+        with np.errstate(all="ignore"):
+            total, size = float(np.sum(terms[seen])), float(np.sum(np.abs(terms[seen])))
+        if not np.isfinite(total):
+            return total, size, "not finite"
+        moved = terms[self.blind] != self.terms[self.blind]
+        moved &= ~(np.isnan(terms[self.blind]) & np.isnan(self.terms[self.blind]))
+        if moved.any():
+            return total, size, "not finite"
+        return total, size, None
+
+    def kink(self, nodes: list[Node], envs: list[dict[str, Any]]) -> str | None:
+        """The first node (of ``nodes``, the kinked ones downstream) whose operands, moved as
+        in ``envs``, come within MARGIN times the distance they moved of a non-differentiable
+        point, said as the report says it. Only the elements that moved are tested where the
+        operands broadcast together (`runner.ops.kinks`, ``moved``)."""
         for node in nodes:
-            if node.op.kinks is None:
-                continue
-            h = max((moved.get(a, 0.0) for a in _operands(node, grad_only=True)), default=0.0)
+            assert node.op.kinks is not None
+            h, mask = _movement(node, envs, self.base)
             if not h > 0:
                 continue
             try:
                 with np.errstate(all="ignore"):
-                    reason = node.op.kinks(MARGIN * h, **node.bind(self.base))
+                    reason = node.op.kinks(MARGIN * h, moved=mask, **node.bind(self.base))
             except Exception as exc:  # a kink test must not lose the case
                 reason = f"its kink test raised {type(exc).__name__}: {exc}"
             if reason:
@@ -218,14 +273,73 @@ class _Case:
         return None
 
 
-def _moved(
-    env: Mapping[str, Any], base: Mapping[str, Any], names: list[str], into: dict[str, float]
-) -> None:
+def _movement(
+    node: Node, envs: list[dict[str, Any]], base: Mapping[str, Any]
+) -> tuple[float, Array | None]:
+    """How far ``node``'s differentiable operands moved (the most, over ``envs``) and which
+    elements moved, at the operands' broadcast shape (None where they do not broadcast
+    together: the kink test then looks at every element)."""
+    h, masks = 0.0, []
     with np.errstate(all="ignore"):
-        for n in names:
-            d = np.abs(np.asarray(env[n], np.float64) - np.asarray(base[n], np.float64))
-            top = float(np.nanmax(d)) if d.size and not np.all(np.isnan(d)) else 0.0
-            into[n] = max(into.get(n, 0.0), top)
+        for a in dict.fromkeys(_operands(node, grad_only=True)):
+            b = np.asarray(base[a], np.float64)
+            moved = np.zeros(b.shape, bool)
+            for env in envs:
+                if env[a] is base[a]:
+                    continue
+                d = np.abs(np.asarray(env[a], np.float64) - b)
+                moved |= (d != 0) & ~(np.isnan(d) & np.isnan(b))
+                finite = d[np.isfinite(d)]
+                h = max(h, float(finite.max()) if finite.size else 0.0)
+            masks.append(moved)
+    try:
+        shape = np.broadcast_shapes(*(m.shape for m in masks))
+    except ValueError:
+        return h, None
+    mask = np.zeros(shape, bool)
+    for m in masks:
+        mask = mask | m
+    return h, mask
+
+
+def _taint(graph: Graph, base: Mapping[str, Any], blind: Array) -> dict[str, Array]:
+    """Per tensor, the elements on which an output element that is not finite at the case's
+    data depends: the catalogue's VJPs carry a random cotangent on those output elements back
+    (nonzero or NaN where it reaches, with probability one). Only which elements, never a
+    value, is taken from the VJPs; an element whose VJP fails is taken as tainted everywhere."""
+    rng = np.random.default_rng(0)
+    out = graph.output
+    taint: dict[str, Array] = {
+        out: np.where(blind, np.abs(rng.standard_normal(blind.shape)) + 1, 0)
+    }
+    everything: set[str] = set()
+    with np.errstate(all="ignore"):
+        for node in reversed(graph.nodes[: graph.index(out) + 1]):
+            g = taint.get(node.name)
+            if g is None:
+                continue
+            refs = _operands(node, grad_only=True)
+            if node.name in everything:
+                everything.update(refs)
+                continue
+            try:
+                given, _ = engine_vjp(node, g, base[node.name], node.bind(base), ())
+            except Exception:
+                everything.update(refs)
+                continue
+            for pname, grad in given.items():
+                arg = node.args[pname]
+                items = arg if isinstance(arg, list) else [arg]
+                grads = grad if isinstance(grad, list) else [grad] * len(items)
+                for ref, gi in zip(items, grads, strict=False):
+                    if isinstance(ref, Ref) and gi is not None:
+                        reached = np.abs(np.asarray(gi, np.float64))
+                        reached = np.where(np.isnan(reached), 1.0, reached)
+                        taint[ref.name] = taint.get(ref.name, 0) + reached
+    found = {n: np.asarray(t != 0) for n, t in taint.items()}
+    for n in everything:
+        found[n] = np.ones(np.shape(base[n]), bool)
+    return found
 
 
 def _steps(x: Array) -> Array:
@@ -234,70 +348,190 @@ def _steps(x: Array) -> Array:
     return STEP * np.where(np.isfinite(a) & (a > 1), a, 1.0)
 
 
-def _gradient(case: _Case, name: str, tol: Tolerance) -> Array | Projection:
-    """The numeric gradient of ``L`` for ``name`` (see the module's docstring); raises
-    `NumericRefused` with the reason."""
-    nodes = _downstream(case.nodes, name)
+@dataclass
+class _Difference:
+    """One central difference along a direction: the Richardson value, its truncation
+    estimate ``|D(h) - D(h/2)|``, its round-off estimate, or why it cannot be used."""
+
+    value: float = 0.0
+    truncation: float = 0.0
+    roundoff: float = 0.0
+    declined: str | None = None
+
+
+def _difference(
+    case: _Case,
+    name: str,
+    x0: Array,
+    direction: Array,
+    h: float,
+    nodes: list[Node],
+    kinked: list[Node],
+) -> _Difference:
+    """``D(h)`` and ``D(h/2)`` of ``L`` along ``direction`` from ``x0``, combined by Richardson
+    (``(4 D(h/2) - D(h)) / 3``, error O(h^4)); the steps are the ones the float64 arguments
+    really took."""
+    found, envs = [], []
+    one_hot = np.count_nonzero(direction) == 1
+    for step in (h, h / 2):
+        plus, minus = x0 + step * direction, x0 - step * direction
+        # One element moved: the step its float64 value really took (x + h is rounded);
+        # along a projection, rounding is relatively eps |x| / h, far below the tolerance.
+        taken = step
+        if one_hot:
+            sel = direction != 0
+            with np.errstate(all="ignore"):
+                taken = float(np.sum((plus - minus)[sel] / direction[sel])) / 2
+        tp, envp = case.evaluate(name, plus, nodes)
+        tm, envm = case.evaluate(name, minus, nodes)
+        lp, sp, bad_p = case.loss(tp)
+        lm, sm, bad_m = case.loss(tm)
+        if bad_p or bad_m:
+            return _Difference(declined=f"the forward is not finite with it moved by {step:.2g}")
+        if step == h:
+            envs = [envp, envm]
+        found.append(((lp - lm) / (2 * taken), 2 * EPS * max(sp, sm) / taken))
+    reason = case.kink(kinked, envs)
+    if reason:
+        return _Difference(declined=reason)
+    (d1, r1), (d2, r2) = found
+    return _Difference((4 * d2 - d1) / 3, abs(d1 - d2), (4 * r2 + r1) / 3)
+
+
+def _allowed(tol: Tolerance, grad: Array, scale: float) -> Array:
+    return tol.atol * scale + tol.rtol * np.abs(grad)
+
+
+def _budget_note() -> str:
+    return f"the numeric oracle's time budget ({BUDGET:g} s per case) ran out"
+
+
+def _jacobian(
+    case: _Case, name: str, tol: Tolerance, deadline: float
+) -> tuple[Array, dict[str, Array]]:
+    """The whole numeric gradient of ``name`` and, per reason, the elements it could not
+    compute (their value is 0)."""
+    nodes = case.downstream(name)
+    kinked = [n for n in nodes if n.op.kinks is not None]
     x0 = np.asarray(case.base[name], dtype=np.float64)
-    moved: dict[str, float] = {}
-    downstream = [n.name for n in nodes]
-    # Per difference taken: the round-off estimate 2 eps max(sum|f v|) / h.
-    roundoff: list[float] = []
-
-    def difference(direction: Array, where: str, h: float) -> float:
-        lp, sp, envp = case.evaluate(name, x0 + h * direction, nodes)
-        lm, sm, envm = case.evaluate(name, x0 - h * direction, nodes)
-        if not (np.isfinite(lp) and np.isfinite(lm)):
-            raise NumericRefused(f"the forward is not finite with '{name}'{where} moved by {h:.2g}")
-        _moved(envp, case.base, downstream, moved)
-        _moved(envm, case.base, downstream, moved)
-        roundoff.append(2 * EPS * max(sp, sm) / h)
-        return (lp - lm) / (2 * h)
-
-    if x0.size <= JACOBIAN_MAX:
-        grad = np.zeros(x0.shape)
-        steps = _steps(x0)
-        for i in range(x0.size):
+    taint = case.taint.get(name)
+    steps = _steps(x0)
+    found = [_Difference() for _ in range(x0.size)]
+    for i in range(x0.size):
+        if time.monotonic() > deadline:
+            for rest in found[i:]:
+                rest.declined = _budget_note()
+            break
+        if not np.isfinite(x0.flat[i]):
+            found[i].declined = "the element is not finite in the case's data"
+        elif taint is not None and taint.flat[i]:
+            found[
+                i
+            ].declined = "the output is not finite at the case's own data where it depends on it"
+        else:
             e = np.zeros(x0.shape)
             e.flat[i] = 1.0
-            index = [int(j) for j in np.unravel_index(i, x0.shape)] if x0.ndim else []
-            grad.flat[i] = difference(e, f"{index}" if index else "", float(steps.flat[i]))
-        moved[name] = float(np.max(steps)) if steps.size else 0.0
-        result: Array | Projection = grad
-        flat = np.abs(grad.reshape(-1))
-        allowed = tol.atol * (float(flat.max()) if flat.size else 0.0) + tol.rtol * flat
-    else:
-        h = float(np.max(_steps(x0)))
-        seed = (PROJECTION_SEED, zlib.crc32(name.encode()))
-        u = np.random.default_rng(list(seed)).standard_normal(x0.shape)
-        result = Projection(u, difference(u, "", h), seed, h)
-        moved[name] = h * float(np.max(np.abs(u)))
-        # <u, g> is about |g|_2 and |u|_2 about sqrt(n): their ratio stands for g's scale.
-        scale = abs(result.derivative) / max(float(np.linalg.norm(u)), 1e-300)
-        allowed = np.asarray(
-            [tol.atol * scale * np.sum(np.abs(u)) + tol.rtol * abs(result.derivative)]
-        )
-    reason = case.kink(nodes, moved)
-    if reason:
-        raise NumericRefused(reason)
-    excess = np.asarray(roundoff) / np.maximum(allowed, 1e-300)
-    if excess.size and excess.max() > 0.25:
-        worst = int(np.argmax(excess))
+            found[i] = _difference(case, name, x0, e, float(steps.flat[i]), nodes, kinked)
+    grad = np.asarray([0.0 if d.declined else d.value for d in found]).reshape(x0.shape)
+    ok = np.asarray([d.declined is None for d in found]).reshape(x0.shape)
+    scale = float(np.max(np.abs(grad[ok]))) if ok.any() else 0.0
+    allowed = _allowed(tol, grad, scale).reshape(-1)
+    for i, d in enumerate(found):
+        h = float(steps.flat[i])
+        # A curved function at a large |x| (sin at 3e4): smaller steps, while round-off allows.
+        for _ in range(RETRIES):
+            if d.declined or d.truncation <= 0.25 * allowed[i] or d.roundoff > allowed[i] / 64:
+                break
+            e = np.zeros(x0.shape)
+            e.flat[i] = 1.0
+            h /= 64
+            d = found[i] = _difference(case, name, x0, e, h, nodes, kinked)
+            if d.declined is None:
+                grad.flat[i] = d.value
+        if d.declined:
+            continue
+        if d.roundoff > 0.25 * allowed[i]:
+            d.declined = (
+                f"the round-off of the difference (about {d.roundoff:.2g}) is over a quarter of "
+                f"the tolerance there ({allowed[i]:.2g})"
+            )
+        elif d.truncation > 0.25 * allowed[i]:
+            d.declined = (
+                f"the truncation error of the difference (about {d.truncation:.2g}, from steps "
+                f"h and h/2, h = {h:.2g}) is over a quarter of the tolerance there "
+                f"({allowed[i]:.2g})"
+            )
+    reasons: dict[str, Array] = {}
+    for i, d in enumerate(found):
+        if d.declined:
+            grad.flat[i] = 0.0
+            mask = reasons.setdefault(d.declined, np.zeros(x0.shape, bool))
+            mask.flat[i] = True
+    return grad, reasons
+
+
+def _projection(case: _Case, name: str, tol: Tolerance) -> Projection:
+    """``<u, dL/dx>`` along one seeded direction; raises `NumericRefused` with the reason."""
+    nodes = case.downstream(name)
+    kinked = [n for n in nodes if n.op.kinks is not None]
+    x0 = np.asarray(case.base[name], dtype=np.float64)
+    if not np.all(np.isfinite(x0)):
+        raise NumericRefused(f"'{name}' is not finite in the case's data")
+    if name in case.taint and case.taint[name].any():
         raise NumericRefused(
-            f"the round-off of the difference for '{name}' (about {roundoff[worst]:.2g}) is over "
-            f"a quarter of the tolerance there ({allowed[worst]:.2g}): the reference would be "
-            "too imprecise"
+            f"the output is not finite at the case's own data where it depends on '{name}'"
         )
-    return result
+    h = float(np.max(_steps(x0)))
+    seed = (PROJECTION_SEED, zlib.crc32(name.encode()))
+    u = np.random.default_rng(list(seed)).standard_normal(x0.shape)
+    d, allowed = _Difference(), 0.0
+    for attempt in range(RETRIES + 1):
+        if attempt:
+            # Too coarse a step (truncation) or too fine (round-off): try another.
+            h = h / 64 if d.truncation > 0.25 * allowed else h * 16
+        d = _difference(case, name, x0, u, h, nodes, kinked)
+        if d.declined:
+            raise NumericRefused(d.declined.replace("with it moved", f"with '{name}' moved"))
+        # <u, g> is about |g|_2 and |u|_2 about sqrt(n): their ratio stands for g's scale.
+        scale = abs(d.value) / max(float(np.linalg.norm(u)), 1e-300)
+        allowed = tol.atol * scale * float(np.sum(np.abs(u))) + tol.rtol * abs(d.value)
+        if max(d.roundoff, d.truncation) <= 0.25 * allowed:
+            break
+    for what, size in (("round-off", d.roundoff), ("truncation error", d.truncation)):
+        if size > 0.25 * allowed:
+            raise NumericRefused(
+                f"the {what} of the difference for '{name}' (about {size:.2g}) is over a "
+                f"quarter of the tolerance there ({allowed:.2g}): the reference would be too "
+                "imprecise"
+            )
+    return Projection(u, d.value, seed, h)
+
+
+def _whole(case: _Case, name: str) -> bool:
+    """Whether ``name`` gets its whole gradient: at most `JACOBIAN_MAX` elements, each of which
+    runs the nodes downstream 4 times, at most `WHOLE_COST` node runs per forward direction in
+    all; otherwise (a long rest of the graph after it) one projection checks it for 4 runs."""
+    size = int(np.size(case.base[name]))
+    return size <= JACOBIAN_MAX and size * len(case.downstream(name)) <= WHOLE_COST
+
+
+def _order(graph: Graph, inputs: Mapping[str, Any], nodes: tuple[Node, ...]) -> list[str]:
+    """The tensors to difference, most verification per forward first: the inputs (every rule
+    on their path), then the named nodes from the output back (the cheapest first)."""
+    named = [n.name for n in reversed(nodes) if n.named and n.name != graph.output]
+    return [*inputs, *named]
 
 
 def run_numeric(graph: Graph, inputs: Mapping[str, Array], upstream: Array) -> Result:
-    """Every gradient of ``graph`` under ``upstream`` by central differences (float64, cast back
-    to each tensor's dtype), or a `Projection` for tensors over `JACOBIAN_MAX` elements. No
-    values of its own (they would be the manual forward's). A tensor it declines is in
-    ``skipped`` with the reason; it never raises for a case's data."""
+    """Every gradient of ``graph``'s inputs and named nodes under ``upstream`` by central
+    differences (float64, cast back to each tensor's dtype), or a `Projection` (see `_whole`);
+    the output's gradient is ``upstream`` itself. No values of its own (they would be the
+    manual forward's). A tensor it declines is in ``skipped``, elements of a whole gradient it
+    declines in ``unchecked``, with the reasons; it stops differencing after `BUDGET` seconds
+    (the rest is skipped, saying so); it never raises for a case's data."""
     dtype = str(np.asarray(upstream).dtype)
     tol = TOLERANCE.get(dtype, TOLERANCE["float64"])
+    deadline = time.monotonic() + BUDGET
     # The case's own dtypes (to cast back to) and the float64 values to difference.
     typed = forward(graph, inputs)
     try:
@@ -310,22 +544,39 @@ def run_numeric(graph: Graph, inputs: Mapping[str, Array], upstream: Array) -> R
     for node in reversed(case.nodes):
         if node.name in reach:
             reach.update(_operands(node, grad_only=True))
-    grads: dict[str, Array] = {}
-    projections: dict[str, Any] = {}
-    skipped: dict[str, str] = {}
-    for name in [*inputs, *(n.name for n in case.nodes)]:
+    result = Result({}, {})
+    if graph.requires_grad.get(graph.output, False):
+        # L = <output, v>: the output's own gradient is v, exactly.
+        result.grads[graph.output] = np.asarray(upstream).astype(typed[graph.output].dtype)
+    for name in _order(graph, inputs, case.nodes):
         if name not in reach or not graph.requires_grad.get(name, False):
             continue
-        try:
-            found = _gradient(case, name, tol)
-        except NumericRefused as exc:
-            skipped[name] = str(exc)
+        if time.monotonic() > deadline:
+            result.skipped[name] = _budget_note()
             continue
-        if isinstance(found, Projection):
-            projections[name] = found
-        else:
-            grads[name] = found.astype(typed[name].dtype)
-    return Result({}, grads, projections, skipped)
+        try:
+            if _whole(case, name):
+                grad, reasons = _jacobian(case, name, tol, deadline)
+                result.grads[name] = grad.astype(typed[name].dtype)
+                if reasons:
+                    result.unchecked[name] = _unchecked(name, reasons)
+            else:
+                result.projections[name] = _projection(case, name, tol)
+        except NumericRefused as exc:
+            result.skipped[name] = str(exc)
+    return result
+
+
+def _unchecked(name: str, reasons: dict[str, Array]) -> Unchecked:
+    """The elements of ``name``'s gradient the oracle declined, with each reason and where."""
+    mask = np.zeros(next(iter(reasons.values())).shape, bool)
+    parts = []
+    for reason, where in reasons.items():
+        mask |= where
+        index = [[int(j) for j in np.unravel_index(i, where.shape)] for i in np.flatnonzero(where)]
+        at = ", ".join(f"{i}" for i in index[:4]) + (", ..." if len(index) > 4 else "")
+        parts.append(f"at {at}: {reason}" if where.ndim else reason)
+    return Unchecked(mask, "the numeric oracle declined " + "; ".join(parts))
 
 
 def node_vjp(node: Node, args: Mapping[str, Any], grad: Array) -> dict[str, Any]:

@@ -116,3 +116,6 @@ class Sources:
     floors: dict[tuple[str, str], float] = field(default_factory=dict)
     # Gradient elements torch gives inconsistently, by tensor name (runner.unchecked).
     unchecked: dict[str, Unchecked] = field(default_factory=dict)
+    # Per oracle, the elements of its whole gradients it declined (the numeric oracle at a
+    # kink or a forward that is not finite), by tensor name.
+    declined: dict[Source, dict[str, Unchecked]] = field(default_factory=dict)

@@ -151,7 +151,7 @@ def count_line(summary: Summary) -> str:
     if summary.invalid_files:
         line += f"; {plural(summary.invalid_files, 'invalid file')}"
     if summary.unchecked:
-        line += f" ({summary.unchecked} gradient elements unchecked: torch is inconsistent there)"
+        line += f" ({summary.unchecked} gradient elements unchecked: see the notes)"
     return line
 
 

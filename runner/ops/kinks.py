@@ -1,11 +1,14 @@
 """Where an op's gradient is not its derivative, as data: one predicate per op, read by the
 finite-difference oracle (`runner.numeric`), which must not difference across such a point.
 
-``KINKS[op](h, **args) -> str | None`` takes the op's bound arguments by torch's parameter names
-(arrays, Python numbers for literal operands, plain attribute values) and a distance ``h`` (the
-most any operand moves under the oracle's perturbation), and returns a reason when some element
-lies within ``h`` of a point where the op is not differentiable, or where torch's gradient is a
-convention rather than the derivative:
+``KINKS[op](h, moved=None, **args) -> str | None`` takes the op's bound arguments by torch's
+parameter names (arrays, Python numbers for literal operands, plain attribute values), a distance
+``h`` (the most any operand moves under the oracle's perturbation) and ``moved``, a bool mask at
+the differentiable operands' broadcast shape of the elements the perturbation moved (None: any may
+have), and returns a reason when some element that moved lies within ``h`` of a point where the op
+is not differentiable, or where torch's gradient is a convention rather than the derivative (a
+reduction: a slice holding a moved element; an op whose operands do not broadcast together, such
+as embedding or addmm, looks at every element):
 
 - kinks and jumps of elementwise ops: ``abs``/``relu``/``sign`` at 0, clamp's and hardtanh's
   bounds, the integers of ``floor``/``ceil`` (half-integers for ``round``), ...;
@@ -50,25 +53,58 @@ def _near_zero(h: float, input: Any, **_: Any) -> str | None:
     return _near(input, 0.0, h, "input", "0")
 
 
-def _ties(x: Any, axes: tuple[int, ...], h: float, what: str) -> str | None:
+def _elementwise(kinks: Kinks) -> Kinks:
+    """``kinks`` of an elementwise op, asked only about the elements that moved: every array
+    operand is broadcast together with ``moved`` and reduced to those elements."""
+
+    def local(h: float, moved: Any = None, **args: Any) -> str | None:
+        if moved is None:
+            return kinks(h, **args)
+        arrays = {k: v for k, v in args.items() if isinstance(v, np.ndarray)}
+        try:
+            shape = np.broadcast_shapes(np.shape(moved), *(v.shape for v in arrays.values()))
+        except ValueError:
+            return kinks(h, **args)
+        where = np.broadcast_to(moved, shape)
+        if not where.any():
+            return None
+        picked = {k: np.broadcast_to(v, shape)[where] for k, v in arrays.items()}
+        return kinks(h, **(args | picked))
+
+    return local
+
+
+def _in_slices(moved: Any, a: Any, axes: tuple[int, ...]) -> Any:
+    """``moved`` laid out as `_ties` lays out ``a`` (None stays None)."""
+    if moved is None:
+        return None
+    m = np.moveaxis(np.broadcast_to(moved, np.shape(a)), axes, tuple(range(-len(axes), 0)))
+    return m.reshape(*m.shape[: np.ndim(a) - len(axes)], -1)
+
+
+def _ties(x: Any, axes: tuple[int, ...], h: float, what: str, moved: Any = None) -> str | None:
     """Slices (over ``axes``) whose extremum has a runner-up within ``2h``: moving both by ``h``
-    may swap them. ``what`` names the extremum (max of x, min: pass -x)."""
+    may swap them. ``what`` names the extremum (max of x, min: pass -x). ``moved`` (x's shape):
+    only slices where a moved element is among the close ones count."""
     a = _f(x)
     if a.size == 0 or not axes:
         return None
-    moved = np.moveaxis(a, axes, tuple(range(-len(axes), 0)))
-    flat = moved.reshape(*moved.shape[: a.ndim - len(axes)], -1)
+    laid = np.moveaxis(a, axes, tuple(range(-len(axes), 0)))
+    flat = laid.reshape(*laid.shape[: a.ndim - len(axes)], -1)
     with np.errstate(invalid="ignore"):
         top = np.nanmax(np.where(np.isnan(flat), -np.inf, flat), axis=-1, keepdims=True)
-        close = np.count_nonzero(top - flat <= 2 * h, axis=-1)
+        near = top - flat <= 2 * h
+        close = np.count_nonzero(near, axis=-1)
+    if moved is not None:
+        close = np.where(np.any(near & _in_slices(moved, a, axes), axis=-1), close, 0)
     n = int(np.count_nonzero(close >= 2))
     return f"{n} slice(s) with tied {what} (within {2 * h:.2g})" if n else None
 
 
 def _extremum(sign: float, name: str) -> Kinks:
-    def kinks(h: float, input: Any, dim: Any = None, **_: Any) -> str | None:
+    def kinks(h: float, input: Any, dim: Any = None, moved: Any = None, **_: Any) -> str | None:
         x = _f(input)
-        return _ties(sign * x, norm_dims(dim, x.ndim), h, f"{name} along dims {dim}")
+        return _ties(sign * x, norm_dims(dim, x.ndim), h, f"{name} along dims {dim}", moved)
 
     return kinks
 
@@ -117,29 +153,46 @@ def _pow(h: float, input: Any, exponent: Any, **_: Any) -> str | None:
     return _near(input, 0.0, h, "input", "0 (x ** y is not differentiable there)")
 
 
-def _norm(h: float, input: Any, p: Any = "fro", dim: Any = None, **_: Any) -> str | None:
+def _touched(moved: Any, x: Array, dims: tuple[int, ...]) -> Any:
+    """Per slice of ``x`` over ``dims``: whether it holds a moved element (True without
+    ``moved``)."""
+    if moved is None:
+        return True
+    return np.any(np.broadcast_to(moved, x.shape), axis=dims) if x.ndim else np.asarray(moved)
+
+
+def _norm(
+    h: float, input: Any, p: Any = "fro", dim: Any = None, moved: Any = None, **_: Any
+) -> str | None:
     x = _f(input)
     p = 2.0 if p == "fro" else float(p)
     dims = norm_dims(dim, x.ndim)
+    zero = _elementwise(lambda h, input: _near(input, 0.0, h, "input", "0"))
     if np.isinf(p):
         a = np.abs(x) * (1 if p > 0 else -1)
-        return _ties(a, dims, h, "|input|") or _near(x, 0.0, h, "input", "0")
+        return _ties(a, dims, h, "|input|", moved) or zero(h, moved=moved, input=x)
     if p <= 1:
-        return _near(x, 0.0, h, "input", "0")
+        return zero(h, moved=moved, input=x)
     n = max(int(np.prod([x.shape[d] for d in dims])), 1)
     norm = np.sqrt(np.sum(x * x, axis=dims)) if x.ndim else np.abs(x)
-    return _count(norm <= h * np.sqrt(n), f"of the norm within {h * np.sqrt(n):.2g} of 0")
+    return _count(
+        (norm <= h * np.sqrt(n)) & _touched(moved, x, dims),
+        f"of the norm within {h * np.sqrt(n):.2g} of 0",
+    )
 
 
-def _std(h: float, input: Any, dim: Any = None, **_: Any) -> str | None:
+def _std(h: float, input: Any, dim: Any = None, moved: Any = None, **_: Any) -> str | None:
     x = _f(input)
     dims = norm_dims(dim, x.ndim)
     spread = np.max(np.abs(x - np.mean(x, axis=dims, keepdims=True)), axis=dims) if x.size else 0
-    return _count(np.asarray(spread) <= 2 * h, f"slice(s) with zero spread (within {2 * h:.2g})")
+    return _count(
+        (np.asarray(spread) <= 2 * h) & _touched(moved, x, dims),
+        f"slice(s) with zero spread (within {2 * h:.2g})",
+    )
 
 
 def _max_pool(nd: int) -> Kinks:
-    def kinks(h: float, input: Any, **kw: Any) -> str | None:
+    def kinks(h: float, input: Any, moved: Any = None, **kw: Any) -> str | None:
         from runner.ops.nn_pool import _pool_taps, _pool_window
         from runner.ops.nn_windows import batched
 
@@ -147,7 +200,10 @@ def _max_pool(nd: int) -> Kinks:
         w = _pool_window(f"max_pool{nd}d", nd, x.shape, **kw)
         flat, real, _ = _pool_taps(batched(x, nd), w)
         taps = np.where(real, flat, -np.inf)
-        return _ties(taps, (taps.ndim - 1,), h, "window maxima")
+        if moved is not None:
+            m, _, _ = _pool_taps(batched(np.broadcast_to(moved, x.shape).astype(float), nd), w)
+            moved = (m != 0) & real
+        return _ties(taps, (taps.ndim - 1,), h, "window maxima", moved)
 
     return kinks
 
@@ -189,8 +245,8 @@ def _bce(h: float, input: Any, **_: Any) -> str | None:
     return _count(clamped, "of 'input' where torch clamps x(1 - x) at eps or log at -100")
 
 
-KINKS: dict[str, Kinks] = {
-    # --- elementwise ---
+# --- elementwise: asked only about the elements that moved ---
+_ELEMENTWISE: dict[str, Kinks] = {
     "abs": _near_zero,
     "relu": _near_zero,
     "sign": _near_zero,
@@ -216,6 +272,9 @@ KINKS: dict[str, Kinks] = {
     "minimum": _pair_ties,
     "atan2": _atan2,
     "pow": _pow,
+}
+KINKS: dict[str, Kinks] = {
+    **{name: _elementwise(kinks) for name, kinks in _ELEMENTWISE.items()},
     # --- reductions ---
     "max": _extremum(1.0, "max"),
     "min": _extremum(-1.0, "min"),
@@ -226,13 +285,13 @@ KINKS: dict[str, Kinks] = {
     # --- nn ---
     "max_pool1d": _max_pool(1),
     "max_pool2d": _max_pool(2),
-    "l1_loss": lambda h, input, target, **_: _pair_ties(h, input, target),
-    "smooth_l1_loss": lambda h, input, target, beta=1.0, **_: (
-        _pair_ties(h, input, target) if beta == 0 else None
+    "l1_loss": _elementwise(lambda h, input, target, **_: _pair_ties(h, input, target)),
+    "smooth_l1_loss": _elementwise(
+        lambda h, input, target, beta=1.0, **_: _pair_ties(h, input, target) if beta == 0 else None
     ),
     "addmm": _addmm,
     "embedding": _embedding,
-    "binary_cross_entropy": _bce,
+    "binary_cross_entropy": _elementwise(_bce),
 }
 
 # Differentiable wherever the forward is finite (linear, bilinear, polynomial or analytic), or
