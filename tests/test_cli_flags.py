@@ -343,6 +343,7 @@ def _stripped(path: Path) -> Any:
     data = json.loads(path.read_text())
     for c in data["cases"]:
         c["duration"] = 0.0
+    data["environment"]["timestamp"] = "when the run started"
     return data
 
 
