@@ -233,6 +233,15 @@ KINKS: dict[str, Kinks] = {
     "addmm": _addmm,
     "embedding": _embedding,
     "binary_cross_entropy": _bce,
+    # --- activations ---
+    "hardsigmoid": lambda h, input, **_: _bounds(-3.0, 3.0, h, input),
+    "hardswish": lambda h, input, **_: _bounds(-3.0, 3.0, h, input),
+    "relu6": lambda h, input, **_: _bounds(0.0, 6.0, h, input),
+    "selu": _near_zero,
+    "softshrink": lambda h, input, lambd=0.5, **_: _bounds(-lambd, lambd, h, input),
+    "hardshrink": lambda h, input, lambd=0.5, **_: _bounds(-lambd, lambd, h, input),
+    "threshold": lambda h, input, threshold, **_: _near(input, threshold, h, "input", "threshold"),
+    "prelu": _near_zero,
 }
 
 # Differentiable wherever the forward is finite (linear, bilinear, polynomial or analytic), or
@@ -249,5 +258,6 @@ SMOOTH = frozenset(
     roll select squeeze stack transpose tril triu unsqueeze getitem clone
     avg_pool1d avg_pool2d binary_cross_entropy_with_logits conv1d conv2d cross_entropy
     huber_loss kl_div layer_norm linear log_softmax mse_loss nll_loss softmax
+    celu glu logsigmoid mish softmin softsign tanhshrink
     """.split()
 )
