@@ -281,7 +281,9 @@ def test_numeric_agrees_with_torch_on_every_case_it_does_not_skip(
         )
     assert not disagree, disagree
     assert checked >= 900 and projected >= 20
-    assert sum(skipped.values()) <= 120
+    # Cases placed at kinks on purpose (one per kinked op, catalogue II added ~25) are skipped
+    # by design; the cap catches a predicate that skips far more than its kink.
+    assert sum(skipped.values()) <= 140
 
 
 def _kind(reason: str) -> str:

@@ -133,6 +133,8 @@ _F = frozenset(
     smooth_l1_loss softmax softplus tanh
     celu glu hardshrink hardsigmoid hardswish logsigmoid mish prelu relu6 selu softmin softshrink
     softsign tanhshrink threshold
+    cosine_embedding_loss gaussian_nll_loss hinge_embedding_loss margin_ranking_loss
+    multi_margin_loss multilabel_soft_margin_loss poisson_nll_loss soft_margin_loss
     """.split()
 )
 NAMESPACES: dict[str, frozenset[str]] = {
