@@ -240,6 +240,17 @@ def _gaussian_nll(h: float, var: Any, eps: float = 1e-6, **_: Any) -> str | None
     return _count(_f(var) <= eps + h, f"of 'var' at or below eps {eps} (clamped, under no_grad)")
 
 
+def _cosine_similarity(
+    h: float, x1: Any, x2: Any, dim: int = 1, eps: float = 1e-8, **_: Any
+) -> str | None:
+    a, b = np.broadcast_arrays(_f(x1), _f(x2))
+    a, b = np.atleast_1d(a), np.atleast_1d(b)
+    ax = norm_dims(dim, max(np.ndim(x1), np.ndim(x2)))[:1] or (0,)
+    slack = eps + h * np.sqrt(a.shape[ax[0]])
+    short = [np.sqrt(np.sum(v * v, axis=ax)) <= slack for v in (a, b)]
+    return _count(short[0] | short[1], "vector(s) whose norm is at most eps (clamped)")
+
+
 KINKS: dict[str, Kinks] = {
     # --- elementwise ---
     "abs": _near_zero,
@@ -300,6 +311,8 @@ KINKS: dict[str, Kinks] = {
     "multi_margin_loss": _multi_margin,
     "poisson_nll_loss": _poisson_nll,
     "gaussian_nll_loss": _gaussian_nll,
+    # --- norms ---
+    "cosine_similarity": _cosine_similarity,
 }
 
 # Differentiable wherever the forward is finite (linear, bilinear, polynomial or analytic), or

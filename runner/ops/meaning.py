@@ -124,7 +124,14 @@ TENSOR_METHODS = frozenset(
 # name and meaning (checked against torch by tests/test_spellings.py). torch.embedding,
 # torch.layer_norm and the like are left out: their signatures there are torch's internal ones;
 # F.<name> is the spelling to use.
-_TORCH = TENSOR_METHODS - {"expand", "repeat"} | {"cat", "stack", "einsum", "selu", "celu"}
+_TORCH = TENSOR_METHODS - {"expand", "repeat"} | {
+    "cat",
+    "stack",
+    "einsum",
+    "selu",
+    "celu",
+    "cosine_similarity",
+}
 _F = frozenset(
     """
     avg_pool1d avg_pool2d binary_cross_entropy binary_cross_entropy_with_logits conv1d conv2d
@@ -135,6 +142,7 @@ _F = frozenset(
     softsign tanhshrink threshold
     cosine_embedding_loss gaussian_nll_loss hinge_embedding_loss margin_ranking_loss
     multi_margin_loss multilabel_soft_margin_loss poisson_nll_loss soft_margin_loss
+    cosine_similarity
     """.split()
 )
 NAMESPACES: dict[str, frozenset[str]] = {
