@@ -293,7 +293,9 @@ def test_numeric_agrees_with_torch_on_every_case_it_does_not_skip(
         )
     assert not disagree, disagree
     assert checked >= 1000 and projected >= 15
-    assert sum(skipped.values()) <= 120
+    # Cases placed at kinks on purpose (one per kinked op) decline elements by design; the cap
+    # catches a predicate that declines far more than its kink.
+    assert sum(skipped.values()) <= 140
 
 
 def _kind(reason: str) -> str:

@@ -245,6 +245,68 @@ def _bce(h: float, input: Any, **_: Any) -> str | None:
     return _count(clamped, "of 'input' where torch clamps x(1 - x) at eps or log at -100")
 
 
+def _margin_ranking(
+    h: float, input1: Any, input2: Any, target: Any, margin: float = 0.0, **_: Any
+) -> str | None:
+    t, d = _f(target), _f(input1) - _f(input2)
+    z = -t * d + margin
+    return _count(np.abs(z) <= h * (2 * np.abs(t) + np.abs(d) + 1), "at max(0, .)'s kink")
+
+
+def _hinge_embedding(
+    h: float, input: Any, target: Any, margin: float = 1.0, **_: Any
+) -> str | None:
+    x, t = np.broadcast_arrays(_f(input), _f(target))
+    with np.errstate(invalid="ignore"):
+        return _count((t != 1) & (np.abs(margin - x) <= h), "of 'input' within h of the margin")
+
+
+def _cosine_embedding(
+    h: float, input1: Any, input2: Any, target: Any, margin: float = 0.0, **_: Any
+) -> str | None:
+    a, b = _f(input1), _f(input2)
+    na, nb = np.sqrt(np.sum(a * a, axis=-1)), np.sqrt(np.sum(b * b, axis=-1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cos = np.sum(a * b, axis=-1) / (na * nb)
+        moved = 2 * h * np.sqrt(a.shape[-1]) * (1 / na + 1 / nb)
+        near = (_f(target) == -1) & ~(np.abs(cos - margin) > moved)
+    return _count(near, "pair(s) with target -1 and cos at the margin")
+
+
+def _multi_margin(h: float, input: Any, target: Any, margin: float = 1.0, **_: Any) -> str | None:
+    x = np.atleast_2d(_f(input)) if np.ndim(input) else _f(input).reshape(1, 1)
+    y = np.asarray(target, dtype=np.int64).reshape(-1)
+    z = margin - np.take_along_axis(x, y[:, None], 1) + x
+    others = np.arange(x.shape[1])[None, :] != y[:, None]
+    return _count(others & (np.abs(z) <= 2 * h), "margin term(s) at 0")
+
+
+def _poisson_nll(
+    h: float, input: Any, target: Any, log_input: bool = True, full: bool = False, **_: Any
+) -> str | None:
+    if not full:
+        return None
+    t = _f(target)
+    return _count(
+        (np.abs(t - 1) <= h) | (t <= h), "of 'target' at 1 (the Stirling term's mask) or <= 0"
+    )
+
+
+def _gaussian_nll(h: float, var: Any, eps: float = 1e-6, **_: Any) -> str | None:
+    return _count(_f(var) <= eps + h, f"of 'var' at or below eps {eps} (clamped, under no_grad)")
+
+
+def _cosine_similarity(
+    h: float, x1: Any, x2: Any, dim: int = 1, eps: float = 1e-8, **_: Any
+) -> str | None:
+    a, b = np.broadcast_arrays(_f(x1), _f(x2))
+    a, b = np.atleast_1d(a), np.atleast_1d(b)
+    ax = norm_dims(dim, max(np.ndim(x1), np.ndim(x2)))[:1] or (0,)
+    slack = eps + h * np.sqrt(a.shape[ax[0]])
+    short = [np.sqrt(np.sum(v * v, axis=ax)) <= slack for v in (a, b)]
+    return _count(short[0] | short[1], "vector(s) whose norm is at most eps (clamped)")
+
+
 # --- elementwise: asked only about the elements that moved ---
 _ELEMENTWISE: dict[str, Kinks] = {
     "abs": _near_zero,
@@ -292,6 +354,26 @@ KINKS: dict[str, Kinks] = {
     "addmm": _addmm,
     "embedding": _embedding,
     "binary_cross_entropy": _elementwise(_bce),
+    # --- activations (elementwise: asked only about the elements that moved) ---
+    "hardsigmoid": _elementwise(lambda h, input, **_: _bounds(-3.0, 3.0, h, input)),
+    "hardswish": _elementwise(lambda h, input, **_: _bounds(-3.0, 3.0, h, input)),
+    "relu6": _elementwise(lambda h, input, **_: _bounds(0.0, 6.0, h, input)),
+    "selu": _elementwise(_near_zero),
+    "softshrink": _elementwise(lambda h, input, lambd=0.5, **_: _bounds(-lambd, lambd, h, input)),
+    "hardshrink": _elementwise(lambda h, input, lambd=0.5, **_: _bounds(-lambd, lambd, h, input)),
+    "threshold": _elementwise(
+        lambda h, input, threshold, **_: _near(input, threshold, h, "input", "threshold")
+    ),
+    "prelu": _near_zero,  # weight broadcasts along dim 1 only: every element is asked
+    # --- losses (reductions: every element is asked) ---
+    "margin_ranking_loss": _margin_ranking,
+    "hinge_embedding_loss": _hinge_embedding,
+    "cosine_embedding_loss": _cosine_embedding,
+    "multi_margin_loss": _multi_margin,
+    "poisson_nll_loss": _poisson_nll,
+    "gaussian_nll_loss": _gaussian_nll,
+    # --- norms ---
+    "cosine_similarity": _cosine_similarity,
 }
 
 # Differentiable wherever the forward is finite (linear, bilinear, polynomial or analytic), or
@@ -308,5 +390,7 @@ SMOOTH = frozenset(
     roll select squeeze stack transpose tril triu unsqueeze getitem clone
     avg_pool1d avg_pool2d binary_cross_entropy_with_logits conv1d conv2d cross_entropy
     huber_loss kl_div layer_norm linear log_softmax mse_loss nll_loss softmax
+    celu glu logsigmoid mish softmin softsign tanhshrink
+    multilabel_soft_margin_loss soft_margin_loss
     """.split()
 )

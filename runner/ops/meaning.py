@@ -112,24 +112,37 @@ TENSOR_METHODS = frozenset(
     """
     abs acos acosh add addmm amax amin asin asinh atan atan2 atanh bitwise_and bitwise_not
     bitwise_or bitwise_xor bmm ceil clamp cos cosh cumprod cumsum diagonal div dot eq erf erfc exp
-    exp2 expand expm1 flatten flip floor frac gather ge gt index_select inner le log log10 log1p
+    exp2 expand expm1 flatten flip floor frac gather ge gt hardshrink index_select inner le log
+    log10 log1p
     log2 log_softmax logical_and logical_not logical_or logical_xor logsumexp lt matmul max
     maximum mean min minimum mm movedim mul mv nanmean nansum narrow ne neg norm outer permute pow
-    prod reciprocal relu repeat reshape roll round rsqrt select sigmoid sign sin sinh softmax sqrt
-    square squeeze std sub sum t tan tanh trace transpose tril triu trunc unsqueeze var where
+    prelu prod reciprocal relu repeat reshape roll round rsqrt select sigmoid sign sin sinh softmax
+    sqrt square squeeze std sub sum t tan tanh trace transpose tril triu trunc unsqueeze var where
     """.split()
 )
 # The namespaces a graph may call ops through, with the catalogue ops each has under the same
 # name and meaning (checked against torch by tests/test_spellings.py). torch.embedding,
 # torch.layer_norm and the like are left out: their signatures there are torch's internal ones;
 # F.<name> is the spelling to use.
-_TORCH = TENSOR_METHODS - {"expand", "repeat"} | {"cat", "stack", "einsum"}
+_TORCH = TENSOR_METHODS - {"expand", "repeat"} | {
+    "cat",
+    "stack",
+    "einsum",
+    "selu",
+    "celu",
+    "cosine_similarity",
+}
 _F = frozenset(
     """
     avg_pool1d avg_pool2d binary_cross_entropy binary_cross_entropy_with_logits conv1d conv2d
     cross_entropy elu embedding gelu hardtanh huber_loss kl_div l1_loss layer_norm leaky_relu
     linear log_softmax max_pool1d max_pool2d mse_loss nll_loss pad relu sigmoid silu
     smooth_l1_loss softmax softplus tanh
+    celu glu hardshrink hardsigmoid hardswish logsigmoid mish prelu relu6 selu softmin softshrink
+    softsign tanhshrink threshold
+    cosine_embedding_loss gaussian_nll_loss hinge_embedding_loss margin_ranking_loss
+    multi_margin_loss multilabel_soft_margin_loss poisson_nll_loss soft_margin_loss
+    cosine_similarity
     """.split()
 )
 NAMESPACES: dict[str, frozenset[str]] = {
