@@ -22,8 +22,7 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -49,8 +48,6 @@ from runner.yaml_source import Document
 COMPOSED, MODULE = "composed", "module"
 # The parameter kinds an op of the user's may declare (see `runner.ops.spec.ParamKind`).
 KINDS = ("tensor", "int", "int?", "float", "float?", "bool", "str", "dims", "ints", "ints?")
-# Op.extra key: why torch cannot compute the op (it has no reference for it).
-NO_TORCH = "no_torch"
 
 
 class OpSpecError(ValueError):
@@ -142,7 +139,7 @@ def define_ops(
         if name in modules:
             problem(
                 path,
-                f"ops: '{name}' is already an op of {modules[name].extra.get('source', 'a module')}"
+                f"ops: '{name}' is already an op of {modules[name].source or 'a module'}"
                 "; give the case's op a name of its own",
                 at_key=True,
             )
@@ -220,7 +217,7 @@ def _body_problems(
                 )
             )
             continue
-        if op is not None and (not op.hidden or call.via or call.op == "clone"):
+        if op is not None and (op.by_name or call.via):
             op = resolve_overload(op, call)
         else:
             defined = local.get(call.op)
@@ -357,10 +354,6 @@ def specialise(
                 return f"in the forward of {signature.name}, {node.op.name}: {found}"
         return None
 
-    no_torch = next((n.op.extra[NO_TORCH] for n in nodes if NO_TORCH in n.op.extra), None)
-    extra: dict[str, Any] = {"body": nodes, "output": output}
-    if no_torch:
-        extra[NO_TORCH] = no_torch
     return replace(
         signature,
         forward=forward,
@@ -368,7 +361,7 @@ def specialise(
         torch=torch,
         shape=shape_rule,
         kinks=kinks if any(n.op.kinks for n in nodes) else None,
-        extra=extra,
+        no_torch=next((n.op.no_torch for n in nodes if n.op.no_torch), ""),
     )
 
 
@@ -462,13 +455,6 @@ def module_op(name: str, spec: Any, source: str) -> Op:
         shape,
         _none,
         note=str(spec.get("description", "")),
-        extra={NO_TORCH: message, "source": source, "where": _where(fn)},
+        no_torch=message,
+        source=source,
     )
-
-
-def _where(fn: Callable[..., Any]) -> str:
-    try:
-        file = inspect.getsourcefile(fn)
-        return f"{file}:{inspect.getsourcelines(fn)[1]}"
-    except (TypeError, OSError):
-        return ""

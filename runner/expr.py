@@ -8,9 +8,11 @@ access, lambdas, comprehensions, comparisons) is rejected with the column of the
 from __future__ import annotations
 
 import ast
+from collections.abc import Container
 from dataclasses import dataclass, replace
 from typing import Any
 
+from runner.ops import REGISTRY
 from runner.ops.meaning import NAMESPACE_ALIASES, NAMESPACES, RENAMED, TENSOR_METHODS
 
 BINOPS: dict[type[ast.operator], str] = {
@@ -99,8 +101,9 @@ def _dotted(node: ast.expr) -> str | None:
     return ".".join([node.id, *reversed(parts)])
 
 
-def parse(text: str, names: frozenset[str] = frozenset()) -> Expr:
-    """``names`` are the inputs and nodes in scope (so ``true`` can still name a tensor)."""
+def parse(text: str, names: Container[str] = frozenset()) -> Expr:
+    """``names`` are the inputs and nodes in scope (so ``true`` can still name a tensor); any
+    container (a dict's keys view), so a graph of n nodes is parsed in time linear in n."""
     if len(text) > MAX_LENGTH:
         raise ExprError(f"expression is {len(text)} characters long (at most {MAX_LENGTH})")
     try:
@@ -124,7 +127,7 @@ def parse(text: str, names: frozenset[str] = frozenset()) -> Expr:
 
 
 class _Lower:
-    def __init__(self, names: frozenset[str], lead: int, text: str) -> None:
+    def __init__(self, names: Container[str], lead: int, text: str) -> None:
         self.names = names
         self.lead = lead
         self.encoded = text.encode()
@@ -318,15 +321,16 @@ class _Lower:
         )
 
     def values_or_indices(self, node: ast.Subscript | ast.Attribute) -> Expr | None:
-        """torch.max(x, dim) and torch.min(x, dim) return (values, indices); gradcase's max and
-        min with a dim are the values. So ``max(x, 1)[0]`` and ``max(x, 1).values`` are that
-        call, and the indices, which have no gradient, are refused. None: not this form."""
+        """An op with several `Op.outputs` given a dim (torch.max(x, dim) returns (values,
+        indices)) is its first output in a graph. So ``max(x, 1)[0]`` and ``max(x, 1).values``
+        are that call, and the others (the indices), which have no gradient, are refused.
+        None: not this form."""
         call = node.value
-        if not (
-            isinstance(call, ast.Call)
-            and isinstance(call.func, ast.Name)
-            and call.func.id in ("max", "min")
-        ):
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)):
+            return None
+        op = REGISTRY.get(call.func.id)
+        outputs = op.outputs if op is not None else ()
+        if not outputs:
             return None
         # max(a, b) of two tensors is the elementwise maximum, a plain tensor.
         dim = call.args[1] if len(call.args) > 1 else None
@@ -336,21 +340,23 @@ class _Lower:
         if not literal and not any(k.arg == "dim" for k in call.keywords):
             return None
         if isinstance(node, ast.Attribute):
-            which = {"values": 0, "indices": 1}.get(node.attr)
+            which = outputs.index(node.attr) if node.attr in outputs else None
         else:
             key = node.slice
             found = key.value if isinstance(key, ast.Constant) else None
-            which = found if isinstance(found, int) and found in (0, 1) else None
+            which = found if isinstance(found, int) and 0 <= found < len(outputs) else None
         if which == 0:
             return self.expr(call)
-        what = f"{call.func.id}(..., dim)"
-        if which == 1:
+        what, first = f"{call.func.id}(..., dim)", outputs[0]
+        if which is not None:
             raise ExprError(
-                f"the indices of {what} have no gradient; only its values (the "
-                "[0] / .values part) can be in a graph",
+                f"the {outputs[which]} of {what} have no gradient; only its {first} (the "
+                f"[0] / .{first} part) can be in a graph",
                 self.col(node),
             )
-        raise ExprError(f"{what} gives (values, indices): take [0] or .values", self.col(node))
+        raise ExprError(
+            f"{what} gives ({', '.join(outputs)}): take [0] or .{first}", self.col(node)
+        )
 
     def index(self, node: ast.expr) -> tuple[Any, ...]:
         items = node.elts if isinstance(node, ast.Tuple) else [node]

@@ -81,6 +81,7 @@ def _comparison(name: str, symbol: str, f: Callable[..., Any]) -> Op:
     return Op(
         name=name,
         family=FAMILY,
+        literal_operands=True,
         params=(
             Param("input", "tensor", grad=False, accepts_grad=True),
             Param("other", "tensor", grad=False, accepts_grad=True),
@@ -106,6 +107,7 @@ def _logical(name: str, symbol: str | None, f: Callable[..., Any]) -> Op:
     return Op(
         name=name,
         family=FAMILY,
+        literal_operands=True,
         params=(
             Param("input", "tensor", grad=False, accepts_grad=True),
             Param("other", "tensor", grad=False, accepts_grad=True),
@@ -139,6 +141,7 @@ def _not_ops() -> list[Op]:
         return Op(
             name=name,
             family=FAMILY,
+            literal_operands=True,
             params=(Param("input", "tensor", grad=False, accepts_grad=True),),
             forward=forward,
             vjp=lambda g, out, input: (None,),
