@@ -152,66 +152,13 @@ class _Lower:
                 return Const(LITERAL_NAMES[node.id], col)
             return Name(node.id, col)
         if isinstance(node, ast.Constant):
-            if isinstance(node.value, int) and not -(2**63) <= node.value < 2**63:
-                raise ExprError(f"integer literal {node.value} does not fit in int64", col)
-            if isinstance(node.value, bool | int | float | str) or node.value is None:
-                return Const(node.value, col)
-            raise ExprError(f"unsupported literal {node.value!r}", col)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Invert):
-            return Call("bitwise_not", (self.expr(node.operand),), (), col, via="operator ~")
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-            raise ExprError("`not` is Python's; for a bool tensor write ~mask", col)
-        if isinstance(node, ast.BoolOp):
-            symbol = "&" if isinstance(node.op, ast.And) else "|"
-            raise ExprError(
-                f"`and`/`or` are Python's; for bool tensors write a {symbol} b (with "
-                "parentheses around comparisons: (x > 0) & (x < 1))",
-                col,
-            )
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-            inner = self.expr(node.operand)
-            if isinstance(node.op, ast.UAdd):
-                return inner
-            if (
-                isinstance(inner, Const)
-                and isinstance(inner.value, int | float)
-                and not isinstance(inner.value, bool)
-            ):
-                return Const(-inner.value, col)
-            return Call("neg", (inner,), (), col, via="unary -")
+            return self.constant(node, col)
+        if isinstance(node, ast.UnaryOp | ast.BoolOp):
+            return self.unary(node, col)
         if isinstance(node, ast.BinOp):
-            op = BINOPS.get(type(node.op))
-            if op is None:
-                raise ExprError(
-                    f"operator {type(node.op).__name__} is not supported "
-                    "(use + - * / ** @ & | ^ ~)",
-                    col,
-                )
-            return Call(
-                op,
-                (self.expr(node.left), self.expr(node.right)),
-                (),
-                col,
-                via=f"operator {_SYMBOL[op]}",
-            )
+            return self.binary(node, col)
         if isinstance(node, ast.Call):
-            if any(isinstance(a, ast.Starred) for a in node.args):
-                raise ExprError("*args is not supported", col)
-            kwargs = []
-            for kw in node.keywords:
-                if kw.arg is None:
-                    raise ExprError("**kwargs is not supported", self.col(kw.value))
-                kwargs.append((kw.arg, self.expr(kw.value), self.col(kw)))
-            args = tuple(self.expr(a) for a in node.args)
-            if isinstance(node.func, ast.Name):
-                return Call(node.func.id, args, tuple(kwargs), col)
-            if isinstance(node.func, ast.Attribute):
-                return self.spelled_call(node.func, args, tuple(kwargs), col)
-            raise ExprError(
-                "only ops can be called: by name (sum(x, dim=0)), as a method (x.sum(0)) or "
-                "through torch, F or torch.nn.functional",
-                col,
-            )
+            return self.call(node, col)
         if isinstance(node, ast.List | ast.Tuple):
             items = tuple(self.expr(e) for e in node.elts)
             if all(isinstance(i, Const) for i in items):
@@ -232,25 +179,92 @@ class _Lower:
                 via="subscript",
             )
         if isinstance(node, ast.Compare):
-            if len(node.ops) > 1:
-                raise ExprError(
-                    "a chained comparison is Python's, not torch's: write (a < b) & (b < c)", col
-                )
-            kind = COMPARE_OPS.get(type(node.ops[0]))
-            if kind is None:
-                raise ExprError(
-                    f"{type(node.ops[0]).__name__} is not a tensor comparison "
-                    "(use == != < <= > >=)",
-                    col,
-                )
-            return Call(
-                kind,
-                (self.expr(node.left), self.expr(node.comparators[0])),
-                (),
-                col,
-                via=f"operator {_SYMBOL[kind]}",
-            )
+            return self.compare(node, col)
         raise ExprError(f"{type(node).__name__} is not allowed in a graph expression", col)
+
+    def constant(self, node: ast.Constant, col: int) -> Const:
+        if isinstance(node.value, int) and not -(2**63) <= node.value < 2**63:
+            raise ExprError(f"integer literal {node.value} does not fit in int64", col)
+        if isinstance(node.value, bool | int | float | str) or node.value is None:
+            return Const(node.value, col)
+        raise ExprError(f"unsupported literal {node.value!r}", col)
+
+    def unary(self, node: ast.UnaryOp | ast.BoolOp, col: int) -> Expr:
+        """``~x``, ``-x`` and ``+x``; Python's ``not``, ``and`` and ``or`` are refused."""
+        if isinstance(node, ast.BoolOp):
+            symbol = "&" if isinstance(node.op, ast.And) else "|"
+            raise ExprError(
+                f"`and`/`or` are Python's; for bool tensors write a {symbol} b (with "
+                "parentheses around comparisons: (x > 0) & (x < 1))",
+                col,
+            )
+        if isinstance(node.op, ast.Invert):
+            return Call("bitwise_not", (self.expr(node.operand),), (), col, via="operator ~")
+        if isinstance(node.op, ast.Not):
+            raise ExprError("`not` is Python's; for a bool tensor write ~mask", col)
+        inner = self.expr(node.operand)
+        if isinstance(node.op, ast.UAdd):
+            return inner
+        if (
+            isinstance(inner, Const)
+            and isinstance(inner.value, int | float)
+            and not isinstance(inner.value, bool)
+        ):
+            return Const(-inner.value, col)
+        return Call("neg", (inner,), (), col, via="unary -")
+
+    def binary(self, node: ast.BinOp, col: int) -> Call:
+        op = BINOPS.get(type(node.op))
+        if op is None:
+            raise ExprError(
+                f"operator {type(node.op).__name__} is not supported (use + - * / ** @ & | ^ ~)",
+                col,
+            )
+        return Call(
+            op,
+            (self.expr(node.left), self.expr(node.right)),
+            (),
+            col,
+            via=f"operator {_SYMBOL[op]}",
+        )
+
+    def call(self, node: ast.Call, col: int) -> Call:
+        if any(isinstance(a, ast.Starred) for a in node.args):
+            raise ExprError("*args is not supported", col)
+        kwargs = []
+        for kw in node.keywords:
+            if kw.arg is None:
+                raise ExprError("**kwargs is not supported", self.col(kw.value))
+            kwargs.append((kw.arg, self.expr(kw.value), self.col(kw)))
+        args = tuple(self.expr(a) for a in node.args)
+        if isinstance(node.func, ast.Name):
+            return Call(node.func.id, args, tuple(kwargs), col)
+        if isinstance(node.func, ast.Attribute):
+            return self.spelled_call(node.func, args, tuple(kwargs), col)
+        raise ExprError(
+            "only ops can be called: by name (sum(x, dim=0)), as a method (x.sum(0)) or "
+            "through torch, F or torch.nn.functional",
+            col,
+        )
+
+    def compare(self, node: ast.Compare, col: int) -> Call:
+        if len(node.ops) > 1:
+            raise ExprError(
+                "a chained comparison is Python's, not torch's: write (a < b) & (b < c)", col
+            )
+        kind = COMPARE_OPS.get(type(node.ops[0]))
+        if kind is None:
+            raise ExprError(
+                f"{type(node.ops[0]).__name__} is not a tensor comparison (use == != < <= > >=)",
+                col,
+            )
+        return Call(
+            kind,
+            (self.expr(node.left), self.expr(node.comparators[0])),
+            (),
+            col,
+            via=f"operator {_SYMBOL[kind]}",
+        )
 
     def spelled_call(
         self,
