@@ -12,9 +12,6 @@ from runner.expr import Call, Const, Expr, ListOf
 from runner.ops import REGISTRY
 from runner.ops.spec import Op, Param
 
-# torch.max(input, other) and torch.min(input, other) are the elementwise maximum and minimum.
-TENSOR_OVERLOADS = {"max": "maximum", "min": "minimum"}
-
 KIND_TEXT = {
     "int": "an int",
     "int?": "an int or None",
@@ -43,9 +40,10 @@ def label(op: Op, call: Call) -> str:
 
 
 def resolve_overload(op: Op, call: Call) -> Op:
-    overload = TENSOR_OVERLOADS.get(op.name)
-    if overload and len(call.args) > 1 and not isinstance(call.args[1], Const):
-        return REGISTRY[overload]
+    """The op ``call`` means: its `Op.tensor_overload` when the second positional argument is
+    not a literal (``max(a, b)`` is maximum), else ``op``."""
+    if op.tensor_overload and len(call.args) > 1 and not isinstance(call.args[1], Const):
+        return REGISTRY[op.tensor_overload]
     return op
 
 

@@ -38,8 +38,7 @@ def markdown() -> str:
         "kinks, zeros).",
         "",
     ]
-    for family in FAMILIES:
-        name = family.__name__.rsplit(".", 1)[-1]
+    for name, _ in FAMILIES:
         members = [op for op in ops if op.family == name]
         if not members:
             continue

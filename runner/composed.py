@@ -22,7 +22,6 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, cast
@@ -49,8 +48,6 @@ from runner.yaml_source import Document
 COMPOSED, MODULE = "composed", "module"
 # The parameter kinds an op of the user's may declare (see `runner.ops.spec.ParamKind`).
 KINDS = ("tensor", "int", "int?", "float", "float?", "bool", "str", "dims", "ints", "ints?")
-# Op.extra key: why torch cannot compute the op (it has no reference for it).
-NO_TORCH = "no_torch"
 
 
 class OpSpecError(ValueError):
@@ -120,77 +117,106 @@ def define_ops(
     local: dict[str, Definition | Op] = dict(modules)
     problems: list[Problem] = []
     order = list(ops)
+
+    def problem(
+        where: tuple[str | int, ...], message: str, col: int | None = None, at_key: bool = False
+    ) -> None:
+        problems.append(doc.problem(where, message, col, at_key))
+
     for i, (name, spec) in enumerate(ops.items()):
-        path: tuple[str | int, ...] = ("ops", name)
-
-        def problem(
-            where: tuple[str | int, ...], message: str, col: int | None = None, at_key: bool = False
-        ) -> None:
-            problems.append(doc.problem(where, message, col, at_key))
-
-        if not name.isidentifier() or name in ("True", "False", "None"):
-            problem(path, f"op name '{name}' is not a valid identifier", at_key=True)
+        params = _declared_params(name, spec, modules, problem)
+        if params is None:
             continue
-        if name in REGISTRY:
-            problem(
-                path,
-                f"ops: '{name}' is a catalogue op; a case's op needs a name of its own (a rule "
-                f"under '{name}' would be ambiguous), e.g. 'my_{name}'",
-                at_key=True,
-            )
-            continue
-        if name in modules:
-            problem(
-                path,
-                f"ops: '{name}' is already an op of {modules[name].extra.get('source', 'a module')}"
-                "; give the case's op a name of its own",
-                at_key=True,
-            )
-            continue
-        params: list[Param] = []
-        for pname, raw in spec.params.items():
-            if not pname.isidentifier():
-                problem(
-                    (*path, "params", pname),
-                    f"ops.{name}: parameter name '{pname}' is not a valid identifier",
-                    at_key=True,
-                )
-                continue
-            try:
-                params.append(param(pname, raw))
-            except OpSpecError as exc:
-                problem((*path, "params", pname), f"ops.{name}: {exc}")
-        if len(params) < len(spec.params):
-            continue
-        if not any(p.is_tensor for p in params):
-            problem(
-                (*path, "params"),
-                f"ops.{name}: no parameter is a tensor: there is nothing "
-                "to differentiate (declare one as `x: tensor`)",
-            )
-            continue
-        where = (*path, "forward")
-        by_name = {p.name: p for p in params}
-        try:
-            body = parse(spec.forward, frozenset(by_name))
-        except ExprError as exc:
-            problem(where, f"ops.{name}: {exc}", exc.col)
-            continue
-        found = _body_problems(name, body, by_name, local, order[i + 1 :])
-        for message, col in found:
-            problem(where, f"ops.{name}: {message}", col)
-        used = {n.id for n in names_in(body)}
-        unused = [p for p in params if p.name not in used]
-        for p in unused:
-            what = "tensor " if p.is_tensor else ""
-            problem(
-                (*path, "params", p.name),
-                f"ops.{name}: the {what}parameter '{p.name}' is not used by its forward",
-                at_key=True,
-            )
-        if not found and not unused:
-            local[name] = Definition(signature_op(name, tuple(params)), body, where)
+        defined = _defined(name, spec, params, local, order[i + 1 :], problem)
+        if defined is not None:
+            local[name] = defined
     return local, problems
+
+
+Report = Callable[..., None]  # problem(path, message, col=None, at_key=False)
+
+
+def _declared_params(
+    name: str, spec: Any, modules: Mapping[str, Op], problem: Report
+) -> list[Param] | None:
+    """A case's op's name and parameters, checked; None when something was reported."""
+    path: tuple[str | int, ...] = ("ops", name)
+    if not name.isidentifier() or name in ("True", "False", "None"):
+        problem(path, f"op name '{name}' is not a valid identifier", at_key=True)
+        return None
+    if name in REGISTRY:
+        problem(
+            path,
+            f"ops: '{name}' is a catalogue op; a case's op needs a name of its own (a rule "
+            f"under '{name}' would be ambiguous), e.g. 'my_{name}'",
+            at_key=True,
+        )
+        return None
+    if name in modules:
+        problem(
+            path,
+            f"ops: '{name}' is already an op of {modules[name].source or 'a module'}"
+            "; give the case's op a name of its own",
+            at_key=True,
+        )
+        return None
+    params: list[Param] = []
+    for pname, raw in spec.params.items():
+        if not pname.isidentifier():
+            problem(
+                (*path, "params", pname),
+                f"ops.{name}: parameter name '{pname}' is not a valid identifier",
+                at_key=True,
+            )
+            continue
+        try:
+            params.append(param(pname, raw))
+        except OpSpecError as exc:
+            problem((*path, "params", pname), f"ops.{name}: {exc}")
+    if len(params) < len(spec.params):
+        return None
+    if not any(p.is_tensor for p in params):
+        problem(
+            (*path, "params"),
+            f"ops.{name}: no parameter is a tensor: there is nothing "
+            "to differentiate (declare one as `x: tensor`)",
+        )
+        return None
+    return params
+
+
+def _defined(
+    name: str,
+    spec: Any,
+    params: list[Param],
+    local: Local,
+    later: list[str],
+    problem: Report,
+) -> Definition | None:
+    """A case's op's forward, checked (see `define_ops`); None when something was reported."""
+    path: tuple[str | int, ...] = ("ops", name)
+    where = (*path, "forward")
+    by_name = {p.name: p for p in params}
+    try:
+        body = parse(spec.forward, frozenset(by_name))
+    except ExprError as exc:
+        problem(where, f"ops.{name}: {exc}", exc.col)
+        return None
+    found = _body_problems(name, body, by_name, local, later)
+    for message, col in found:
+        problem(where, f"ops.{name}: {message}", col)
+    used = {n.id for n in names_in(body)}
+    unused = [p for p in params if p.name not in used]
+    for p in unused:
+        what = "tensor " if p.is_tensor else ""
+        problem(
+            (*path, "params", p.name),
+            f"ops.{name}: the {what}parameter '{p.name}' is not used by its forward",
+            at_key=True,
+        )
+    if found or unused:
+        return None
+    return Definition(signature_op(name, tuple(params)), body, where)
 
 
 def _body_problems(
@@ -220,7 +246,7 @@ def _body_problems(
                 )
             )
             continue
-        if op is not None and (not op.hidden or call.via or call.op == "clone"):
+        if op is not None and (op.by_name or call.via):
             op = resolve_overload(op, call)
         else:
             defined = local.get(call.op)
@@ -357,10 +383,6 @@ def specialise(
                 return f"in the forward of {signature.name}, {node.op.name}: {found}"
         return None
 
-    no_torch = next((n.op.extra[NO_TORCH] for n in nodes if NO_TORCH in n.op.extra), None)
-    extra: dict[str, Any] = {"body": nodes, "output": output}
-    if no_torch:
-        extra[NO_TORCH] = no_torch
     return replace(
         signature,
         forward=forward,
@@ -368,7 +390,7 @@ def specialise(
         torch=torch,
         shape=shape_rule,
         kinks=kinks if any(n.op.kinks for n in nodes) else None,
-        extra=extra,
+        no_torch=next((n.op.no_torch for n in nodes if n.op.no_torch), ""),
     )
 
 
@@ -462,13 +484,6 @@ def module_op(name: str, spec: Any, source: str) -> Op:
         shape,
         _none,
         note=str(spec.get("description", "")),
-        extra={NO_TORCH: message, "source": source, "where": _where(fn)},
+        no_torch=message,
+        source=source,
     )
-
-
-def _where(fn: Callable[..., Any]) -> str:
-    try:
-        file = inspect.getsourcefile(fn)
-        return f"{file}:{inspect.getsourcelines(fn)[1]}"
-    except (TypeError, OSError):
-        return ""

@@ -8,9 +8,11 @@ access, lambdas, comprehensions, comparisons) is rejected with the column of the
 from __future__ import annotations
 
 import ast
+from collections.abc import Container
 from dataclasses import dataclass, replace
 from typing import Any
 
+from runner.ops import REGISTRY
 from runner.ops.meaning import NAMESPACE_ALIASES, NAMESPACES, RENAMED, TENSOR_METHODS
 
 BINOPS: dict[type[ast.operator], str] = {
@@ -99,8 +101,9 @@ def _dotted(node: ast.expr) -> str | None:
     return ".".join([node.id, *reversed(parts)])
 
 
-def parse(text: str, names: frozenset[str] = frozenset()) -> Expr:
-    """``names`` are the inputs and nodes in scope (so ``true`` can still name a tensor)."""
+def parse(text: str, names: Container[str] = frozenset()) -> Expr:
+    """``names`` are the inputs and nodes in scope (so ``true`` can still name a tensor); any
+    container (a dict's keys view), so a graph of n nodes is parsed in time linear in n."""
     if len(text) > MAX_LENGTH:
         raise ExprError(f"expression is {len(text)} characters long (at most {MAX_LENGTH})")
     try:
@@ -124,7 +127,7 @@ def parse(text: str, names: frozenset[str] = frozenset()) -> Expr:
 
 
 class _Lower:
-    def __init__(self, names: frozenset[str], lead: int, text: str) -> None:
+    def __init__(self, names: Container[str], lead: int, text: str) -> None:
         self.names = names
         self.lead = lead
         self.encoded = text.encode()
@@ -149,66 +152,13 @@ class _Lower:
                 return Const(LITERAL_NAMES[node.id], col)
             return Name(node.id, col)
         if isinstance(node, ast.Constant):
-            if isinstance(node.value, int) and not -(2**63) <= node.value < 2**63:
-                raise ExprError(f"integer literal {node.value} does not fit in int64", col)
-            if isinstance(node.value, bool | int | float | str) or node.value is None:
-                return Const(node.value, col)
-            raise ExprError(f"unsupported literal {node.value!r}", col)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Invert):
-            return Call("bitwise_not", (self.expr(node.operand),), (), col, via="operator ~")
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-            raise ExprError("`not` is Python's; for a bool tensor write ~mask", col)
-        if isinstance(node, ast.BoolOp):
-            symbol = "&" if isinstance(node.op, ast.And) else "|"
-            raise ExprError(
-                f"`and`/`or` are Python's; for bool tensors write a {symbol} b (with "
-                "parentheses around comparisons: (x > 0) & (x < 1))",
-                col,
-            )
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-            inner = self.expr(node.operand)
-            if isinstance(node.op, ast.UAdd):
-                return inner
-            if (
-                isinstance(inner, Const)
-                and isinstance(inner.value, int | float)
-                and not isinstance(inner.value, bool)
-            ):
-                return Const(-inner.value, col)
-            return Call("neg", (inner,), (), col, via="unary -")
+            return self.constant(node, col)
+        if isinstance(node, ast.UnaryOp | ast.BoolOp):
+            return self.unary(node, col)
         if isinstance(node, ast.BinOp):
-            op = BINOPS.get(type(node.op))
-            if op is None:
-                raise ExprError(
-                    f"operator {type(node.op).__name__} is not supported "
-                    "(use + - * / ** @ & | ^ ~)",
-                    col,
-                )
-            return Call(
-                op,
-                (self.expr(node.left), self.expr(node.right)),
-                (),
-                col,
-                via=f"operator {_SYMBOL[op]}",
-            )
+            return self.binary(node, col)
         if isinstance(node, ast.Call):
-            if any(isinstance(a, ast.Starred) for a in node.args):
-                raise ExprError("*args is not supported", col)
-            kwargs = []
-            for kw in node.keywords:
-                if kw.arg is None:
-                    raise ExprError("**kwargs is not supported", self.col(kw.value))
-                kwargs.append((kw.arg, self.expr(kw.value), self.col(kw)))
-            args = tuple(self.expr(a) for a in node.args)
-            if isinstance(node.func, ast.Name):
-                return Call(node.func.id, args, tuple(kwargs), col)
-            if isinstance(node.func, ast.Attribute):
-                return self.spelled_call(node.func, args, tuple(kwargs), col)
-            raise ExprError(
-                "only ops can be called: by name (sum(x, dim=0)), as a method (x.sum(0)) or "
-                "through torch, F or torch.nn.functional",
-                col,
-            )
+            return self.call(node, col)
         if isinstance(node, ast.List | ast.Tuple):
             items = tuple(self.expr(e) for e in node.elts)
             if all(isinstance(i, Const) for i in items):
@@ -229,25 +179,92 @@ class _Lower:
                 via="subscript",
             )
         if isinstance(node, ast.Compare):
-            if len(node.ops) > 1:
-                raise ExprError(
-                    "a chained comparison is Python's, not torch's: write (a < b) & (b < c)", col
-                )
-            kind = COMPARE_OPS.get(type(node.ops[0]))
-            if kind is None:
-                raise ExprError(
-                    f"{type(node.ops[0]).__name__} is not a tensor comparison "
-                    "(use == != < <= > >=)",
-                    col,
-                )
-            return Call(
-                kind,
-                (self.expr(node.left), self.expr(node.comparators[0])),
-                (),
-                col,
-                via=f"operator {_SYMBOL[kind]}",
-            )
+            return self.compare(node, col)
         raise ExprError(f"{type(node).__name__} is not allowed in a graph expression", col)
+
+    def constant(self, node: ast.Constant, col: int) -> Const:
+        if isinstance(node.value, int) and not -(2**63) <= node.value < 2**63:
+            raise ExprError(f"integer literal {node.value} does not fit in int64", col)
+        if isinstance(node.value, bool | int | float | str) or node.value is None:
+            return Const(node.value, col)
+        raise ExprError(f"unsupported literal {node.value!r}", col)
+
+    def unary(self, node: ast.UnaryOp | ast.BoolOp, col: int) -> Expr:
+        """``~x``, ``-x`` and ``+x``; Python's ``not``, ``and`` and ``or`` are refused."""
+        if isinstance(node, ast.BoolOp):
+            symbol = "&" if isinstance(node.op, ast.And) else "|"
+            raise ExprError(
+                f"`and`/`or` are Python's; for bool tensors write a {symbol} b (with "
+                "parentheses around comparisons: (x > 0) & (x < 1))",
+                col,
+            )
+        if isinstance(node.op, ast.Invert):
+            return Call("bitwise_not", (self.expr(node.operand),), (), col, via="operator ~")
+        if isinstance(node.op, ast.Not):
+            raise ExprError("`not` is Python's; for a bool tensor write ~mask", col)
+        inner = self.expr(node.operand)
+        if isinstance(node.op, ast.UAdd):
+            return inner
+        if (
+            isinstance(inner, Const)
+            and isinstance(inner.value, int | float)
+            and not isinstance(inner.value, bool)
+        ):
+            return Const(-inner.value, col)
+        return Call("neg", (inner,), (), col, via="unary -")
+
+    def binary(self, node: ast.BinOp, col: int) -> Call:
+        op = BINOPS.get(type(node.op))
+        if op is None:
+            raise ExprError(
+                f"operator {type(node.op).__name__} is not supported (use + - * / ** @ & | ^ ~)",
+                col,
+            )
+        return Call(
+            op,
+            (self.expr(node.left), self.expr(node.right)),
+            (),
+            col,
+            via=f"operator {_SYMBOL[op]}",
+        )
+
+    def call(self, node: ast.Call, col: int) -> Call:
+        if any(isinstance(a, ast.Starred) for a in node.args):
+            raise ExprError("*args is not supported", col)
+        kwargs = []
+        for kw in node.keywords:
+            if kw.arg is None:
+                raise ExprError("**kwargs is not supported", self.col(kw.value))
+            kwargs.append((kw.arg, self.expr(kw.value), self.col(kw)))
+        args = tuple(self.expr(a) for a in node.args)
+        if isinstance(node.func, ast.Name):
+            return Call(node.func.id, args, tuple(kwargs), col)
+        if isinstance(node.func, ast.Attribute):
+            return self.spelled_call(node.func, args, tuple(kwargs), col)
+        raise ExprError(
+            "only ops can be called: by name (sum(x, dim=0)), as a method (x.sum(0)) or "
+            "through torch, F or torch.nn.functional",
+            col,
+        )
+
+    def compare(self, node: ast.Compare, col: int) -> Call:
+        if len(node.ops) > 1:
+            raise ExprError(
+                "a chained comparison is Python's, not torch's: write (a < b) & (b < c)", col
+            )
+        kind = COMPARE_OPS.get(type(node.ops[0]))
+        if kind is None:
+            raise ExprError(
+                f"{type(node.ops[0]).__name__} is not a tensor comparison (use == != < <= > >=)",
+                col,
+            )
+        return Call(
+            kind,
+            (self.expr(node.left), self.expr(node.comparators[0])),
+            (),
+            col,
+            via=f"operator {_SYMBOL[kind]}",
+        )
 
     def spelled_call(
         self,
@@ -318,15 +335,16 @@ class _Lower:
         )
 
     def values_or_indices(self, node: ast.Subscript | ast.Attribute) -> Expr | None:
-        """torch.max(x, dim) and torch.min(x, dim) return (values, indices); gradcase's max and
-        min with a dim are the values. So ``max(x, 1)[0]`` and ``max(x, 1).values`` are that
-        call, and the indices, which have no gradient, are refused. None: not this form."""
+        """An op with several `Op.outputs` given a dim (torch.max(x, dim) returns (values,
+        indices)) is its first output in a graph. So ``max(x, 1)[0]`` and ``max(x, 1).values``
+        are that call, and the others (the indices), which have no gradient, are refused.
+        None: not this form."""
         call = node.value
-        if not (
-            isinstance(call, ast.Call)
-            and isinstance(call.func, ast.Name)
-            and call.func.id in ("max", "min")
-        ):
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)):
+            return None
+        op = REGISTRY.get(call.func.id)
+        outputs = op.outputs if op is not None else ()
+        if not outputs:
             return None
         # max(a, b) of two tensors is the elementwise maximum, a plain tensor.
         dim = call.args[1] if len(call.args) > 1 else None
@@ -336,21 +354,23 @@ class _Lower:
         if not literal and not any(k.arg == "dim" for k in call.keywords):
             return None
         if isinstance(node, ast.Attribute):
-            which = {"values": 0, "indices": 1}.get(node.attr)
+            which = outputs.index(node.attr) if node.attr in outputs else None
         else:
             key = node.slice
             found = key.value if isinstance(key, ast.Constant) else None
-            which = found if isinstance(found, int) and found in (0, 1) else None
+            which = found if isinstance(found, int) and 0 <= found < len(outputs) else None
         if which == 0:
             return self.expr(call)
-        what = f"{call.func.id}(..., dim)"
-        if which == 1:
+        what, first = f"{call.func.id}(..., dim)", outputs[0]
+        if which is not None:
             raise ExprError(
-                f"the indices of {what} have no gradient; only its values (the "
-                "[0] / .values part) can be in a graph",
+                f"the {outputs[which]} of {what} have no gradient; only its {first} (the "
+                f"[0] / .{first} part) can be in a graph",
                 self.col(node),
             )
-        raise ExprError(f"{what} gives (values, indices): take [0] or .values", self.col(node))
+        raise ExprError(
+            f"{what} gives ({', '.join(outputs)}): take [0] or .{first}", self.col(node)
+        )
 
     def index(self, node: ast.expr) -> tuple[Any, ...]:
         items = node.elts if isinstance(node, ast.Tuple) else [node]

@@ -65,3 +65,29 @@ class Graph:
 
     def node(self, name: str) -> Node:
         return self.nodes[self._index[name]]
+
+    def reaching(self, start: str | None = None) -> frozenset[str]:
+        """The inputs and nodes a gradient from ``start`` (default: the output) reaches; torch
+        leaves the others' .grad as None. ``start`` and, recursively, its differentiable operands
+        that require grad; linear in the size of the graph."""
+        start = self.output if start is None else start
+        reached, todo = {start}, [start]
+        while todo:
+            name = todo.pop()
+            if name not in self._index:
+                continue
+            for ref in differentiable_refs(self.nodes[self._index[name]]):
+                if self.requires_grad[ref.name] and ref.name not in reached:
+                    reached.add(ref.name)
+                    todo.append(ref.name)
+        return frozenset(reached)
+
+
+def differentiable_refs(node: Node) -> list[Ref]:
+    """The operands of ``node`` in positions its op differentiates (`Param.grad`), in order."""
+    refs = []
+    for p in node.op.tensor_params:
+        if p.grad:
+            arg = node.args[p.name]
+            refs += [a for a in (arg if isinstance(arg, list) else [arg]) if isinstance(a, Ref)]
+    return refs

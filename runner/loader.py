@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
@@ -295,7 +295,3 @@ def _data_path(loc: list[Any], data: Any) -> tuple[Path, Any]:
             node = node[part]
             path.append(part)
     return tuple(path), node
-
-
-def iter_problems(loaded: Iterable[Problem]) -> list[str]:
-    return [str(p) for p in sorted(loaded, key=lambda p: p.where)]

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.compare import Tolerance
-from runner.composed import NO_TORCH
 from runner.engine import Backward, Result
 from runner.graph import Graph, Node
 from runner.ops.spec import Array
@@ -61,7 +60,7 @@ def usable(graph: Graph, oracles: Sequence[Oracle]) -> tuple[list[Oracle], list[
 
 def _torch_refuses(graph: Graph) -> str | None:
     """torch has no reference for a RULES module's op (nor for a case's op built on one)."""
-    return next((n.op.extra[NO_TORCH] for n in graph.nodes if NO_TORCH in n.op.extra), None)
+    return next((n.op.no_torch for n in graph.nodes if n.op.no_torch), None)
 
 
 def torch_oracle(device: str = "cpu") -> Oracle:

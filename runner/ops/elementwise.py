@@ -99,6 +99,7 @@ def binary(
     return Op(
         name=name,
         family=FAMILY,
+        literal_operands=True,
         params=(Param(pa, "tensor"), Param(pb, "tensor")),
         forward=forward,
         vjp=vjp,
@@ -193,6 +194,7 @@ def _where_samples(rng: np.random.Generator) -> list[Sample]:
 WHERE = Op(
     name="where",
     family=FAMILY,
+    literal_operands=True,
     params=(
         Param("condition", "tensor", grad=False),
         Param("input", "tensor"),

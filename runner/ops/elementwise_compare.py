@@ -79,6 +79,7 @@ def _no_grad_binary(name: str, forward: Callable[..., Any], samples: Any, note: 
     return Op(
         name=name,
         family=FAMILY,
+        literal_operands=True,
         params=(
             Param("input", "tensor", grad=False, accepts_grad=True),
             Param("other", "tensor", grad=False, accepts_grad=True),
@@ -133,6 +134,7 @@ def _not_ops() -> list[Op]:
         return Op(
             name=name,
             family=FAMILY,
+            literal_operands=True,
             params=(Param("input", "tensor", grad=False, accepts_grad=True),),
             forward=forward,
             vjp=lambda g, out, input: (None,),

@@ -98,6 +98,7 @@ def unary(
     return Op(
         name=name,
         family=FAMILY,
+        literal_operands=True,
         params=(Param("input", "tensor"), *attrs),
         forward=lambda input, **kw: f(cast(input), **kw),
         vjp=vjp,

@@ -342,7 +342,7 @@ OPS: list[Op] = [
         params=(
             Param("input", "tensor"),
             # class indices (never a gradient) or probabilities
-            Param("target", "tensor", integer=True),
+            Param("target", "tensor", integer=True, probabilities_if_shaped_like="input"),
             Param("weight", "tensor?", None, grad=False),
             Param("ignore_index", "int", -100),
             _reduction(),

@@ -253,6 +253,7 @@ OPS: list[Op] = [
         name="getitem",
         family=FAMILY,
         hidden=True,
+        by_name=False,
         params=(Param("input", "tensor"), Param("index", "index")),
         forward=lambda input, index: np.array(np.asarray(input)[_index(index)]),
         vjp=lambda g, out, input, index: (_scatter(input, g, _index(index)),),

@@ -4,7 +4,8 @@ Every op of the catalogue is one `Op` value built in `runner/ops/<family>.py`. T
 torch side, the static checker, `gradcase ops` and the sweep test all read this one record, so
 adding an op touches one place (plus its cases).
 
-Calling conventions (all by keyword, keyed by parameter name):
+Calling conventions (all by keyword, keyed by parameter name), as the Protocols `Forward`,
+`Vjp`, `TorchRef` and `ShapeRule` below state them:
 - ``forward(**args) -> ndarray`` where tensor parameters hold arrays (or a Python number for a
   literal operand such as the ``2`` in ``x * 2``) and attribute parameters hold plain values.
 - ``vjp(g, out, **args) -> tuple`` with one entry per tensor parameter, in signature order
@@ -13,13 +14,17 @@ Calling conventions (all by keyword, keyed by parameter name):
 - ``torch(t, **args)`` with ``t`` the torch module, so importing the registry never imports torch.
 - ``shape(**args) -> tuple[int, ...]`` with tensor parameters replaced by their shapes; raises
   `ShapeError` with a message that names the numbers.
+
+What generic code must know about an op is data on its `Op` and `Param`s (a Python number as an
+operand, an integer operand, probability targets, an overload, several outputs), as PyTorch's
+derivatives.yaml flags are; the compiler never names an op.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -44,6 +49,37 @@ ParamKind = Literal[
 ]
 
 TENSOR_KINDS = frozenset({"tensor", "tensor?", "tensors", "tensors*"})
+
+
+class Forward(Protocol):
+    """``forward(**args) -> ndarray``: tensor parameters hold arrays (or a Python number for a
+    literal operand), attributes plain values; called by keyword."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+class Vjp(Protocol):
+    """``vjp(g, out, **args) -> tuple``: ``g`` the upstream gradient and ``out`` the forward
+    value (arrays at the output's shape), the op's arguments by keyword as for `Forward`. One
+    entry per tensor parameter in signature order: an array (at the operand's shape or the
+    broadcast shape, which the engine sums down), a list for a list parameter, or None."""
+
+    def __call__(self, g: Array, out: Array, /, *args: Any, **kwargs: Any) -> Sequence[Any]: ...
+
+
+class TorchRef(Protocol):
+    """``torch(t, **args)``: the torch function mirrored, ``t`` the torch module (so importing
+    the registry never imports torch), tensor parameters as tensors."""
+
+    def __call__(self, t: Any, /, *args: Any, **kwargs: Any) -> Any: ...
+
+
+class ShapeRule(Protocol):
+    """``shape(**args) -> Shape``: tensor parameters replaced by their shapes (a list of shapes
+    for a list parameter, ``()`` for a literal operand); raises `ShapeError` naming the
+    numbers."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Shape: ...
 
 
 class _Required:
@@ -77,6 +113,9 @@ class Param:
     # An integer operand (indices, class targets): a plain literal written with integers only,
     # used only in such positions, is int64 rather than the case's float dtype.
     integer: bool = False
+    # With integer=True: an operand shaped like the operand of the parameter named here holds
+    # probabilities, not integers (cross_entropy's target shaped like its input).
+    probabilities_if_shaped_like: str = ""
 
     @property
     def is_tensor(self) -> bool:
@@ -104,10 +143,10 @@ class Op:
     name: str
     family: str
     params: tuple[Param, ...]
-    forward: Callable[..., Any]
-    vjp: Callable[..., Sequence[Any]]
-    torch: Callable[..., Any]
-    shape: Callable[..., Shape]
+    forward: Forward
+    vjp: Vjp
+    torch: TorchRef
+    shape: ShapeRule
     samples: SampleFn
     # The convention at non-differentiable points (ties, kinks, zeros), as torch has it.
     note: str = ""
@@ -115,15 +154,29 @@ class Op:
     # for ``input`` depends on its kernel path (vectorised or scalar remainder, so on the tensor's
     # length and the CPU). The reason, said in the report; those elements are not checked.
     unchecked_at_nan: str = ""
-    # Torch computes the op in float64 inside even for float32 inputs, or similar: float32 sweeps
-    # then need a looser tolerance than the default.
-    loose_float32: bool = False
-    hidden: bool = False  # internal ops (getitem, clone) that expressions create, not users
+    # Not listed by `gradcase ops`: ops that expressions create (getitem, clone).
+    hidden: bool = False
+    # False for an op only a spelling makes (getitem: a subscript), never called by its name.
+    by_name: bool = True
+    # Elementwise ops take a Python number as an operand (the ``2`` of ``x * 2``), as torch's
+    # do; elsewhere the numpy and torch sides would not even agree on its dtype.
+    literal_operands: bool = False
+    # Called with a tensor as its second positional argument it is this op instead:
+    # torch.max(input, other) is maximum.
+    tensor_overload: str = ""
+    # Torch returns these with a dim (max: values, indices); the op's value is the first, the
+    # others have no gradient and cannot be in a graph.
+    outputs: tuple[str, ...] = ()
     # ``kinks(h, **args) -> reason | None``: some element lies within ``h`` of a point where the
     # op is not differentiable or torch's gradient is a convention (see runner/ops/kinks.py,
     # whose table the registry attaches); None: differentiable wherever the forward is finite.
     kinks: Callable[..., str | None] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Why torch cannot compute the op (a RULES module's op, or a case's op built on one); empty
+    # when torch is its reference.
+    no_torch: str = ""
+    # Where the op comes from, for messages: "" for the catalogue, "module rules.py" for a
+    # RULES module's.
+    source: str = ""
 
     @property
     def tensor_params(self) -> tuple[Param, ...]:
@@ -209,7 +262,3 @@ def sum_to(grad: Array, shape: Shape) -> Array:
     if axes:
         grad = grad.sum(axis=axes, keepdims=True)
     return grad
-
-
-def no_grad(*_: Any, **__: Any) -> tuple[None, ...]:
-    return (None,)

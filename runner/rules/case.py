@@ -10,10 +10,10 @@ gradient, a name the expression cannot see, and everything the rule language ref
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
-from runner.binding import TENSOR_OVERLOADS
 from runner.diagnostics import Problem, did_you_mean
 from runner.engine import RuleError, describe_shapes
 from runner.graph import Node, Ref
@@ -71,7 +71,7 @@ def compile_rules(
     doc: Document,
     nodes: Sequence[Node],
     requires: Mapping[str, bool],
-    reached: set[str] | None,
+    reached: AbstractSet[str] | None,
     local: frozenset[str] = frozenset(),
 ) -> tuple[RuleSet | None, list[Problem]]:
     """The case's rule set (None when the case has no rules) and the problems found.
@@ -134,7 +134,7 @@ def _unused_op(op_name: str, used: set[str]) -> str:
     message = (
         f"rules: no node of this case uses op '{op_name}' (its ops: {', '.join(sorted(used))})"
     )
-    overload = TENSOR_OVERLOADS.get(op_name)
+    overload = REGISTRY[op_name].tensor_overload if op_name in REGISTRY else ""
     if overload in used:
         message += (
             f"; {op_name}(a, b) of two tensors is the op '{overload}': write the rule under "
@@ -148,7 +148,7 @@ def _argument_problem(
     argument: str,
     nodes: Sequence[Node],
     requires: Mapping[str, bool],
-    reached: set[str] | None,
+    reached: AbstractSet[str] | None,
 ) -> str:
     params = {p.name: p for p in op.params}
     differentiable = ", ".join(op.differentiable()) or "none"

@@ -100,8 +100,7 @@ def module_ops(rule_sets: Sequence[RuleSet]) -> dict[str, Op]:
         for name, op in rs.ops.items():
             if name in found and found[name] is not op:
                 raise RulesError(
-                    f"op '{name}' is defined by both {found[name].extra.get('source')} and "
-                    f"{rs.source}; keep one"
+                    f"op '{name}' is defined by both {found[name].source} and {rs.source}; keep one"
                 )
             found[name] = op
     return found
