@@ -35,6 +35,14 @@ class WorkerError(Exception):
     """A worker could not start (its rules or cases failed to load)."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C stopped the run: ``results`` are the cases finished, in the serial order."""
+
+    def __init__(self, results: list[CaseResult]) -> None:
+        super().__init__("interrupted")
+        self.results = results
+
+
 @dataclass(frozen=True)
 class Setup:
     """What a worker needs to rebuild the parent's run: the command line's paths, ``--rules``
@@ -46,6 +54,8 @@ class Setup:
     device: str = "cpu"
     verbose: bool = False
     cwd: str = field(default_factory=os.getcwd)
+    timeout: float | None = None  # seconds per case (`runner.execute.run_case`)
+    max_memory: int | None = None  # bytes per case
 
 
 def _worker(conn: Connection, setup: Setup) -> None:
@@ -68,7 +78,13 @@ def _worker(conn: Connection, setup: Setup) -> None:
     conn.send(("ready",))
     while (chunk := conn.recv()) is not None:
         for index, name in chunk:
-            result, sources = run_case(cases[name], rule_sets, oracles)
+            result, sources = run_case(
+                cases[name],
+                rule_sets,
+                oracles,
+                timeout=setup.timeout,
+                max_memory=setup.max_memory,
+            )
             lines = render(result, sources) if setup.verbose else None
             conn.send(("result", index, result.model_dump_json(), lines))
 
@@ -199,6 +215,8 @@ def run_parallel(
                     w.process.join()
                     died(w)
         return emitted
+    except KeyboardInterrupt:
+        raise Interrupted(emitted) from None
     finally:
         for w in workers:
             if w.process.is_alive():

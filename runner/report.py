@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from runner.diagnostics import Problem
+from runner.diagnostics import Location, Problem
 from schemas.report import (
     CaseResult,
     Comparison,
@@ -124,6 +124,10 @@ def build(
     rule_sources: Sequence[str] = (),
     environment: Environment | None = None,
 ) -> Report:
+    """The report of ``results`` and the files' ``problems``. A case whose data was refused at
+    run time (``invalid_input``) stays among the cases, as an error, and is also a problem of
+    its file: the run exits 2, as for a file that did not validate."""
+    problems = [*problems, *(_input_problem(r) for r in results if r.invalid_input)]
     return Report(
         environment=environment,
         rule_sources=list(rule_sources),
@@ -134,6 +138,18 @@ def build(
             for p in problems
         ],
     )
+
+
+def _input_problem(result: CaseResult) -> Problem:
+    """An invalid-input case's message as a located problem (its message starts with its
+    ``file:line:col``; else the case's first line)."""
+    text = result.messages[0] if result.messages else "invalid input"
+    head, _, rest = text.partition(": ")
+    file, _, place = head.rpartition(":")
+    file, _, line = file.rpartition(":")
+    if file and line.isdigit() and place.isdigit():
+        return Problem(Location(file, int(line), int(place)), rest)
+    return Problem(Location(result.file, result.line, 1), text)
 
 
 def plural(count: int, word: str) -> str:
@@ -177,11 +193,13 @@ def details(report: Report) -> list[str]:
 def write_json(report: Report, path: Path) -> None:
     """Atomic: a reader never sees a half-written report."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    # model_dump_json writes inf/NaN errors as null: the file stays valid JSON. Serialised
+    # before the temporary file exists, so an interruption while serialising leaves nothing.
+    data = (report.model_dump_json(indent=2) + "\n").encode("utf-8", "backslashreplace")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            # model_dump_json writes inf/NaN errors as null: the file stays valid JSON.
-            f.write(report.model_dump_json(indent=2) + "\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

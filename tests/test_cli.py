@@ -552,12 +552,13 @@ def test_a_forward_that_raises_is_an_error_at_its_node(
         "  t: {values: [3, 0], dtype: int64}\ngraph:\n  y: cross_entropy(x, t)\n"
     )
     code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
-    assert code == 1
+    # Data refused at run time is the case file's fault: invalid input, exit 2 (issue 10).
+    assert code == 2
     assert (
-        "case.yaml:5:6: node 'y': forward of cross_entropy raised IndexError: target 3 is "
-        "out of bounds for 3 classes"
+        "case.yaml:5:6: invalid input: node 'y': forward of cross_entropy raised IndexError: "
+        "target 3 is out of bounds for 3 classes"
     ) in out
-    assert out.strip().splitlines()[-1] == "1 case: 0 passed, 0 failed, 1 error"
+    assert out.strip().splitlines()[-1] == "1 case: 0 passed, 0 failed, 1 error; 1 invalid file"
 
 
 def test_yaml_12_numbers_and_a_trailing_document_marker(write_case: WriteCase) -> None:
