@@ -261,7 +261,9 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    if report.diagnostics:
+    # A case whose data was refused when it ran (an index out of range) is an error of its
+    # file, as one that did not validate.
+    if report.diagnostics or any(r.invalid_input for r in report.cases):
         return EXIT_INVALID
     return EXIT_OK if report.passed else EXIT_FAILED
 

@@ -189,6 +189,8 @@ def load_file(
         if file.resolve().is_relative_to(root)
         else file.stem
     )
+    # A default case name is printable text, whatever bytes the file's name holds.
+    stem = printable(os.fsencode(stem).decode("utf-8", "backslashreplace"), lines=False)
     cases = []
     for doc in docs:
         default = stem if doc.count == 1 else f"{stem}[{doc.index}]"

@@ -97,15 +97,16 @@ def memory_refusal(case: Any, budget: int | None) -> str | None:
 
 
 def matmul_intermediates(input: Any, other: Any, **_: Any) -> int:
-    """A broadcast batched matmul's gradients at the broadcast shape, before the engine sums them
-    back: (batch..., m, k) for ``input`` and (batch..., k, n) for ``other``."""
+    """A broadcast batched matmul's gradients at the broadcast shape, before they are summed
+    back: (batch..., m, k) for ``input`` and (batch..., k, n) for ``other``, made by the manual
+    VJP and by torch's backward alike."""
     a = tuple(input) if len(input) > 1 else (1, *input)
     b = tuple(other) if len(other) > 1 else (*other, 1)
     batch = [
         max(x, y) for x, y in zip(_pad(a[:-2], len(b) - 2), _pad(b[:-2], len(a) - 2), strict=True)
     ]
     m, k, n = a[-2], a[-1], b[-1]
-    return int(math.prod(batch) * (m * k + k * n) * ITEMSIZE)
+    return int(2 * math.prod(batch) * (m * k + k * n) * ITEMSIZE)
 
 
 def _pad(dims: tuple[int, ...], other: int) -> tuple[int, ...]:

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from runner.diagnostics import Location, Problem
+from runner.diagnostics import Problem
 from schemas.report import (
     CaseResult,
     Comparison,
@@ -124,10 +124,7 @@ def build(
     rule_sources: Sequence[str] = (),
     environment: Environment | None = None,
 ) -> Report:
-    """The report of ``results`` and the files' ``problems``. A case whose data was refused at
-    run time (``invalid_input``) stays among the cases, as an error, and is also a problem of
-    its file: the run exits 2, as for a file that did not validate."""
-    problems = [*problems, *(_input_problem(r) for r in results if r.invalid_input)]
+    """The report of ``results`` and the files' ``problems``."""
     return Report(
         environment=environment,
         rule_sources=list(rule_sources),
@@ -138,18 +135,6 @@ def build(
             for p in problems
         ],
     )
-
-
-def _input_problem(result: CaseResult) -> Problem:
-    """An invalid-input case's message as a located problem (its message starts with its
-    ``file:line:col``; else the case's first line)."""
-    text = result.messages[0] if result.messages else "invalid input"
-    head, _, rest = text.partition(": ")
-    file, _, place = head.rpartition(":")
-    file, _, line = file.rpartition(":")
-    if file and line.isdigit() and place.isdigit():
-        return Problem(Location(file, int(line), int(place)), rest)
-    return Problem(Location(result.file, result.line, 1), text)
 
 
 def plural(count: int, word: str) -> str:

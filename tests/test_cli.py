@@ -558,7 +558,7 @@ def test_a_forward_that_raises_is_an_error_at_its_node(
         "case.yaml:5:6: invalid input: node 'y': forward of cross_entropy raised IndexError: "
         "target 3 is out of bounds for 3 classes"
     ) in out
-    assert out.strip().splitlines()[-1] == "1 case: 0 passed, 0 failed, 1 error; 1 invalid file"
+    assert out.strip().splitlines()[-1] == "1 case: 0 passed, 0 failed, 1 error"
 
 
 def test_yaml_12_numbers_and_a_trailing_document_marker(write_case: WriteCase) -> None:
