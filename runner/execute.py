@@ -363,7 +363,7 @@ def _broken(case: CompiledCase, result: CaseResult, exc: BaseException) -> None:
     result.status = "error"
     if _invalid_input(exc):
         result.invalid_input = True
-        text = f"invalid input: {text}"
+        text += " (invalid input: the case's data, not a rule)"
     if node in case.locations:
         text = f"{case.locations[node]}: {text}"
     elif result.invalid_input:

@@ -555,8 +555,8 @@ def test_a_forward_that_raises_is_an_error_at_its_node(
     # Data refused at run time is the case file's fault: invalid input, exit 2 (issue 10).
     assert code == 2
     assert (
-        "case.yaml:5:6: invalid input: node 'y': forward of cross_entropy raised IndexError: "
-        "target 3 is out of bounds for 3 classes"
+        "case.yaml:5:6: node 'y': forward of cross_entropy raised IndexError: target 3 is "
+        "out of bounds for 3 classes (invalid input: the case's data, not a rule)"
     ) in out
     assert out.strip().splitlines()[-1] == "1 case: 0 passed, 0 failed, 1 error"
 

@@ -59,7 +59,8 @@ def test_data_refused_at_run_time_is_invalid_input(
         report = tmp_path / f"{name}.json"
         code, out = run(capsys, "run", str(path), "--report", str(report))
         assert code == 2, out
-        assert f"{name}.yaml:5:6: invalid input: node 'y'" in out and words in out
+        assert f"{name}.yaml:5:6: node 'y'" in out and words in out
+        assert "(invalid input: the case's data, not a rule)" in out
         data = json.loads(report.read_text())
         assert data["summary"]["errors"] == 1 and data["cases"][0]["invalid_input"]
 
