@@ -83,11 +83,17 @@ def run(
     on_result: Callable[[CaseResult, Any], None] | None = None,
     oracles: Sequence[Any] | None = None,
     exitfirst: bool = False,
+    timeout: float | None = None,
+    max_memory: int | None = None,
+    interruptible: bool = False,
 ) -> Report:
     """Execute every loaded case (those whose name ``select`` accepts) with ``rules``, calling
     ``on_result(result, sources)`` after each, and build the report. ``oracles``
     (`runner.oracles.Oracle`s, default torch) apply to the cases that name none. ``exitfirst``:
-    stop after the first case that fails the run (failed, error or xpassed)."""
+    stop after the first case that fails the run (failed, error or xpassed). ``timeout`` (s)
+    and ``max_memory`` (bytes) limit each case (`runner.execute.run_case`). ``interruptible``:
+    Ctrl-C ends the run with a report of the cases finished, marked ``interrupted`` (else
+    `KeyboardInterrupt` goes on)."""
     from runner.execute import run_case
     from runner.formats.environment import environment
     from runner.oracles import TORCH
@@ -95,18 +101,27 @@ def run(
 
     started = environment(oracles or (TORCH,))
     results = []
-    for case in loaded.cases:
-        if select is not None and not select(case.name):
-            continue
-        result, sources = run_case(case, rules, oracles or (TORCH,))
-        results.append(result)
-        if on_result is not None:
-            on_result(result, sources)
-        if exitfirst and result.status in STOPPING:
-            break
+    interrupted = False
+    try:
+        for case in loaded.cases:
+            if select is not None and not select(case.name):
+                continue
+            result, sources = run_case(
+                case, rules, oracles or (TORCH,), timeout=timeout, max_memory=max_memory
+            )
+            results.append(result)
+            if on_result is not None:
+                on_result(result, sources)
+            if exitfirst and result.status in STOPPING:
+                break
+    except KeyboardInterrupt:
+        if not interruptible:
+            raise
+        interrupted = True
     # torch's version is known only now, when a case has imported it.
     ran = started.model_copy(update={"torch": environment(()).torch})
-    return build(results, loaded.problems, [r.source for r in rules], ran)
+    report = build(results, loaded.problems, [r.source for r in rules], ran)
+    return report.model_copy(update={"interrupted": True}) if interrupted else report
 
 
 def check(

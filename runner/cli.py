@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.cli_args import parser
-from runner.diagnostics import RulesError, UsageError, did_you_mean
+from runner.diagnostics import RulesError, UsageError, did_you_mean, printable
 
 if TYPE_CHECKING:
     from runner.loader import Loaded
@@ -33,8 +36,65 @@ def oracles_for(names: Sequence[str] | None, device: str = "cpu") -> Any:
     return [torch if n == "torch" else oracle_named(n) for n in chosen]
 
 
+class _Guarded:
+    """stdout that survives its reader going away (``gradcase run | head -1``): after the first
+    broken pipe, output is dropped, and the run goes on to write its report and return its own
+    exit status."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return int(self._stream.write(text))
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def _drop(self) -> None:
+        self.broken = True
+        # The interpreter flushes stdout once more at exit: point it at nothing.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C: cleanup runs (no temporary report file is left), exit 130."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    stdout = sys.stdout
+    sys.stdout = _Guarded(stdout)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return _main(args)
+    finally:
+        sys.stdout = stdout
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         if args.command == "run":
             return _run(args)
@@ -74,8 +134,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, RulesError) as exc:
         print(f"gradcase: error: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    except BrokenPipeError:
-        return EXIT_OK
     except KeyboardInterrupt:
         print("gradcase: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -88,7 +146,7 @@ def _validate(paths: Sequence[str], rules: Sequence[str] | None) -> int:
     # The RULES modules in force define the ops of their OPS, which cases may call.
     loaded = load(paths, module_ops(rule_sets_for(rules)))
     for case in loaded.cases:
-        print(f"ok {case.name}  ({case.file}:{case.line})")
+        print(printable(f"ok {case.name}  ({case.file}:{case.line})"))
     for problem in sorted(loaded.problems, key=lambda p: p.where):
         print(problem)
     files = len({p.where.file for p in loaded.problems})
@@ -132,8 +190,14 @@ def _run(args: argparse.Namespace) -> int:
     from runner.select import choose
 
     report_path = Path(args.report)
-    if report_path.is_dir():
-        raise UsageError(f"--report {report_path} is a folder; give a file path")
+    try:
+        if report_path.is_dir():
+            raise UsageError(f"--report {report_path} is a folder; give a file path")
+        report_path.parent.exists()
+    except OSError as exc:  # a name too long for the file system, a folder that cannot be read
+        raise UsageError(f"--report {printable(str(report_path))}: {exc.strerror or exc}") from None
+    timeout = args.timeout or None
+    max_memory = args.max_memory or None
     device = _device(args.device)
     rule_sets = rule_sets_for(args.rules)
     loaded = load(args.paths, module_ops(rule_sets))
@@ -154,7 +218,7 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         if args.jobs > 1 and len(cases) > 1:
-            from runner.parallel import Setup, run_parallel
+            from runner.parallel import Interrupted, Setup, run_parallel
 
             setup = Setup(
                 tuple(args.paths),
@@ -163,13 +227,20 @@ def _run(args: argparse.Namespace) -> int:
                 args.device,
                 args.verbose,
                 html=args.html is not None,
+                timeout=timeout,
+                max_memory=max_memory,
             )
             metas = [(c.name, c.file, c.line) for c in cases]
             started = environment(oracles_for(args.oracle, args.device))
-            results = run_parallel(metas, setup, args.jobs, on_lines, args.exitfirst)
+            interrupted = False
+            try:
+                results = run_parallel(metas, setup, args.jobs, on_lines, args.exitfirst)
+            except Interrupted as stop:
+                results, interrupted = stop.results, True
             # The workers imported torch; this process did not: name the version they ran.
             ran = started.model_copy(update={"torch": _torch_version()})
             report = build(results, loaded.problems, [r.source for r in rule_sets], ran)
+            report = report.model_copy(update={"interrupted": interrupted})
         else:
             from runner.loader import Loaded
             from runner.show import render
@@ -182,6 +253,9 @@ def _run(args: argparse.Namespace) -> int:
                 ),
                 oracles=oracles_for(args.oracle, args.device),
                 exitfirst=args.exitfirst,
+                timeout=timeout,
+                max_memory=max_memory,
+                interruptible=True,
             )
     finally:
         out.close()
@@ -191,7 +265,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         write_json(report, report_path)
     except OSError as exc:
-        raise UsageError(f"cannot write the report to {report_path}: {exc.strerror}") from None
+        raise UsageError(
+            f"cannot write the report to {printable(str(report_path))}: {exc.strerror or exc}"
+        ) from None
     extra = reports.write(report)
     # The count line stays the last line.
     shown = report
@@ -199,8 +275,17 @@ def _run(args: argparse.Namespace) -> int:
         failing = [r for r in report.cases if r.status in ("failed", "error", "xpassed")]
         shown = report.model_copy(update={"cases": failing})
     ending = [] if args.quiet else [*extra, f"report: {report_path}"]
-    out.line("\n".join([*details(shown), *ending, out.count_line(report.summary)]))
-    if loaded.problems:
+    lines = [printable(line) for line in [*details(shown), *ending]]
+    out.line("\n".join([*lines, out.count_line(report.summary)]))
+    if report.interrupted:
+        print(
+            f"gradcase: interrupted; the report holds the {len(report.cases)} case(s) finished",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    # A case whose data was refused when it ran (an index out of range) is an error of its
+    # file, as one that did not validate.
+    if report.diagnostics or any(r.invalid_input for r in report.cases):
         return EXIT_INVALID
     return EXIT_OK if report.passed else EXIT_FAILED
 
@@ -254,7 +339,7 @@ def _show(
     worst = EXIT_OK
     for case in chosen:
         result, sources = run_case(case, rule_sets, oracles_for(oracles))
-        print("\n".join(render(result, sources)))
+        print(printable("\n".join(render(result, sources))))
         if result.status in ("failed", "error", "xpassed"):
             worst = EXIT_FAILED
     return EXIT_INVALID if loaded.problems else worst

@@ -55,6 +55,22 @@ def parser() -> argparse.ArgumentParser:
         help="where the torch side runs: cpu (default), cuda, cuda:1 (TF32 off for matmul and "
         "cuDNN)",
     )
+    run.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"stop a case that runs longer and report it as an error (default "
+        f"{DEFAULT_TIMEOUT:g}; 0: no limit)",
+    )
+    run.add_argument(
+        "--max-memory",
+        type=_memory,
+        default=DEFAULT_MAX_MEMORY,
+        metavar="BYTES",
+        help="refuse (as an error) a case whose estimated peak memory is over BYTES, e.g. 4G, "
+        "512M (default 4G; 0: no limit)",
+    )
     _rules_option(run)
     _oracle_option(run)
     _report_options(run)
@@ -140,6 +156,33 @@ def _version() -> str:
         return version("gradcase")
     except PackageNotFoundError:  # run from a checkout that is not installed
         return "unknown (not installed)"
+
+
+DEFAULT_TIMEOUT = 120.0
+DEFAULT_MAX_MEMORY = 4 * 2**30
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _memory(text: str) -> int:
+    if text.strip() == "0":
+        return 0
+    from runner.memory import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an amount of memory such as 4G or 512M, got {text!r}"
+        ) from None
 
 
 def _positive(text: str) -> int:

@@ -3,8 +3,25 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+# C0 and C1 control characters (ESC starts terminal escape codes), DEL, and bidirectional
+# overrides that reorder what a terminal shows; a line break and a tab stay.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+_CONTROL_LINES = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, lines: bool = True) -> str:
+    """``text`` safe to echo on a terminal: every control character that could move the cursor,
+    clear the screen or recolour it written as an escape (``\\x1b``), so a case file cannot
+    print a fake result through a key, a value or its own name. ``lines=False`` escapes line
+    breaks and tabs too (a one-line message cannot then print a line of its own)."""
+    pattern = _CONTROL if lines else _CONTROL_LINES
+    return pattern.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 @dataclass(frozen=True, order=True)
@@ -14,7 +31,7 @@ class Location:
     col: int  # 1-based
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}"
+        return f"{printable(self.file, lines=False)}:{self.line}:{self.col}"
 
 
 @dataclass(frozen=True)
@@ -23,7 +40,7 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.where}: error: {self.message}"
+        return f"{self.where}: error: {printable(self.message, lines=False)}"
 
 
 class UsageError(Exception):

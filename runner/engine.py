@@ -21,7 +21,7 @@ from runner.graph import Graph, Node, Ref
 from runner.ops.spec import Array, Op, Param, Shape
 from runner.ops.spec import sum_to as reduce_to
 from runner.rules import CATALOGUE, RuleSet
-from runner.rules.budget import OverBudget, time_limit
+from runner.rules.budget import CaseTimeout, OverBudget, time_limit
 
 VJP = Callable[..., Sequence[Any]]
 
@@ -125,7 +125,7 @@ def check_user_grad(grad: Any, operand: Array, *, what: str, out_shape: Shape = 
     """
     try:
         arr = np.asarray(grad)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, CaseTimeout):
         raise
     except BaseException as exc:  # a user's object may raise anything, SystemExit included
         raise RuleError(
@@ -291,7 +291,7 @@ def _call_user(
             answer = fn(g.copy(), out.copy(), {k: copy(v) for k, v in args.items()})
     except RuleError as exc:  # a case rule's own, already precise
         raise fail(str(exc), exc) from None
-    except KeyboardInterrupt:  # the person running gradcase, not the rule
+    except (KeyboardInterrupt, CaseTimeout):  # the person running gradcase, not the rule
         raise
     except OverBudget as exc:
         raise fail(f"was stopped: {exc}") from None

@@ -25,6 +25,8 @@ from runner.engine import Backward, RuleError, backward, forward
 from runner.graph import Graph, Ref
 from runner.inputs import make_input, make_upstream
 from runner.localise import PROBE_SEED, localise, probe, rule_fault
+from runner.memory import memory_refusal
+from runner.ops.spec import ShapeError
 from runner.oracles import (
     EXPECTED,
     MANUAL,
@@ -38,7 +40,7 @@ from runner.oracles import (
 from runner.report import failure_messages, fault_message
 from runner.roundoff import tensor_floors
 from runner.rules import RuleSet
-from runner.rules.budget import case_budget
+from runner.rules.budget import CaseTimeout, case_budget, case_timeout
 from runner.torch_side import TorchError
 from runner.unchecked import Unchecked, unchecked_grads
 from schemas.case import RandomUpstream
@@ -60,7 +62,12 @@ def run_sources(
     Raises `RuleError` (a rule or a forward failed) or `TorchError` (an oracle refused).
     """
     graph = case.graph
-    inputs = {name: make_input(plan) for name, plan in case.inputs.items()}
+    inputs = {}
+    for name, plan in case.inputs.items():
+        try:
+            inputs[name] = make_input(plan)
+        except Exception as exc:  # what validation could not foresee, refused as the data's
+            raise InvalidInput(f"input '{name}': {type(exc).__name__}: {exc}") from exc
     values = forward(graph, inputs)
     out = values[graph.output]
     shape = graph.shapes[graph.output]
@@ -144,13 +151,44 @@ def execute(
 
 
 def run_case(
-    case: CompiledCase, rules: Sequence[RuleSet] = (), oracles: Sequence[Oracle] = (TORCH,)
+    case: CompiledCase,
+    rules: Sequence[RuleSet] = (),
+    oracles: Sequence[Oracle] = (TORCH,),
+    *,
+    timeout: float | None = None,
+    max_memory: int | None = None,
 ) -> tuple[CaseResult, Sources | None]:
     """`execute`, also returning the arrays of every source (None when the case could not
     compute them) for the side-by-side view. The user's rules of the case share one time budget
-    (`runner.rules.budget`). ``oracles`` apply to a case that does not name its own."""
-    with case_budget():
-        return _run_case(case, rules, case_oracles(case, oracles))
+    (`runner.rules.budget`). ``oracles`` apply to a case that does not name its own.
+
+    ``timeout``: seconds the whole case may run (`runner.rules.budget.case_timeout`), else an
+    error result naming the time. ``max_memory``: bytes; a case whose estimated peak
+    (`runner.memory.estimate`) is over it is an error result naming the estimate, not run.
+    None: no limit."""
+    start = time.perf_counter()
+    try:
+        with case_timeout(timeout), case_budget():
+            refusal = memory_refusal(case, max_memory)
+            if refusal is not None:
+                return _refused(case, refusal, start), None
+            return _run_case(case, rules, case_oracles(case, oracles))
+    except CaseTimeout as exc:
+        return _refused(case, str(exc), start), None
+
+
+def _refused(case: CompiledCase, message: str, start: float) -> CaseResult:
+    """An error result for a case stopped or refused as a whole (time, memory)."""
+    return CaseResult(
+        name=case.name,
+        file=case.file,
+        line=case.line,
+        status="error",
+        duration=time.perf_counter() - start,
+        tags=list(case.model.tags),
+        messages=[message],
+        xfail=case.model.xfail,
+    )
 
 
 def case_oracles(case: CompiledCase, default: Sequence[Oracle]) -> list[Oracle]:
@@ -184,7 +222,7 @@ def _run_case(
         if refused and not oracles and not goldens:
             raise _NoReference("; ".join(refused))
         sources = run_sources(case, rules, oracles)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, CaseTimeout):
         raise
     except BaseException as exc:  # rules and torch may raise anything; one case must not stop a run
         _broken(case, result, exc)
@@ -215,7 +253,7 @@ def _run_case(
                 if result.fault is None and result.status == "passed":
                     result.fault = probe(case, sources, oracles, tolerances, sources.probe)
                     result.status = "failed" if result.fault else "passed"
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, CaseTimeout):
             raise
         except BaseException as exc:  # telling which rule is wrong must never lose the verdict
             result.notes.append(
@@ -227,6 +265,26 @@ def _run_case(
     _apply_xfail(case, result)
     result.duration = time.perf_counter() - start
     return result, sources
+
+
+class InvalidInput(Exception):
+    """The case's data cannot be made or is refused by a catalogue forward (an index or a class
+    target out of range): the case file is wrong, not a rule."""
+
+
+# What a catalogue forward raises for data out of its domain of indices and sizes.
+_DATA_ERRORS = (IndexError, ShapeError, OverflowError)
+
+
+def _invalid_input(exc: BaseException) -> bool:
+    if isinstance(exc, InvalidInput):
+        return True
+    return (
+        isinstance(exc, RuleError)
+        and not exc.user
+        and isinstance(exc.__cause__, _DATA_ERRORS)
+        and str(exc).startswith(f"node '{exc.node}': forward of ")
+    )
 
 
 class _NoReference(Exception):
@@ -331,8 +389,13 @@ def _broken(case: CompiledCase, result: CaseResult, exc: BaseException) -> None:
         result.fault = rule_fault(case, exc)
         return
     result.status = "error"
+    if _invalid_input(exc):
+        result.invalid_input = True
+        text += " (invalid input: the case's data, not a rule)"
     if node in case.locations:
         text = f"{case.locations[node]}: {text}"
+    elif result.invalid_input:
+        text = f"{case.file}:{case.line}:1: {text}"
     result.messages = [text]
 
 

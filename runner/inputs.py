@@ -13,12 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from runner.limits import FLOAT64_MAX, INT64_MAX, INT64_MIN, MAX_ELEMENTS, shape_problem
 from runner.ops.spec import Array, Shape
 from schemas.case import FillInput, RandomInput, RandomUpstream, ValuesInput, literal_shape
 
-# A case checks a rule on small tensors; far larger shapes are a typo or hostile, and would only
-# exhaust memory.
-MAX_ELEMENTS = 10_000_000
+__all__ = ["MAX_ELEMENTS", "InputPlan", "make_input", "make_upstream", "plan_input"]
 
 
 @dataclass(frozen=True)
@@ -69,11 +68,9 @@ def plan_input(
             f"input '{name}' is {dtype}: only floating tensors can require gradients "
             "(drop requires_grad)"
         )
-    if math.prod(shape) > MAX_ELEMENTS:
-        problems.append(
-            f"input '{name}' has shape {shape}, {math.prod(shape)} elements (at most "
-            f"{MAX_ELEMENTS})"
-        )
+    too_big = shape_problem(shape)
+    if too_big is not None:
+        problems.append(f"input '{name}' has shape {shape}, {too_big}")
     if isinstance(spec, RandomInput):
         problems += _random_problems(spec, dtype)
     if isinstance(spec, ValuesInput):
@@ -116,12 +113,27 @@ def _random_problems(spec: RandomInput, dtype: str) -> list[str]:
             else []
         )
     if spec.random == "uniform":
-        return (
-            [f"random: uniform needs low <= high, got low={low} high={high}"]
-            if low is not None and high is not None and high < low
-            else []
-        )
+        lo, hi = 0.0 if low is None else low, 1.0 if high is None else high
+        if not all(math.isfinite(v) for v in (lo, hi)):
+            return [f"random: uniform needs finite bounds, got low={lo} high={hi}"]
+        if hi < lo:
+            return [f"random: uniform needs low <= high, got low={lo} high={hi}"]
+        if hi - lo > FLOAT64_MAX:
+            # numpy draws low + (high - low) * u: the range itself must be a float64.
+            return [
+                f"random: uniform needs high - low to be a finite float64, got low={lo} "
+                f"high={hi} (a range of {hi - lo:g})"
+            ]
+        return []
     problems = []
+    if not all(v is None or math.isfinite(v) for v in (low, high)):
+        return [f"random: integers needs finite bounds, got low={low} high={high}"]
+    lo_i, hi_i = int(low or 0), None if high is None else int(high)
+    if lo_i < INT64_MIN or hi_i is not None and hi_i - 1 > INT64_MAX:
+        problems.append(
+            f"random: integers draws int64 values: low={low} high={high} is outside "
+            f"[{INT64_MIN}, {INT64_MAX + 1})"
+        )
     if any(v is not None and not float(v).is_integer() for v in (low, high)):
         problems.append(f"random: integers needs integer bounds, got low={low} high={high}")
     if high is None:

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from runner.compile import CompiledCase, compile_case
-from runner.diagnostics import CaseInvalid, Location, Problem, did_you_mean
+from runner.diagnostics import CaseInvalid, Location, Problem, did_you_mean, printable
 from runner.diagnostics import UsageError as UsageError  # raised here; public as runner.loader's
 from runner.ops.spec import Op
 from runner.yaml_source import Document, Path, load_stream
@@ -34,18 +34,40 @@ class Loaded:
     problems: list[Problem] = field(default_factory=list)
 
 
-def discover(paths: Sequence[str]) -> list[tuple[FsPath, FsPath]]:
-    """(file, root) pairs, sorted within each argument; a folder is searched recursively."""
+def discover(
+    paths: Sequence[str], problems: list[Problem] | None = None
+) -> list[tuple[FsPath, FsPath]]:
+    """(file, root) pairs, sorted within each argument; a folder is searched recursively.
+
+    A path that exists but cannot be read (a folder without permission, a name too long for
+    the file system, a file whose folder cannot be searched) is never skipped silently: it is
+    a problem of that path, appended to ``problems`` (raised as `UsageError` without a list),
+    and the other paths are still searched. Raises `UsageError` for a path that does not exist.
+    """
     found: list[tuple[FsPath, FsPath]] = []
+    unreadable: list[Problem] = []
     for raw in paths or [DEFAULT_ROOT]:
         path = FsPath(raw)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+        try:
+            is_dir, is_file = path.is_dir(), path.is_file()
+            if not (is_dir or is_file):
+                os.stat(path)  # not there: FileNotFoundError; else why it cannot be seen
+        except FileNotFoundError:
+            raise UsageError(f"no such file or folder: {printable(raw)}") from None
+        except OSError as exc:
+            unreadable.append(Problem(Location(_display(path), 1, 1), _cannot(exc, path)))
+            continue
+        if is_dir:
+            files = _walk(path, unreadable)
             found += [(f, _root(f, path)) for f in files]
-        elif path.is_file():
+        elif is_file:
             found.append((path, _root(path, path.parent)))
-        else:
-            raise UsageError(f"no such file or folder: {raw}")
+        else:  # a fifo, a socket, a device: nothing a case is
+            unreadable.append(Problem(Location(_display(path), 1, 1), "not a regular file"))
+    if unreadable and problems is None:
+        raise UsageError("; ".join(str(p) for p in unreadable))
+    if problems is not None:
+        problems += unreadable
     seen: set[FsPath] = set()
     unique = []
     for f, root in found:
@@ -53,6 +75,41 @@ def discover(paths: Sequence[str]) -> list[tuple[FsPath, FsPath]]:
             seen.add(f.resolve())
             unique.append((f, root))
     return unique
+
+
+def _cannot(exc: OSError, path: FsPath) -> str:
+    what = "folder" if _isdir(path) else "file or folder"
+    return f"cannot read this {what}: {exc.strerror or exc}"
+
+
+def _isdir(path: FsPath) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def _walk(folder: FsPath, problems: list[Problem]) -> list[FsPath]:
+    """The case files under ``folder``, sorted; each folder or file that cannot be read is a
+    problem (`os.walk` would skip it silently)."""
+    files: list[FsPath] = []
+
+    def refused(exc: OSError) -> None:
+        where = FsPath(exc.filename) if exc.filename else folder
+        problems.append(Problem(Location(_display(where), 1, 1), _cannot(exc, where)))
+
+    for base, dirs, names in os.walk(folder, onerror=refused):
+        dirs.sort()
+        for name in names:
+            candidate = FsPath(base) / name
+            if candidate.suffix not in SUFFIXES:
+                continue
+            try:
+                if candidate.is_file():
+                    files.append(candidate)
+            except OSError as exc:
+                refused(exc)
+    return sorted(files)
 
 
 def _root(file: FsPath, fallback: FsPath) -> FsPath:
@@ -65,10 +122,15 @@ def _root(file: FsPath, fallback: FsPath) -> FsPath:
 
 
 def _display(file: FsPath) -> str:
+    """The path as messages and reports show it: relative to the current folder, bytes that are
+    not UTF-8 as ``\\xNN`` (a report must be writable as UTF-8) and control characters escaped
+    (a file name must not drive the terminal)."""
     try:
-        return os.path.relpath(file)
+        text = os.path.relpath(file)
     except ValueError:
-        return str(file)
+        text = str(file)
+    text = os.fsencode(text).decode("utf-8", "backslashreplace")
+    return printable(text)
 
 
 def load(paths: Sequence[str], ops: Mapping[str, Op] | None = None) -> Loaded:
@@ -76,7 +138,7 @@ def load(paths: Sequence[str], ops: Mapping[str, Op] | None = None) -> Loaded:
     the RULES modules in force (`runner.rules.modules.module_ops`), which cases may call."""
     result = Loaded()
     names: dict[str, Location] = {}
-    for file, root in discover(paths):
+    for file, root in discover(paths, result.problems):
         shown = _display(file)
         try:
             cases, problems = load_file(file, root, shown, ops)
@@ -124,6 +186,8 @@ def load_file(
         if file.resolve().is_relative_to(root)
         else file.stem
     )
+    # A default case name is printable text, whatever bytes the file's name holds.
+    stem = printable(os.fsencode(stem).decode("utf-8", "backslashreplace"), lines=False)
     cases = []
     for doc in docs:
         default = stem if doc.count == 1 else f"{stem}[{doc.index}]"

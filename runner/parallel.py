@@ -36,6 +36,14 @@ class WorkerError(Exception):
     """A worker could not start (its rules or cases failed to load)."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C stopped the run: ``results`` are the cases finished, in the serial order."""
+
+    def __init__(self, results: list[CaseResult]) -> None:
+        super().__init__("interrupted")
+        self.results = results
+
+
 @dataclass(frozen=True)
 class Setup:
     """What a worker needs to rebuild the parent's run: the command line's paths, ``--rules``
@@ -49,6 +57,8 @@ class Setup:
     cwd: str = field(default_factory=os.getcwd)
     # Whether to build each case's view for --html (its arrays exist only in the worker).
     html: bool = False
+    timeout: float | None = None  # seconds per case (`runner.execute.run_case`)
+    max_memory: int | None = None  # bytes per case
 
 
 def _worker(conn: Connection, setup: Setup) -> None:
@@ -72,7 +82,13 @@ def _worker(conn: Connection, setup: Setup) -> None:
     conn.send(("ready",))
     while (chunk := conn.recv()) is not None:
         for index, name in chunk:
-            result, sources = run_case(cases[name], rule_sets, oracles)
+            result, sources = run_case(
+                cases[name],
+                rule_sets,
+                oracles,
+                timeout=setup.timeout,
+                max_memory=setup.max_memory,
+            )
             lines = render(result, sources) if setup.verbose else None
             view = case_view(result, sources) if setup.html else None
             conn.send(("result", index, result.model_dump_json(), lines, view))
@@ -207,6 +223,8 @@ def run_parallel(
                     w.process.join()
                     died(w)
         return emitted
+    except KeyboardInterrupt:
+        raise Interrupted(emitted) from None
     finally:
         for w in workers:
             if w.process.is_alive():

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+from runner.diagnostics import printable
 from runner.report import case_line, count_line
 from schemas.report import CaseResult, Summary
 
@@ -76,14 +77,15 @@ class Output:
 
     def case(self, result: CaseResult, shown: list[str] | None = None) -> None:
         if not self.quiet or result.status in FAILING:
-            text = case_line(result)
+            # Escaped before colouring: the only control codes printed are the runner's own.
+            text = printable(case_line(result))
             if self.colour:
                 word = result.status.upper()
                 code = _COLOURS[result.status]
                 text = text.replace(word, f"\033[{code}m{word}\033[0m", 1)
             self.line(text)
             if shown is not None:
-                self.line("\n".join([*shown, ""]))
+                self.line(printable("\n".join([*shown, ""])))
         if self.bar is not None:
             self.bar.update(1)
 

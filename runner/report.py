@@ -124,6 +124,7 @@ def build(
     rule_sources: Sequence[str] = (),
     environment: Environment | None = None,
 ) -> Report:
+    """The report of ``results`` and the files' ``problems``."""
     return Report(
         environment=environment,
         rule_sources=list(rule_sources),
@@ -177,11 +178,13 @@ def details(report: Report) -> list[str]:
 def write_json(report: Report, path: Path) -> None:
     """Atomic: a reader never sees a half-written report."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    # model_dump_json writes inf/NaN errors as null: the file stays valid JSON. Serialised
+    # before the temporary file exists, so an interruption while serialising leaves nothing.
+    data = (report.model_dump_json(indent=2) + "\n").encode("utf-8", "backslashreplace")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            # model_dump_json writes inf/NaN errors as null: the file stays valid JSON.
-            f.write(report.model_dump_json(indent=2) + "\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

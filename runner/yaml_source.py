@@ -22,6 +22,10 @@ Path = tuple[str | int, ...]
 # Aliases make a document a DAG; expanding one into a tree can blow up exponentially
 # ("billion laughs"). Far above any real case.
 MAX_VALUES = 1_000_000
+# Every walk over a document's data (this builder, pydantic, literal shapes, deep copies) recurses
+# once per level; libyaml composes up to 1000 levels, far past Python's recursion limit. A case
+# is a few levels of keys over tensor literals of at most `MAX_LITERAL_DIMS` dims.
+MAX_DEPTH = 80
 
 
 # libyaml's parser, where PyYAML was built with it, composes the same nodes (with their marks)
@@ -148,6 +152,16 @@ class _Builder:
         return Location(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
     def build(self, node: Node, path: Path, doc: Document) -> Any:
+        if len(path) > MAX_DEPTH:
+            raise CaseInvalid(
+                [
+                    Problem(
+                        self.at(node),
+                        f"nested more than {MAX_DEPTH} levels deep; a case is a few levels of "
+                        "keys over tensor literals",
+                    )
+                ]
+            )
         if id(node) in self.open:
             raise CaseInvalid(
                 [Problem(self.at(node), "recursive alias: a mapping or list that contains itself")]
@@ -231,6 +245,20 @@ class _Builder:
     def build_scalar(self, node: Node) -> Any:
         try:
             return self.loader.construct_object(node, deep=True)
+        except (ValueError, OverflowError, TypeError, ArithmeticError) as exc:
+            # The resolver typed a plain or tagged scalar that cannot be built: a date that
+            # does not exist (2024-02-30), `!!int zz`, `0x_`, an integer past Python's digit
+            # limit. One message for all of them, at the scalar.
+            tag = str(node.tag).rsplit(":", 1)[-1]
+            raise CaseInvalid(
+                [
+                    Problem(
+                        self.at(node),
+                        f"{_shown(node.value)} cannot be read as a YAML {tag} ({_reason(exc)}); "
+                        "quote it to write a string",
+                    )
+                ]
+            ) from None
         except yaml.constructor.ConstructorError as exc:
             raise CaseInvalid(
                 [
@@ -241,6 +269,17 @@ class _Builder:
                     )
                 ]
             ) from None
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    """A scalar's text for a message: repr'd, cut to ``limit`` characters."""
+    text = str(value)
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).split(";")[0]
+    return text if len(text) <= 80 else text[:80] + "..."
 
 
 def load_documents(text: str, file: str) -> list[Document]:
@@ -260,29 +299,75 @@ def _tab_at(text: str, line: int, column: int) -> bool:
     return "\t" in lines[line][max(column - 1, 0) : column + 1]
 
 
+def _located(exc: yaml.YAMLError, text: str, file: str, offset: int) -> Problem:
+    """A parser's error as a problem at its mark (``offset``: lines cut off above the text)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return Problem(Location(file, offset + 1, 1), f"invalid YAML: {exc}")
+    line, col = (mark.line + 1, mark.column + 1) if mark else (offset + 1, 1)
+    message = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+    if mark is not None and _tab_at(text, mark.line, mark.column):
+        message = "a tab character: YAML indents with spaces only; replace the tab with spaces"
+    return Problem(Location(file, line, col), f"invalid YAML: {message}")
+
+
+_DOC_START = re.compile(r"^---(?:[ \t]|$)", re.MULTILINE)
+
+
+def _compose(text: str, file: str) -> list[Node | Problem]:
+    """The stream's documents as nodes, in order; a document that does not parse is a
+    `Problem` in its place and parsing resumes at the next ``---`` line, so one broken document
+    does not take the others with it."""
+    out: list[Node | Problem] = []
+    offset = 0  # lines of the text already consumed; blank lines keep marks where they were
+    while True:
+        loader = _COMPOSER("\n" * offset + text[_line_start(text, offset) :])
+        try:
+            while loader.check_node():
+                out.append(loader.get_node())
+            return out
+        except yaml.YAMLError as exc:
+            problem = _located(exc, text, file, offset)
+            out.append(problem)
+            # The error may be found at the next document's own `---`: resume there, but
+            # always past where this attempt began.
+            start = max(_line_start(text, problem.where.line - 1), _line_start(text, offset) + 1)
+            resume = _DOC_START.search(text, start)
+            if resume is None:
+                return out
+            offset = text.count("\n", 0, resume.start())
+        finally:
+            loader.dispose()
+
+
+def _line_start(text: str, line: int) -> int:
+    """The index in ``text`` where its 0-based ``line`` starts (the end when past it)."""
+    index = 0
+    for _ in range(line):
+        found = text.find("\n", index)
+        if found < 0:
+            return len(text)
+        index = found + 1
+    return index
+
+
 def load_stream(text: str, file: str) -> tuple[list[Document], list[Problem]]:
-    """The valid documents of a YAML stream and the problems of the others: a duplicate key or
-    a refused tag in one document does not stop the rest. `CaseInvalid` when the stream itself
-    does not parse."""
-    try:
-        nodes = list(yaml.compose_all(text, Loader=_COMPOSER))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        message = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-        if mark is not None and _tab_at(text, mark.line, mark.column):
-            message = "a tab character: YAML indents with spaces only; replace the tab with spaces"
-        raise CaseInvalid(
-            [Problem(Location(file, line, col), f"invalid YAML: {message}")]
-        ) from None
-    except yaml.YAMLError as exc:
-        raise CaseInvalid([Problem(Location(file, 1, 1), f"invalid YAML: {exc}")]) from None
+    """The valid documents of a YAML stream and the problems of the others: a duplicate key, a
+    refused tag or a syntax error in one document does not stop the rest (after a syntax error,
+    reading resumes at the next ``---``). Each document has its own budget of values."""
     docs: list[Document] = []
     problems: list[Problem] = []
     lines = text.split("\n")
     # Empty documents (e.g. after a trailing ---) are not cases.
-    nodes = [n for n in nodes if not (isinstance(n, ScalarNode) and n.tag.endswith(":null"))]
+    nodes = [
+        n
+        for n in _compose(text, file)
+        if not (isinstance(n, ScalarNode) and n.tag.endswith(":null"))
+    ]
     for index, node in enumerate(nodes):
+        if isinstance(node, Problem):
+            problems.append(node)
+            continue
         builder = _Builder(file)
         doc = Document(file, None, lines=lines, index=index, count=len(nodes))
         try:

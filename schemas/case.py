@@ -31,17 +31,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-def literal_shape(value: Any) -> tuple[int, ...]:
-    """The shape of a nested-list literal of numbers; ValueError names the ragged row."""
+# numpy's limit (NPY_MAXDIMS); also bounds the recursion below on hostile nesting.
+MAX_LITERAL_DIMS = 64
+
+
+def literal_shape(value: Any, depth: int = 0) -> tuple[int, ...]:
+    """The shape of a nested-list literal of numbers; ValueError names the ragged row, or a
+    nesting deeper than numpy's `MAX_LITERAL_DIMS`."""
     if isinstance(value, bool | int | float):
         return ()
+    if depth >= MAX_LITERAL_DIMS:
+        raise ValueError(
+            f"a literal nested more than {MAX_LITERAL_DIMS} lists deep (numpy and torch take at "
+            f"most {MAX_LITERAL_DIMS} dims)"
+        )
     if not isinstance(value, list):
         raise ValueError(
             f"expected a number or a nested list of numbers, got {type(value).__name__}"
         )
     if not value:
         return (0,)
-    shapes = [literal_shape(v) for v in value]
+    shapes = [literal_shape(v, depth + 1) for v in value]
     for i, s in enumerate(shapes[1:], start=1):
         if s != shapes[0]:
             raise ValueError(
@@ -198,7 +208,7 @@ class Case(_Strict):
     # A number fills the output's shape (the notebook's ``(out.sum() * 3.3).backward()``).
     upstream: Upstream = 1.0
     # Default: every input that requires grad and every named node.
-    check: list[str] | None = None
+    check: list[str] | None = Field(default=None, min_length=1)
     tolerance: Tolerance = Tolerance()
     expect: Expect = Expect()
     # op name -> argument name -> rule: replaces the catalogue's VJP for every node of that op.

@@ -133,6 +133,9 @@ class CaseResult(_Model):
     # What the reader should know even when the case passed (a user's rule that gave nothing).
     notes: list[str] = []
     tags: list[str] = []
+    # The case validated but its data was refused when it ran (an index or class target out of
+    # range, an input numpy could not make): an error of the case file, so the run exits 2.
+    invalid_input: bool = False
 
 
 class Summary(_Model):
@@ -171,10 +174,19 @@ class Report(_Model):
     # The user's rule sources in force for the run ("module rules.py", ...).
     rule_sources: list[str] = []
     environment: Environment | None = None
+    # The run was stopped (Ctrl-C) before every case ran: the report holds the cases finished.
+    interrupted: bool = False
 
     @property
     def passed(self) -> bool:
         """True when the run passes: nothing failed, errored or xpassed, and no file is invalid
         (xfailed cases do not fail a run)."""
         s = self.summary
-        return not (s.failed or s.errors or s.xpassed or s.invalid_files or self.diagnostics)
+        return not (
+            s.failed
+            or s.errors
+            or s.xpassed
+            or s.invalid_files
+            or self.diagnostics
+            or self.interrupted
+        )

@@ -562,10 +562,11 @@ def test_a_forward_that_raises_is_an_error_at_its_node(
         "  t: {values: [3, 0], dtype: int64}\ngraph:\n  y: cross_entropy(x, t)\n"
     )
     code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
-    assert code == 1
+    # Data refused at run time is the case file's fault: invalid input, exit 2 (issue 10).
+    assert code == 2
     assert (
         "case.yaml:5:6: node 'y': forward of cross_entropy raised IndexError: target 3 is "
-        "out of bounds for 3 classes"
+        "out of bounds for 3 classes (invalid input: the case's data, not a rule)"
     ) in out
     assert out.strip().splitlines()[-1] == "1 case: 0 passed, 0 failed, 1 error"
 

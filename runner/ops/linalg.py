@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from runner.memory import matmul_intermediates
 from runner.ops import linalg_einsum
 from runner.ops.spec import (
     Array,
@@ -197,6 +198,7 @@ OPS: list[Op] = [
         vjp=matmul_vjp,
         torch=lambda t, input, other: t.matmul(input, other),
         shape=matmul_shape,
+        intermediates=matmul_intermediates,
         samples=normal_samples(
             ("input", "other"),
             ((3,), (3,)),

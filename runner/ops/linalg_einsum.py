@@ -128,7 +128,8 @@ def einsum_forward(equation: str, operands: Sequence[Any]) -> Array:
     if summed and all(a.dtype == np.bool_ for a in arrays):
         # torch sums bools into int64 (numpy's einsum would `or` them)
         arrays = [a.astype(np.int64) for a in arrays]
-    return np.array(np.einsum(p.equation(), *arrays))
+    # optimize: a contraction order (pairwise, BLAS) instead of one loop over every index
+    return np.array(np.einsum(p.equation(), *arrays, optimize=True))
 
 
 def einsum_vjp(g: Array, out: Array, equation: str, operands: Sequence[Any]) -> tuple[Any]:
@@ -148,7 +149,7 @@ def einsum_vjp(g: Array, out: Array, equation: str, operands: Sequence[Any]) -> 
         if alone:
             terms.append(alone)
             args.append(np.ones([p.sizes[c] for c in alone], dtype=g.dtype))
-        gk = np.einsum(",".join(terms) + "->" + distinct, *args)
+        gk = np.einsum(",".join(terms) + "->" + distinct, *args, optimize=True)
         widened = tuple(
             i for i, c in enumerate(distinct) if shape[labels.index(c)] == 1 != p.sizes[c]
         )

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from runner.memory import window_intermediates
 from runner.ops.nn_windows import (
     FAMILY,
     Ints,
@@ -215,6 +216,7 @@ def _conv_op(nd: int, samples: SampleFn) -> Op:
         vjp=vjp,
         torch=lambda t, **kw: getattr(t.nn.functional, f"conv{nd}d")(**kw),
         shape=_conv_shape(nd),
+        intermediates=window_intermediates(nd, _conv_shape(nd)),
         samples=samples,
         note="linear in input and in weight, so no kinks; padding is zeros and gets no gradient; "
         "padding='same' (stride 1 only) pads dilation * (kernel - 1) per dim, the odd one "

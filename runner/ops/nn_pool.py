@@ -3,11 +3,14 @@ through the windows of `runner.ops.nn_windows`."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from runner.limits import MAX_ELEMENTS
+from runner.memory import window_intermediates
 from runner.ops.nn_windows import (
     FAMILY,
     Window,
@@ -59,16 +62,34 @@ def _pool_window(
             f"{op}: input {tuple(x)} gives output size {tuple(out)} with kernel_size {k}, "
             f"stride {s}, padding {p}, dilation {d}: output size is too small"
         )
+    if math.prod(out) > MAX_ELEMENTS:
+        raise ShapeError(f"{op}: output size {tuple(out)} has over {MAX_ELEMENTS} elements")
     for i, (n, ki, si, pi, di, o) in enumerate(zip(x[-nd:], k, s, p, d, out, strict=True)):
         # Only a dilated window can fall between inputs; torch then returns -inf with an index
-        # outside the input, and its backward writes out of bounds.
-        blind = [j for j in range(o) if not any(0 <= j * si - pi + t * di < n for t in range(ki))]
+        # outside the input, and its backward writes out of bounds. Arithmetic, never a loop
+        # over taps: kernel_size may be 10^10.
+        blind = [j for j in _edge_windows(n, si, pi, o) if _blind(j * si - pi, n, ki, di)]
         if blind:
             raise ShapeError(
                 f"{op}: window {blind[0]} of spatial dim {i} (size {n}) reads only padding with "
                 f"kernel_size {ki}, stride {si}, padding {pi}, dilation {di}"
             )
     return Window(k, s, p, d, tuple(out))
+
+
+def _edge_windows(n: int, stride: int, pad: int, count: int) -> list[int]:
+    """The windows (of ``count``) that start in the padding, left or right: a window starting
+    inside the input reads it at its first tap, so only these can be blind."""
+    left = range(min(count, -(-pad // stride)))  # starts j * stride - pad < 0
+    right = range(max(len(left), -(-(n + pad) // stride)), count)  # starts >= n
+    return [*left, *right]
+
+
+def _blind(start: int, n: int, kernel: int, dilation: int) -> bool:
+    """No tap ``start + t * dilation`` (0 <= t < kernel) of a window lies in [0, n)."""
+    first = max(0, -(start // dilation))  # the first tap at or after 0: ceil(-start / d)
+    last = min(kernel - 1, (n - 1 - start) // dilation)  # the last tap before n
+    return first > last
 
 
 def _pool_pad(x: Array, w: Window) -> Array:
@@ -279,6 +300,7 @@ def _pool_op(kind: str, nd: int, samples: SampleFn) -> Op:
         vjp=vjp,
         torch=lambda t, **kw: getattr(t.nn.functional, name)(**kw),
         shape=shape,
+        intermediates=window_intermediates(nd, shape),
         samples=samples,
         note=(
             "the gradient goes to one tap per window, as torch's CPU loop picks it: the first "

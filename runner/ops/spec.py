@@ -177,6 +177,17 @@ class Op:
     # Where the op comes from, for messages: "" for the catalogue, "module rules.py" for a
     # RULES module's.
     source: str = ""
+    # ``intermediates(**args) -> bytes`` with tensor parameters replaced by their shapes and
+    # ``itemsize`` the case's float size: the largest temporary the numpy forward or VJP (or
+    # torch's) makes beyond its operands and result (conv's materialised windows, a broadcast
+    # matmul's product), for the memory estimate (`runner.memory`); None: nothing beyond them.
+    intermediates: Callable[..., int] | None = None
+
+    def __post_init__(self) -> None:
+        # Every shape rule's result is checked against what numpy and torch accept, here, once
+        # for every op (an op's own rule need not repeat it).
+        if not getattr(self.shape, "_limited", False):
+            object.__setattr__(self, "shape", _limited(self.name, self.params, self.shape))
 
     @property
     def tensor_params(self) -> tuple[Param, ...]:
@@ -262,3 +273,28 @@ def sum_to(grad: Array, shape: Shape) -> Array:
     if axes:
         grad = grad.sum(axis=axes, keepdims=True)
     return grad
+
+
+def _limited(
+    name: str, params: tuple[Param, ...], rule: Callable[..., Shape]
+) -> Callable[..., Shape]:
+    """``rule`` refusing (`ShapeError`) integer attributes torch cannot take and results numpy
+    or torch cannot make (`runner.limits`)."""
+    from runner.limits import attribute_problem, shape_problem
+
+    attributes = [p.name for p in params if p.kind in ("int", "int?", "ints", "ints?", "dims")]
+
+    def checked(**args: Any) -> Shape:
+        for attr in attributes:
+            problem = attribute_problem(args.get(attr))
+            if problem is not None:
+                raise ShapeError(f"{name}: {attr}: {problem}")
+        shape = rule(**args)
+        problem = shape_problem(shape)
+        if problem is not None:
+            raise ShapeError(f"{name}: the result would have shape {tuple(shape)}, {problem}")
+        return shape
+
+    checked._limited = True  # type: ignore[attr-defined]
+    checked.__doc__ = rule.__doc__
+    return checked
