@@ -43,12 +43,9 @@ SAME_AS: dict[str, str] = {
 _SEVERAL_OUTPUTS = "an op with several outputs, not in the catalogue yet"
 # torch ops people reach for that the catalogue does not have: why, and what to write instead.
 NOT_IN_CATALOGUE: dict[str, str] = {
-    "sort": _SEVERAL_OUTPUTS,
     "topk": _SEVERAL_OUTPUTS,
     "kthvalue": _SEVERAL_OUTPUTS,
     "median": _SEVERAL_OUTPUTS,
-    "var_mean": f"{_SEVERAL_OUTPUTS}; write var(...) and mean(...) as two nodes",
-    "std_mean": f"{_SEVERAL_OUTPUTS}; write std(...) and mean(...) as two nodes",
     "split": f"{_SEVERAL_OUTPUTS}; narrow(x, dim, start, length) takes one piece",
     "chunk": f"{_SEVERAL_OUTPUTS}; narrow(x, dim, start, length) takes one piece",
     "unbind": f"{_SEVERAL_OUTPUTS}; select(x, dim, index) takes one slice",
@@ -110,14 +107,14 @@ def _one_edit(a: str, b: str) -> bool:
 # against torch.Tensor by tests/test_spellings.py.
 TENSOR_METHODS = frozenset(
     """
-    abs acos acosh add addmm amax amin asin asinh atan atan2 atanh bitwise_and bitwise_not
-    bitwise_or bitwise_xor bmm ceil clamp cos cosh cumprod cumsum diagonal div dot eq erf erfc exp
-    exp2 expand expm1 flatten flip floor frac gather ge gt hardshrink index_select inner le log
-    log10 log1p
-    log2 log_softmax logical_and logical_not logical_or logical_xor logsumexp lt matmul max
-    maximum mean min minimum mm movedim mul mv nanmean nansum narrow ne neg norm outer permute pow
-    prelu prod reciprocal relu repeat reshape roll round rsqrt select sigmoid sign sin sinh softmax
-    sqrt square squeeze std sub sum t tan tanh trace transpose tril triu trunc unsqueeze var where
+    abs acos acosh add addmm amax amin aminmax asin asinh atan atan2 atanh bitwise_and
+    bitwise_not bitwise_or bitwise_xor bmm ceil clamp cos cosh cummax cummin cumprod cumsum
+    diagonal div dot eq erf erfc exp exp2 expand expm1 flatten flip floor frac gather ge gt
+    hardshrink index_select inner le log log10 log1p log2 log_softmax logical_and logical_not
+    logical_or logical_xor logsumexp lt matmul max maximum mean min minimum mm movedim mul mv
+    nanmean nansum narrow ne neg norm outer permute pow prelu prod reciprocal relu repeat
+    reshape roll round rsqrt select sigmoid sign sin sinh softmax sort sqrt square squeeze std
+    sub sum t tan tanh trace transpose tril triu trunc unsqueeze var where
     """.split()
 )
 # The namespaces a graph may call ops through, with the catalogue ops each has under the same
@@ -131,6 +128,8 @@ _TORCH = TENSOR_METHODS - {"expand", "repeat"} | {
     "selu",
     "celu",
     "cosine_similarity",
+    "var_mean",
+    "std_mean",
 }
 _F = frozenset(
     """
