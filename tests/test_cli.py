@@ -303,11 +303,17 @@ BAD_INPUTS: dict[str, tuple[str, tuple[int, int], str]] = {
         "input 't' is written with integers and used both as integers (cross_entropy: "
         "'target') and as data elsewhere",
     ),
-    "indices-of-max": (
-        "inputs: {x: [[1.0, 5.0]]}\ngraph:\n  a: max(x, 1)[1]\n",
+    "third-output-of-max": (
+        "inputs: {x: [[1.0, 5.0]]}\ngraph:\n  a: max(x, 1)[2]\n",
         (3, 6),
-        "the indices of max(..., dim) have no gradient; only its values (the [0] / .values "
-        "part) can be in a graph",
+        "max(...) gives (values, indices): select one with .values, .indices (then index the "
+        "tensor)",
+    ),
+    "values-of-a-tensor": (
+        "inputs: {x: [[1.0, 5.0]]}\ngraph:\n  a: x.values\n",
+        (3, 6),
+        ".values is an output of an op with several (max(x, dim).indices, sort(x, 0).values); "
+        "this is a tensor",
     ),
     "merge-of-a-scalar": (
         "inputs: {<<: 5, x: [1.0]}\ngraph: {y: relu(x)}\n",

@@ -109,6 +109,27 @@ def _extremum(sign: float, name: str) -> Kinks:
     return kinks
 
 
+def _both_extrema(name: str) -> Kinks:
+    """aminmax: ties of its min or of its max."""
+
+    def kinks(h: float, **args: Any) -> str | None:
+        return _extremum(-1.0, name)(h, **args) or _extremum(1.0, name)(h, **args)
+
+    return kinks
+
+
+def _any_ties(h: float, input: Any, dim: int = -1, **_: Any) -> str | None:
+    """sort, cummax, cummin: two elements of a slice within ``2h`` may swap places (or take over
+    a running extremum), and the gradient goes where the index goes."""
+    x = _f(input)
+    if x.ndim == 0 or x.size == 0:
+        return None
+    ordered = np.sort(np.moveaxis(x, dim, -1), axis=-1)
+    with np.errstate(invalid="ignore"):
+        close = np.diff(ordered, axis=-1) <= 2 * h
+    return _count(np.any(close, axis=-1), f"slice(s) with two values within {2 * h:.2g}")
+
+
 def _pair_ties(h: float, input: Any, other: Any, **_: Any) -> str | None:
     return _count(np.abs(_f(input) - _f(other)) <= 2 * h, f"tied within {2 * h:.2g}")
 
@@ -342,8 +363,13 @@ KINKS: dict[str, Kinks] = {
     "min": _extremum(-1.0, "min"),
     "amax": _extremum(1.0, "amax"),
     "amin": _extremum(-1.0, "amin"),
+    "aminmax": _both_extrema("aminmax"),
+    "sort": _any_ties,
+    "cummax": _any_ties,
+    "cummin": _any_ties,
     "norm": _norm,
     "std": _std,
+    "std_mean": _std,
     # --- nn ---
     "max_pool1d": _max_pool(1),
     "max_pool2d": _max_pool(2),
@@ -384,7 +410,7 @@ SMOOTH = frozenset(
     log1p log2 mul neg reciprocal rsqrt sigmoid silu sin sinh sqrt square sub tan tanh where
     bitwise_and bitwise_or bitwise_xor bitwise_not logical_and logical_or logical_xor logical_not
     t
-    cumprod cumsum logsumexp mean nanmean nansum prod sum var
+    cumprod cumsum logsumexp mean nanmean nansum prod sum var var_mean
     bmm dot einsum inner matmul mm mv outer trace
     cat diagonal expand flatten flip gather index_select movedim narrow pad permute repeat reshape
     roll select squeeze stack transpose tril triu unsqueeze getitem clone
