@@ -288,7 +288,8 @@ def _call_user(
     try:
         # inf and NaN are the comparison's to judge; a rule that loops is the case's failure.
         with np.errstate(all="ignore"), time_limit():
-            answer = fn(g.copy(), out.copy(), {k: copy(v) for k, v in args.items()})
+            extra = node.op.gradients_per_output(g.copy(), out.copy(), args)
+            answer = fn(g.copy(), out.copy(), {k: copy(v) for k, v in args.items()} | extra)
     except RuleError as exc:  # a case rule's own, already precise
         raise fail(str(exc), exc) from None
     except (KeyboardInterrupt, CaseTimeout):  # the person running gradcase, not the rule

@@ -45,6 +45,8 @@ LITERAL_NAMES: dict[str, Any] = {
     "null": None,
 }
 MAX_LENGTH = 10_000
+# The names of the outputs of ops with several (torch's named tuples: .values, .indices).
+OUTPUT_NAMES = frozenset(n for op in REGISTRY.values() if op.output_fields for n in op.outputs)
 
 
 class ExprError(Exception):
@@ -164,10 +166,6 @@ class _Lower:
             if all(isinstance(i, Const) for i in items):
                 return Const([i.value for i in items if isinstance(i, Const)], col)
             return ListOf(items, col)
-        if isinstance(node, ast.Subscript | ast.Attribute):
-            part = self.values_or_indices(node)
-            if part is not None:
-                return part
         if isinstance(node, ast.Attribute):
             return self.attribute(node, col)
         if isinstance(node, ast.Subscript):
@@ -328,48 +326,21 @@ class _Lower:
                 col,
                 via="attribute .mT",
             )
-        raise ExprError(
-            f"attribute .{node.attr} is not allowed in a graph: the attributes are .T and .mT "
-            "(and .values of max(x, dim)); methods are called, e.g. x.sum(dim=0)",
-            col,
-        )
-
-    def values_or_indices(self, node: ast.Subscript | ast.Attribute) -> Expr | None:
-        """An op with several `Op.outputs` given a dim (torch.max(x, dim) returns (values,
-        indices)) is its first output in a graph. So ``max(x, 1)[0]`` and ``max(x, 1).values``
-        are that call, and the others (the indices), which have no gradient, are refused.
-        None: not this form."""
-        call = node.value
-        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)):
-            return None
-        op = REGISTRY.get(call.func.id)
-        outputs = op.outputs if op is not None else ()
-        if not outputs:
-            return None
-        # max(a, b) of two tensors is the elementwise maximum, a plain tensor.
-        dim = call.args[1] if len(call.args) > 1 else None
-        literal = isinstance(dim, ast.Constant) or (
-            isinstance(dim, ast.UnaryOp) and isinstance(dim.operand, ast.Constant)
-        )
-        if not literal and not any(k.arg == "dim" for k in call.keywords):
-            return None
-        if isinstance(node, ast.Attribute):
-            which = outputs.index(node.attr) if node.attr in outputs else None
-        else:
-            key = node.slice
-            found = key.value if isinstance(key, ast.Constant) else None
-            which = found if isinstance(found, int) and 0 <= found < len(outputs) else None
-        if which == 0:
-            return self.expr(call)
-        what, first = f"{call.func.id}(..., dim)", outputs[0]
-        if which is not None:
-            raise ExprError(
-                f"the {outputs[which]} of {what} have no gradient; only its {first} (the "
-                f"[0] / .{first} part) can be in a graph",
-                self.col(node),
+        if node.attr in OUTPUT_NAMES:
+            # One output of a call with several (max(x, 1).indices); the lowering knows which
+            # names are such calls, and refuses it on a tensor.
+            return Call(
+                "getitem",
+                (self.expr(node.value),),
+                (("output", Const(node.attr, col), col),),
+                col,
+                via=f"attribute .{node.attr}",
             )
         raise ExprError(
-            f"{what} gives ({', '.join(outputs)}): take [0] or .{first}", self.col(node)
+            f"attribute .{node.attr} is not allowed in a graph: the attributes are .T and .mT "
+            "(and the outputs of ops with several, such as .values and .indices of max(x, dim)); "
+            "methods are called, e.g. x.sum(dim=0)",
+            col,
         )
 
     def index(self, node: ast.expr) -> tuple[Any, ...]:

@@ -97,7 +97,7 @@ def base_grads(
         fn = rule_set.rules.get(op.name)
         if fn is None:
             continue
-        answer = fn(g, out, dict(args)) or {}
+        answer = fn(g, out, dict(args) | op.gradients_per_output(g, out, args)) or {}
         for key, value in answer.items():
             if key not in given and value is not None:
                 given[key] = value
@@ -111,9 +111,10 @@ def base_grads(
 def mutant_rule(mutant: Mutant, rule_sets: Sequence[RuleSet]) -> RuleFn:
     """``rule(grad, out, args) -> {argument: gradient}`` for ``mutant`` over the base rules
     ``rule_sets`` (see `base_grads`); ``{}`` where the mutant does not apply."""
-    op = REGISTRY[mutant.op]
+    whole = REGISTRY[mutant.op]
 
     def rule(grad: Any, out: Any, args: dict[str, Any]) -> dict[str, Any]:
+        op, args = this_output(whole, args)
         if mutant.kind == "upstream-dropped":
             base = base_grads(op, rule_sets, np.ones_like(grad), out, args)
         elif mutant.kind == "ties-one-hot" and op.name in TIE_PAIRS:
@@ -138,6 +139,16 @@ def mutant_rule(mutant: Mutant, rule_sets: Sequence[RuleSet]) -> RuleFn:
         return {} if found is None else {mutant.argument: found}
 
     return rule
+
+
+def this_output(op: Op, args: Mapping[str, Any]) -> tuple[Op, dict[str, Any]]:
+    """The op of the node a rule was called for, and its arguments without ``grads``/``outs``:
+    for an op with several outputs, the output whose gradient came (`Op.output`)."""
+    rest = {k: v for k, v in args.items() if k not in ("grads", "outs")}
+    grads = args.get("grads")
+    if not grads or len(grads) < 2:
+        return op, rest
+    return op.output(next(i for i, g in enumerate(grads) if g is not None)), rest
 
 
 def mutant_set(mutant: Mutant, rule_sets: Sequence[RuleSet]) -> RuleSet:

@@ -154,7 +154,8 @@ def _targets(case: CompiledCase, sources: Sources) -> dict[tuple[str, str], str]
     nothing reads."""
     found: dict[tuple[str, str], str] = {}
     for node in case.graph.nodes:
-        if REGISTRY.get(node.op.name) is not node.op:
+        # An output of a catalogue op with several (`Op.output`) is the catalogue's too.
+        if REGISTRY.get(node.op.name) not in (node.op, node.op.whole):
             continue
         for argument, source in sources.manual.sources.get(node.name, {}).items():
             arg = node.args[argument]
@@ -329,10 +330,11 @@ def _equivalent(outcome: Outcome, rule_sets: Sequence[RuleSet]) -> bool:
                 args = _drawn(case, node, node.bind(values), draw, rng)
                 try:
                     with np.errstate(all="ignore"), case_budget():
-                        out = np.asarray(op.forward(**args))
+                        out = np.asarray(node.op.forward(**args))
                         g = np.asarray(rng.standard_normal(out.shape), dtype=out.dtype)
-                        base = base_grads(op, rule_sets, g, out, args).get(mutant.argument)
-                        mine = (rule(g, out, args) or {}).get(mutant.argument, base)
+                        base = base_grads(node.op, rule_sets, g, out, args).get(mutant.argument)
+                        extra = node.op.gradients_per_output(g, out, args)
+                        mine = (rule(g, out, args | extra) or {}).get(mutant.argument, base)
                 except Exception:
                     continue
                 if base is None or not _finite(base):

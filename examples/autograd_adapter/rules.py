@@ -28,7 +28,10 @@ def _rule(forward: Callable[..., Any]) -> Rule:
 
     # wraps: gradcase's messages then point at the op's row below, not at this function.
     @functools.wraps(forward)
-    def rule(grad: np.ndarray, out: np.ndarray, **arguments: Any) -> dict[str, Any]:
+    def rule(
+        grad: np.ndarray, out: np.ndarray, grads: Any = None, outs: Any = None, **arguments: Any
+    ) -> dict[str, Any]:
+        # grads/outs come with one output of several (max(x, dim)'s values): `grad` is its.
         names = [k for k, v in arguments.items() if isinstance(v, np.ndarray)]
 
         def f(*xs: Any) -> Any:

@@ -31,7 +31,10 @@ def _rule(forward: Callable[..., Tensor]) -> Rule:
 
     # wraps: gradcase's messages then point at the op's row below, not at this function.
     @functools.wraps(forward)
-    def rule(grad: np.ndarray, out: np.ndarray, **arguments: Any) -> dict[str, Any]:
+    def rule(
+        grad: np.ndarray, out: np.ndarray, grads: Any = None, outs: Any = None, **arguments: Any
+    ) -> dict[str, Any]:
+        # grads/outs come with one output of several (max(x, dim)'s values): `grad` is its.
         leaves = {k: Tensor(v) for k, v in arguments.items() if isinstance(v, np.ndarray)}
         forward(**(arguments | leaves)).backward(grad)
         return {name: leaf.grad for name, leaf in leaves.items()}

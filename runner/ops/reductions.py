@@ -4,10 +4,9 @@ tables in `reductions_samples`."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
+from runner.ops import outputs
 from runner.ops.reductions_rules import (
     ONE_D,
     count,
@@ -25,7 +24,6 @@ from runner.ops.reductions_rules import (
     rcumsum,
     reduction,
     scan,
-    select_vjp,
     spread_vjp,
     std_vjp,
     var_vjp,
@@ -117,41 +115,7 @@ OPS: list[Op] = [
         "(and everything when two zeros) get 0; torch uses out/x when the input has no zero",
     ),
     # --- extrema ---
-    *(
-        replace(
-            reduction(
-                name,
-                lambda x, dims, full, f=f: f(x, axis=dims, keepdims=True),
-                select_vjp(pick),
-                lambda t, input, dim, keepdim, name=name: (
-                    getattr(t, name)(input)
-                    if dim is None
-                    else getattr(t, name)(input, dim, keepdim).values
-                ),
-                samples=both(
-                    sweep(INT_CASES, ties),
-                    fixed(
-                        ("NaN, full", PEAKS, {}),
-                        ("NaN by row", PEAKS, {"dim": 1}),
-                        ("six 2s, full", [[2.0, 2.0], [2.0, 2.0], [2.0, 2.0]], {}),
-                    ),
-                ),
-                dim=ONE_D,
-                check=no_keepdim_without_dim(name),
-                note="dim=None: ties share the gradient equally (1/n each; if the result is NaN, "
-                "the NaNs share it); with dim: values only, the gradient goes to the first "
-                "extremal index (first NaN), torch's CPU index",
-            ),
-            # torch.max(input, other) is the elementwise maximum; with a dim, torch returns
-            # (values, indices).
-            tensor_overload=pair,
-            outputs=("values", "indices"),
-        )
-        for name, f, pick, pair in (
-            ("max", np.max, np.argmax, "maximum"),
-            ("min", np.min, np.argmin, "minimum"),
-        )
-    ),
+    # max and min (values and indices with a dim) are in `runner.ops.outputs`.
     *(
         reduction(
             name,
@@ -299,3 +263,5 @@ OPS: list[Op] = [
         "gets the products up to the next zero, entries after it get 0)",
     ),
 ]
+
+OPS += outputs.OPS

@@ -15,6 +15,13 @@ Calling conventions (all by keyword, keyed by parameter name), as the Protocols 
 - ``shape(**args) -> tuple[int, ...]`` with tensor parameters replaced by their shapes; raises
   `ShapeError` with a message that names the numbers.
 
+An op with several outputs (`Op.outputs`, when `Op.several` says this call has them: max with a
+dim, sort, var_mean) follows derivatives.yaml's ``grads[i]``: ``forward`` returns a tuple with one
+array per output, ``vjp(grads, outs, **args)`` receives a tuple of gradients, one per output,
+``None`` for an output nothing used (an integer output never has one), and the forward's tuple;
+``torch`` returns torch's tuple; ``shape`` a tuple of shapes. A graph never holds a tuple: each
+output used is a node of `Op.output(i)`, a single-output op of the same name built from these.
+
 What generic code must know about an op is data on its `Op` and `Param`s (a Python number as an
 operand, an integer operand, probability targets, an overload, several outputs), as PyTorch's
 derivatives.yaml flags are; the compiler never names an op.
@@ -22,8 +29,8 @@ derivatives.yaml flags are; the compiler never names an op.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -62,9 +69,11 @@ class Vjp(Protocol):
     """``vjp(g, out, **args) -> tuple``: ``g`` the upstream gradient and ``out`` the forward
     value (arrays at the output's shape), the op's arguments by keyword as for `Forward`. One
     entry per tensor parameter in signature order: an array (at the operand's shape or the
-    broadcast shape, which the engine sums down), a list for a list parameter, or None."""
+    broadcast shape, which the engine sums down), a list for a list parameter, or None. For a
+    call with several outputs ``g`` and ``out`` are tuples, one entry per output (``g``'s None
+    where nothing used that output)."""
 
-    def __call__(self, g: Array, out: Array, /, *args: Any, **kwargs: Any) -> Sequence[Any]: ...
+    def __call__(self, g: Any, out: Any, /, *args: Any, **kwargs: Any) -> Sequence[Any]: ...
 
 
 class TorchRef(Protocol):
@@ -77,9 +86,9 @@ class TorchRef(Protocol):
 class ShapeRule(Protocol):
     """``shape(**args) -> Shape``: tensor parameters replaced by their shapes (a list of shapes
     for a list parameter, ``()`` for a literal operand); raises `ShapeError` naming the
-    numbers."""
+    numbers. A call with several outputs gives a tuple of shapes, one per output."""
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Shape: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
 
 
 class _Required:
@@ -164,9 +173,18 @@ class Op:
     # Called with a tensor as its second positional argument it is this op instead:
     # torch.max(input, other) is maximum.
     tensor_overload: str = ""
-    # Torch returns these with a dim (max: values, indices); the op's value is the first, the
-    # others have no gradient and cannot be in a graph.
+    # Several outputs, by torch's names (max with a dim: values, indices; sort; var_mean), in
+    # torch's order; `output_dtypes` says which are integer (never a gradient). `outputs_with`:
+    # only a call that gives this parameter has them (max(x) is one tensor, max(x, 1) two).
+    # `output_fields`: torch's result is a named tuple (``.values``), not a plain tuple (var_mean).
     outputs: tuple[str, ...] = ()
+    outputs_with: str = ""
+    output_fields: bool = True
+    integer_outputs: tuple[str, ...] = ()
+    # For `Op.output(i)`: which output of the op this node is (None: the op's only value), and
+    # the op with all of them.
+    selected: int | None = None
+    whole: Op | None = field(default=None, compare=False, repr=False)
     # ``kinks(h, **args) -> reason | None``: some element lies within ``h`` of a point where the
     # op is not differentiable or torch's gradient is a convention (see runner/ops/kinks.py,
     # whose table the registry attaches); None: differentiable wherever the forward is finite.
@@ -209,6 +227,72 @@ class Op:
 
     def differentiable(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.tensor_params if p.grad)
+
+    def several(self, args: Mapping[str, Any]) -> bool:
+        """Whether a call with these bound ``args`` returns several outputs (a tuple)."""
+        if not self.outputs or self.selected is not None:
+            return False
+        return not self.outputs_with or args.get(self.outputs_with) is not None
+
+    @property
+    def output_name(self) -> str:
+        """How a node of `output` is spelled after its call: ``.values``, or ``[1]`` where torch
+        returns a plain tuple; empty for an op of one output."""
+        if self.selected is None:
+            return ""
+        return f".{self.outputs[self.selected]}" if self.output_fields else f"[{self.selected}]"
+
+    def gradients_per_output(
+        self, g: Array, out: Array, args: Mapping[str, Any]
+    ) -> dict[str, tuple[Any, ...]]:
+        """What a user's rule of an op with several outputs gets besides ``grad`` and ``out``:
+        ``grads`` (one per output, None for those this node does not use) and ``outs`` (every
+        output's value). Empty for a node that is an op's only output (max(x), not max(x, 1))."""
+        if self.selected is None or self.whole is None:
+            return {}
+        outs = tuple(np.asarray(o) for o in self.whole.forward(**args))
+        return {
+            "grads": tuple(g if j == self.selected else None for j in range(len(outs))),
+            "outs": outs,
+        }
+
+    def output(self, i: int) -> Op:
+        """The single-output op that is output ``i`` of a call with several: its forward and
+        torch select output ``i``, its VJP hands this output's gradient to `vjp` with ``None``
+        for the others, and its shape is that output's. An integer output has no gradient:
+        every parameter is then non-differentiable (torch's indices do not require grad)."""
+        base = self
+        integer = self.outputs[i] in self.integer_outputs
+
+        def forward(**args: Any) -> Any:
+            return base.forward(**args)[i]
+
+        def vjp(g: Array, out: Array, **args: Any) -> Sequence[Any]:
+            outs = tuple(np.asarray(o) for o in base.forward(**args))
+            grads = tuple(g if j == i else None for j in range(len(outs)))
+            return base.vjp(grads, outs, **args)
+
+        def torch(t: Any, **args: Any) -> Any:
+            return base.torch(t, **args)[i]
+
+        def shape(**args: Any) -> Shape:
+            shapes: tuple[Shape, ...] = base.shape(**args)
+            return tuple(shapes[i])
+
+        params = self.params
+        if integer:
+            params = tuple(replace(p, grad=False, accepts_grad=True) for p in params)
+        return replace(
+            self,
+            params=params,
+            forward=forward,
+            vjp=vjp,
+            torch=torch,
+            shape=shape,
+            selected=i,
+            whole=self,
+            tensor_overload="",
+        )
 
 
 # --- shared shape helpers -------------------------------------------------------------------
@@ -275,24 +359,24 @@ def sum_to(grad: Array, shape: Shape) -> Array:
     return grad
 
 
-def _limited(
-    name: str, params: tuple[Param, ...], rule: Callable[..., Shape]
-) -> Callable[..., Shape]:
+def _limited(name: str, params: tuple[Param, ...], rule: Callable[..., Any]) -> Callable[..., Any]:
     """``rule`` refusing (`ShapeError`) integer attributes torch cannot take and results numpy
     or torch cannot make (`runner.limits`)."""
     from runner.limits import attribute_problem, shape_problem
 
     attributes = [p.name for p in params if p.kind in ("int", "int?", "ints", "ints?", "dims")]
 
-    def checked(**args: Any) -> Shape:
+    def checked(**args: Any) -> Any:
         for attr in attributes:
             problem = attribute_problem(args.get(attr))
             if problem is not None:
                 raise ShapeError(f"{name}: {attr}: {problem}")
-        shape = rule(**args)
-        problem = shape_problem(shape)
-        if problem is not None:
-            raise ShapeError(f"{name}: the result would have shape {tuple(shape)}, {problem}")
+        shape: Any = rule(**args)
+        several = bool(shape) and isinstance(shape[0], tuple | list)
+        for one in shape if several else [shape]:
+            problem = shape_problem(one)
+            if problem is not None:
+                raise ShapeError(f"{name}: the result would have shape {tuple(one)}, {problem}")
         return shape
 
     checked._limited = True  # type: ignore[attr-defined]

@@ -97,6 +97,7 @@ class _Bad:
 
 
 _BAD: Any = _Bad()  # an argument that was reported: its call is not emitted
+_TENSOR: Any = _Bad()  # a subscript of a tensor, not an output of a call with several
 
 
 class _Lowering:
@@ -113,6 +114,9 @@ class _Lowering:
         self.uses: list[Use] = []
         self.problems: list[Problem] = []
         self.counter = 0  # anonymous nodes of the current entry
+        # Named calls with several outputs (``m: max(x, 1)``): the op and its bound arguments,
+        # so ``m.indices`` / ``m[1]`` is a node of that output (``m`` itself is the first).
+        self.tuples: dict[str, tuple[Op, dict[str, Any]]] = {}
 
     def result(self, inputs: Mapping[str, InputPlan]) -> Lowered:
         return Lowered(
@@ -197,13 +201,91 @@ class _Lowering:
                 expr.col,
             )
             return None
+        if expr.op == "getitem" and expr.via:
+            picked = self.pick(expr, path, target)
+            if picked is not _TENSOR:
+                return picked
         op = self.op(expr, path)
         if isinstance(op, Definition):
             return self.composed(op, expr, path, target)
         if op is None:
             return None
         args = self.bind(op, expr, path)
-        return None if args is None else self.emit(op, args, expr, path, target)
+        if args is None:
+            return None
+        if op.several(args):  # used as a tensor, a call with several outputs is its first
+            if target is not None:
+                self.tuples[target] = (op, args)
+            op = op.output(0)
+        return self.emit(op, args, expr, path, target)
+
+    def pick(self, expr: Call, path: Path, target: str | None) -> Any:
+        """``m.indices``, ``m[1]``, ``max(x, 1)[1]``, ``sort(x).values``: one output of a call
+        with several, as a node of `Op.output`. `_TENSOR` when ``expr`` subscripts a tensor
+        (``x[1]``, ``max(x)[0]``): a getitem."""
+        inner = expr.args[0]
+        kwargs = dict((k, v) for k, v, _ in expr.kwargs)
+        attribute = kwargs.get("output")
+        found: tuple[Op, dict[str, Any]] | None = None
+        if isinstance(inner, Name) and inner.id in self.tuples:
+            found = self.tuples[inner.id]
+        elif isinstance(inner, Call) and (op := self.several_call(inner)) is not None:
+            args = self.bind(op, inner, path)
+            if args is None:
+                return None
+            found = (op, args)
+        if found is None:
+            if attribute is None:
+                return _TENSOR
+            self.problem(
+                path,
+                f".{attribute.value if isinstance(attribute, Const) else ''} is an output of an "
+                "op with several (max(x, dim).indices, sort(x, 0).values); this is a tensor",
+                expr.col,
+            )
+            return None
+        op, args = found
+        i = self.output_index(op, expr, attribute, kwargs.get("index"), path)
+        if i is None:
+            return None
+        return self.emit(op.output(i), args, expr, path, target)
+
+    def output_index(
+        self, op: Op, expr: Call, attribute: Any, index: Any, path: Path
+    ) -> int | None:
+        """Which output ``[i]`` or ``.name`` selects; None when that was reported."""
+        outputs = op.outputs
+        listed = (
+            ", ".join(f".{n}" for n in outputs)
+            if op.output_fields
+            else ", ".join(f"[{i}]" for i in range(len(outputs)))
+        )
+        what = f"{op.name}(...) gives ({', '.join(outputs)}): select one with {listed}"
+        if isinstance(attribute, Const):
+            if op.output_fields and attribute.value in outputs:
+                return outputs.index(attribute.value)
+            self.problem(path, f"{what}, not .{attribute.value}", expr.col)
+            return None
+        key = index.value if isinstance(index, Const) else None
+        if isinstance(key, tuple) and len(key) == 1 and is_int(key[0]):
+            if -len(outputs) <= key[0] < len(outputs):
+                return int(key[0]) % len(outputs)
+        self.problem(path, f"{what} (then index the tensor)", expr.col)
+        return None
+
+    def several_call(self, call: Call) -> Op | None:
+        """The catalogue op of ``call`` when it returns several outputs (read from the call as
+        written, before its operands are lowered); None for anything else."""
+        op = REGISTRY.get(call.op)
+        if op is None:
+            return None
+        op = resolve_overload(op, call)
+        if not op.outputs:
+            return None
+        given = match(op, call).given.get(op.outputs_with) if op.outputs_with else True
+        if given is None or (isinstance(given, Const) and given.value is None):
+            return None
+        return op
 
     def name(self, expr: Name, path: Path) -> Ref | None:
         if expr.id in self.failed:

@@ -27,6 +27,8 @@ from runner.yaml_source import Document, Path
 from schemas.case import ArgumentRules
 
 FIXED_NAMES = ("grad", "out")
+# For an op with several outputs: a gradient per output (None where unused), every output.
+MULTI_NAMES = ("grads", "outs")
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,7 @@ def _parse(
             )
         ]
     texts = text if isinstance(text, list) else [text]
-    allowed = [*FIXED_NAMES, *(p.name for p in op.params)]
+    allowed = [*FIXED_NAMES, *(MULTI_NAMES if op.outputs else ()), *(p.name for p in op.params)]
     problems: list[Problem] = []
     exprs = []
     for i, source in enumerate(texts):
@@ -234,7 +236,8 @@ def _parse(
 def _rule_set(compiled: Mapping[str, list[ArgumentRule]]) -> RuleSet:
     def make(rules: list[ArgumentRule]) -> RuleFn:
         def rule(grad: Any, out: Any, args: dict[str, Any]) -> dict[str, Any]:
-            env = {**args, "grad": grad, "out": out}
+            # A call of one output of an op that may have several (max(x)) has it alone.
+            env = {"grads": (grad,), "outs": (out,), **args, "grad": grad, "out": out}
             return {r.argument: r.run(env) for r in rules}
 
         return rule
