@@ -201,7 +201,8 @@ class _Lowering:
                 expr.col,
             )
             return None
-        if expr.op == "getitem" and expr.via:
+        # A subscript or an output's name (runner.expr spells both as a subscript).
+        if expr.via == "subscript" or any(k == "output" for k, _, _ in expr.kwargs):
             picked = self.pick(expr, path, target)
             if picked is not _TENSOR:
                 return picked
