@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -256,33 +255,3 @@ PIECES = [
     "shape: [0, 4611686018427387904]", "check: []", "(" * 300, "sum(", "@", "**", "random:",
     "nll_loss(", "---\n", "\\xff",
 ]  # fmt: skip
-
-
-def _mutate(text: str, rng: random.Random) -> str:
-    for _ in range(rng.randint(1, 4)):
-        at = rng.randrange(len(text) + 1)
-        kind = rng.random()
-        if kind < 0.4:
-            text = text[:at] + rng.choice(PIECES) + text[at:]
-        elif kind < 0.7:
-            text = text[:at] + text[at + rng.randint(1, 8) :]
-        else:
-            lines = text.split("\n")
-            rng.shuffle(lines)
-            text = "\n".join(lines)
-    return text
-
-
-def test_fuzzed_cases_validate_or_fail_located(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    rng = random.Random(10)
-    for i in range(150):
-        text = _mutate(rng.choice(SEEDS), rng)
-        path = tmp_path / f"f{i}.yaml"
-        path.write_text(text, encoding="utf-8", errors="surrogateescape")
-        code, out = run(capsys, "validate", str(path))
-        assert code in (0, 2), (text, out)
-        assert "Traceback" not in out, (text, out)
-        if code == 2:
-            assert f"f{i}.yaml:" in out and ": error: " in out, (text, out)
