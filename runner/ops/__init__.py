@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from runner.ops import activations, elementwise, linalg, losses, nn, norms, reductions, shape
+from runner.ops import (
+    activations,
+    elementwise,
+    indexing,
+    linalg,
+    losses,
+    nn,
+    norms,
+    reductions,
+    shape,
+)
 from runner.ops.kinks import KINKS
 from runner.ops.spec import Op
 
-FAMILIES = (elementwise, reductions, linalg, shape, nn, activations, losses, norms)
+FAMILIES = (elementwise, reductions, linalg, shape, nn, activations, losses, norms, indexing)
 
 
 def _build() -> dict[str, Op]:

@@ -307,6 +307,17 @@ def _cosine_similarity(
     return _count(short[0] | short[1], "vector(s) whose norm is at most eps (clamped)")
 
 
+def _overwritten(h: float, moved: Any = None, **args: Any) -> str | None:
+    """scatter and index_copy at a duplicated index: the forward keeps one element, but torch
+    gives every element written there the place's gradient (the derivative is 0 for the rest)."""
+    from runner.ops.indexing import written
+
+    places = written(**args)
+    if places is None or len(np.unique(places)) == len(places):
+        return None
+    return "a duplicated index: torch gives the overwritten source elements a gradient"
+
+
 # --- elementwise: asked only about the elements that moved ---
 _ELEMENTWISE: dict[str, Kinks] = {
     "abs": _near_zero,
@@ -374,6 +385,9 @@ KINKS: dict[str, Kinks] = {
     "gaussian_nll_loss": _gaussian_nll,
     # --- norms ---
     "cosine_similarity": _cosine_similarity,
+    # --- indexing ---
+    "scatter": _overwritten,
+    "index_copy": _overwritten,
 }
 
 # Differentiable wherever the forward is finite (linear, bilinear, polynomial or analytic), or
@@ -392,5 +406,6 @@ SMOOTH = frozenset(
     huber_loss kl_div layer_norm linear log_softmax mse_loss nll_loss softmax
     celu glu logsigmoid mish softmin softsign tanhshrink
     multilabel_soft_margin_loss soft_margin_loss
+    masked_fill scatter_add index_add index_fill take take_along_dim
     """.split()
 )

@@ -61,9 +61,6 @@ NOT_IN_CATALOGUE: dict[str, str] = {
     "conv3d": "not in the catalogue yet (conv1d and conv2d are)",
     "max_pool3d": "not in the catalogue yet (max_pool1d and max_pool2d are)",
     "avg_pool3d": "not in the catalogue yet (avg_pool1d and avg_pool2d are)",
-    "scatter": "not in the catalogue yet; gather and index_select are",
-    "scatter_add": "not in the catalogue yet; gather and index_select are",
-    "index_add": "not in the catalogue yet; gather and index_select are",
     "dropout": "random, so not checkable against torch: multiply by a fixed mask input instead",
     "cross": "not in the catalogue yet",
     "det": "not in the catalogue yet",
@@ -118,6 +115,7 @@ TENSOR_METHODS = frozenset(
     maximum mean min minimum mm movedim mul mv nanmean nansum narrow ne neg norm outer permute pow
     prelu prod reciprocal relu repeat reshape roll round rsqrt select sigmoid sign sin sinh softmax
     sqrt square squeeze std sub sum t tan tanh trace transpose tril triu trunc unsqueeze var where
+    masked_fill scatter scatter_add index_add index_copy index_fill take take_along_dim
     """.split()
 )
 # The namespaces a graph may call ops through, with the catalogue ops each has under the same
