@@ -11,6 +11,7 @@ from runner.ops import (
     linalg,
     losses,
     nn,
+    normalization,
     norms,
     reductions,
     shape,
@@ -18,7 +19,18 @@ from runner.ops import (
 from runner.ops.kinks import KINKS
 from runner.ops.spec import Op
 
-FAMILIES = (elementwise, reductions, linalg, shape, nn, activations, losses, norms, indexing)
+FAMILIES = (
+    elementwise,
+    reductions,
+    linalg,
+    shape,
+    nn,
+    activations,
+    losses,
+    norms,
+    indexing,
+    normalization,
+)
 
 
 def _build() -> dict[str, Op]:

@@ -445,5 +445,6 @@ SMOOTH = frozenset(
     celu glu logsigmoid mish softmin softsign tanhshrink
     multilabel_soft_margin_loss soft_margin_loss
     masked_fill scatter_add index_add index_fill take take_along_dim
+    rms_norm
     """.split()
 )

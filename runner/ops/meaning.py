@@ -140,7 +140,7 @@ _F = frozenset(
     softsign tanhshrink threshold
     cosine_embedding_loss gaussian_nll_loss hinge_embedding_loss margin_ranking_loss
     multi_margin_loss multilabel_soft_margin_loss poisson_nll_loss soft_margin_loss
-    cosine_similarity pairwise_distance normalize
+    cosine_similarity pairwise_distance normalize rms_norm
     """.split()
 )
 NAMESPACES: dict[str, frozenset[str]] = {
