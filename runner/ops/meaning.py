@@ -36,7 +36,6 @@ SAME_AS: dict[str, str] = {
     "broadcast_to": "expand",
     "tensordot": "einsum",
     "matrix_norm": "norm",
-    "vector_norm": "norm",
     "logaddexp": "logsumexp",
 }
 
@@ -61,9 +60,6 @@ NOT_IN_CATALOGUE: dict[str, str] = {
     "conv3d": "not in the catalogue yet (conv1d and conv2d are)",
     "max_pool3d": "not in the catalogue yet (max_pool1d and max_pool2d are)",
     "avg_pool3d": "not in the catalogue yet (avg_pool1d and avg_pool2d are)",
-    "scatter": "not in the catalogue yet; gather and index_select are",
-    "scatter_add": "not in the catalogue yet; gather and index_select are",
-    "index_add": "not in the catalogue yet; gather and index_select are",
     "dropout": "random, so not checkable against torch: multiply by a fixed mask input instead",
     "cross": "not in the catalogue yet",
     "det": "not in the catalogue yet",
@@ -118,6 +114,7 @@ TENSOR_METHODS = frozenset(
     maximum mean min minimum mm movedim mul mv nanmean nansum narrow ne neg norm outer permute pow
     prelu prod reciprocal relu repeat reshape roll round rsqrt select sigmoid sign sin sinh softmax
     sqrt square squeeze std sub sum t tan tanh trace transpose tril triu trunc unsqueeze var where
+    masked_fill scatter scatter_add index_add index_copy index_fill take take_along_dim dist
     """.split()
 )
 # The namespaces a graph may call ops through, with the catalogue ops each has under the same
@@ -131,6 +128,7 @@ _TORCH = TENSOR_METHODS - {"expand", "repeat"} | {
     "selu",
     "celu",
     "cosine_similarity",
+    "pairwise_distance",
 }
 _F = frozenset(
     """
@@ -142,7 +140,7 @@ _F = frozenset(
     softsign tanhshrink threshold
     cosine_embedding_loss gaussian_nll_loss hinge_embedding_loss margin_ranking_loss
     multi_margin_loss multilabel_soft_margin_loss poisson_nll_loss soft_margin_loss
-    cosine_similarity
+    cosine_similarity pairwise_distance normalize rms_norm
     """.split()
 )
 NAMESPACES: dict[str, frozenset[str]] = {
@@ -161,10 +159,8 @@ NAMESPACE_ALIASES: dict[str, str] = {
     "special": "torch.special",
     "linalg": "torch.linalg",
 }
-# (namespace, name) -> (catalogue op, keyword renames): torch.linalg.vector_norm(x, ord) is
-# norm(x, p); torch.linalg.norm without ord is the 2-norm of the flattened input or the
-# Frobenius norm, as norm(x).
+# (namespace, name) -> (catalogue op, keyword renames): torch.linalg.norm without ord is the
+# 2-norm of the flattened input or the Frobenius norm, as norm(x).
 RENAMED: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
-    ("torch.linalg", "vector_norm"): ("norm", {"ord": "p"}),
     ("torch.linalg", "norm"): ("norm", {}),
 }
