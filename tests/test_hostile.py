@@ -255,3 +255,18 @@ PIECES = [
     "shape: [0, 4611686018427387904]", "check: []", "(" * 300, "sum(", "@", "**", "random:",
     "nll_loss(", "---\n", "\\xff",
 ]  # fmt: skip
+
+
+def test_max_memory_imports_cleanly_first() -> None:
+    """--max-memory's parser imports runner.memory before anything else: it must not meet the
+    ops package half-initialised (a black-box tester's traceback on every --max-memory)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", "import runner.memory; print(runner.memory.parse_bytes('4G'))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == str(4 * 2**30), proc.stderr
