@@ -251,7 +251,9 @@ def _run_case(
                 if probed is not None:
                     sources = probed
                 if result.fault is None and result.status == "passed":
-                    result.fault = probe(case, sources, oracles, tolerances, sources.probe)
+                    result.fault = probe(
+                        case, sources, oracles, tolerances, sources.probe, result.notes
+                    )
                     result.status = "failed" if result.fault else "passed"
         except (KeyboardInterrupt, CaseTimeout):
             raise
