@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -125,7 +126,7 @@ class Op:
     kinks: Callable[..., str | None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property  # asked once per node per walk: thousands of times in a run
     def tensor_params(self) -> tuple[Param, ...]:
         return tuple(p for p in self.params if p.is_tensor)
 
