@@ -20,6 +20,7 @@ side. A case's explicit ``tolerance: {atol: ...}`` is torch.testing's absolute a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,8 +69,8 @@ def scale_of(reference: Any) -> float:
         return 0.0
     # The common case without a temporary: max |x| is max(max x, -min x) when both are finite
     # (a float32 maximum cast to float64 is the float64 maximum: the cast is exact and monotone).
-    hi, lo = float(b.max()), float(b.min())
-    if np.isfinite(hi) and np.isfinite(lo):
+    hi, lo = float(np.maximum.reduce(b, axis=None)), float(np.minimum.reduce(b, axis=None))
+    if math.isfinite(hi) and math.isfinite(lo):
         return abs(max(hi, -lo))  # abs: never -0.0
     b = np.abs(b.astype(np.float64))
     finite = b[np.isfinite(b)]
