@@ -95,7 +95,7 @@ def run_torch(
     if device != "cpu":
         tf32_off(torch)  # per process: a -j worker runs here without the parent's settings
     threads = torch.get_num_threads()
-    if _small(graph, inputs):
+    if device == "cpu" and _small(graph, inputs):
         torch.set_num_threads(1)
     try:
         with warnings.catch_warnings():
