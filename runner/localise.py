@@ -303,7 +303,8 @@ def _judge(
                     mine, theirs, upstream=g, ones_reference=ones, oracle=oracle.name
                 )
                 diagnosis = diagnosis or named(
-                    _transposed(oracle, node, args, g, mine, pname, argument), oracle.name
+                    _transposed(oracle, node, args, g, mine, theirs, pname, argument),
+                    oracle.name,
                 )
             if record is not None:
                 record.update(node=node.name, argument=argument, manual=mine, oracle=theirs)
@@ -333,12 +334,15 @@ def _transposed(
     args: dict[str, Any],
     g: Array,
     mine: Array,
+    theirs: Array,
     pname: str,
     argument: str,
 ) -> str | None:
     """Matrix rules go wrong by a transpose on the wrong side: does ``mine`` equal the oracle's
     gradient with one square operand (or the upstream gradient, or both) transposed, or that
-    transposed? Op-agnostic: it only transposes the last two dims of square arrays."""
+    transposed? Op-agnostic: it only transposes the last two dims of square arrays. A
+    transposition that gives back the oracle's own gradient (``theirs``: elementwise ops,
+    symmetric data) says nothing and is not offered."""
     if oracle.node_vjp is None:
         return None
     square = [
@@ -357,11 +361,14 @@ def _transposed(
         if found is None or found.shape != np.shape(mine):
             continue
         what = " and ".join(f"'{n}'" if n != "grad" else "grad" for n in flipped)
-        if np.allclose(mine, found, rtol=1e-6, atol=1e-9 * max(scale, 1e-300)):
+
+        def close(x: Any, y: Any) -> bool:
+            return bool(np.allclose(x, y, rtol=1e-6, atol=1e-9 * max(scale, 1e-300)))
+
+        if close(mine, found) and not close(found, theirs):
             return f"torch's gradient with {what} transposed (a transpose on the wrong side)"
-        if found.ndim >= 2 and np.allclose(
-            mine, np.swapaxes(found, -1, -2), rtol=1e-6, atol=1e-9 * max(scale, 1e-300)
-        ):
+        swapped = np.swapaxes(found, -1, -2) if found.ndim >= 2 else None
+        if swapped is not None and close(mine, swapped) and not close(swapped, theirs):
             return (
                 f"the transpose of torch's gradient with {what} transposed (the factors of a "
                 "product in the wrong order)"

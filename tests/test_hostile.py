@@ -270,3 +270,13 @@ def test_max_memory_imports_cleanly_first() -> None:
         timeout=60,
     )
     assert proc.returncode == 0 and proc.stdout.strip() == str(4 * 2**30), proc.stderr
+
+
+def test_list_escapes_control_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "cases" / "c.yaml"
+    path.parent.mkdir()
+    path.write_text('name: tx\ntags: ["\\x1b[2J"]\ninputs: {a: [1.0]}\ngraph: {y: a * 2}\n')
+    code, out = run(capsys, "list", str(path))
+    assert code == 0 and "\x1b" not in out and "\\x1b[2J" in out
