@@ -47,6 +47,18 @@ def literal_shape(value: Any, depth: int = 0) -> tuple[int, ...]:
             f"a literal nested more than {MAX_LITERAL_DIMS} lists deep (numpy and torch take at "
             f"most {MAX_LITERAL_DIMS} dims)"
         )
+    if isinstance(value, str) and value.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        spelled = (
+            "-.inf"
+            if value.strip().startswith("-")
+            else ".nan"
+            if "n" == value.strip().lower()[-1]
+            else ".inf"
+        )
+        raise ValueError(
+            f"expected a number, got the string {value!r}: YAML spells NaN and infinity "
+            f".nan, .inf and -.inf (write {spelled})"
+        )
     if not isinstance(value, list):
         raise ValueError(
             f"expected a number or a nested list of numbers, got {type(value).__name__}"
