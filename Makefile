@@ -48,5 +48,9 @@ docs: $(BIN)/.installed
 	$(BIN)/gradcase schema > schemas/case.schema.json
 	$(BIN)/gradcase schema --report > schemas/report.schema.json
 
+# Issue 11: gradcase against hand-written scripts (ratios, medians); writes benchmarks/README.md.
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench.py
+
 clean:
 	rm -rf $(VENV) reports

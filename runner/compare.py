@@ -20,6 +20,7 @@ side. A case's explicit ``tolerance: {atol: ...}`` is torch.testing's absolute a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,17 @@ EXPECTED_TOLERANCE = Tolerance(rtol=5e-4, atol=1e-4, cap=5e-5)
 
 def scale_of(reference: Any) -> float:
     """The largest finite magnitude of ``reference`` (0.0 when it has none)."""
-    b = np.abs(np.asarray(reference, dtype=np.float64))
+    b = np.asarray(reference)
+    if b.dtype.kind != "f":
+        b = b.astype(np.float64)
+    if b.size == 0:
+        return 0.0
+    # The common case without a temporary: max |x| is max(max x, -min x) when both are finite
+    # (a float32 maximum cast to float64 is the float64 maximum: the cast is exact and monotone).
+    hi, lo = float(np.maximum.reduce(b, axis=None)), float(np.minimum.reduce(b, axis=None))
+    if math.isfinite(hi) and math.isfinite(lo):
+        return abs(max(hi, -lo))  # abs: never -0.0
+    b = np.abs(b.astype(np.float64))
     finite = b[np.isfinite(b)]
     return float(finite.max()) if finite.size else 0.0
 
@@ -110,19 +121,74 @@ def compare(
         return result(False, problem=f"shape {tuple(a.shape)} vs {tuple(b.shape)}")
     if a.size == 0:
         return result(True, abs_err=0.0, rel_err=0.0, mismatched=0, total=0)
+    if unchecked is None or not np.any(unchecked):
+        fast = _finite_compare(a, b, tol.rtol, allowance)
+        if fast is not None:
+            return result(fast["mismatched"] == 0, **fast)
+    return result(**_careful_compare(a, b, tol.rtol, allowance, sources, equal_nan, unchecked))
+
+
+def _finite_compare(a: Any, b: Any, rtol: float, allowance: float) -> dict[str, Any] | None:
+    """`_careful_compare`'s fields when every element of ``a - b`` is finite (so both sides
+    are, and there is nothing to skip), with two float64 and two bool temporaries instead of
+    about thirteen and nine; None when something is not finite. The same arithmetic in the same
+    order, so the same numbers to the bit: an element whose difference is 0 has excess -inf
+    (as when ``a == b``, the careful path's ``same``), any other ``|a - b| - (allowance + rtol *
+    |b|)``."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        diff = np.asarray(np.subtract(a, b))  # asarray: a 0-d result is a scalar
+        # A finite sum means every term is finite; an overflowing one takes the careful path.
+        if not np.isfinite(diff.sum()):
+            return None
+        np.abs(diff, out=diff)
+        excess = np.asarray(np.abs(b))
+        np.multiply(excess, rtol, out=excess)
+        np.add(excess, allowance, out=excess)
+        np.subtract(diff, excess, out=excess)
+    excess[diff == 0] = -np.inf
+    flat = int(np.argmax(excess))
+    worst = np.unravel_index(flat, a.shape)
+    d, ref = float(diff.flat[flat]), float(b.flat[flat])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = 0.0 if d == 0 else float(np.float64(d) / np.float64(abs(ref)))
+    return {
+        "mismatched": int(np.count_nonzero(excess > 0)),
+        "total": int(a.size),
+        "nan_both": 0,
+        "one_sided": None,
+        "unchecked": None,
+        "worst_index": [int(i) for i in worst],
+        "left_value": float(a.flat[flat]),
+        "right_value": ref,
+        "abs_err": d,
+        "rel_err": rel,
+    }
+
+
+def _careful_compare(
+    a: Any,
+    b: Any,
+    rtol: float,
+    allowance: float,
+    sources: tuple[Source, Source],
+    equal_nan: bool,
+    unchecked: Any,
+) -> dict[str, Any]:
+    """The comparison's fields (``ok`` among them) with NaN, infinities and unchecked elements
+    handled one by one; see `compare`."""
     skip = np.zeros(a.shape, bool) if unchecked is None else np.broadcast_to(unchecked, a.shape)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         both_nan = np.isnan(a) & np.isnan(b) & ~skip
         same = (a == b) | (both_nan & equal_nan) | skip
         diff = np.where(same, 0.0, np.abs(a - b))
         diff = np.where(np.isnan(diff), np.inf, diff)  # NaN on one side only
-        excess = np.where(same, -np.inf, diff - (allowance + tol.rtol * np.abs(b)))
+        excess = np.where(same, -np.inf, diff - (allowance + rtol * np.abs(b)))
         excess = np.where(np.isnan(excess), np.inf, excess)  # inf vs finite, NaN reference
         rel = np.where(diff == 0, 0.0, diff / np.abs(b))
     worst = np.unravel_index(int(np.argmax(excess)), a.shape)
     mismatched = int(np.count_nonzero(excess > 0))
-    return result(
-        mismatched == 0,
+    return dict(
+        ok=mismatched == 0,
         mismatched=mismatched,
         total=int(a.size),
         nan_both=int(np.count_nonzero(both_nan)),

@@ -54,6 +54,14 @@ class OpSpecError(ValueError):
     """A parameter or op specification that cannot be used; the message says why."""
 
 
+# Names a composed op's parameter cannot take: its rule would not know which is meant.
+RESERVED = {
+    "grad": "a rule names the upstream gradient so",
+    "out": "a rule names the op's forward value so",
+    "np": "a rule names numpy so",
+}
+
+
 def param(name: str, raw: Any) -> Param:
     """A `Param` from ``kind`` or ``{kind, default}`` (a mapping, or `schemas.case.OpParam`).
     Raises `OpSpecError` for an unknown kind, a default that does not fit it, or a tensor with a
@@ -166,6 +174,14 @@ def _declared_params(
             problem(
                 (*path, "params", pname),
                 f"ops.{name}: parameter name '{pname}' is not a valid identifier",
+                at_key=True,
+            )
+            continue
+        if pname in RESERVED:
+            problem(
+                (*path, "params", pname),
+                f"ops.{name}: a parameter cannot be named '{pname}': {RESERVED[pname]}; "
+                "pick another name",
                 at_key=True,
             )
             continue
@@ -342,7 +358,7 @@ def specialise(
 
         return run_forward(graph(args), {t: args[t] for t in tensors})[output]
 
-    def vjp(g: Array, out: Array, **args: Any) -> tuple[Any, ...]:
+    def vjp(g: Array, out: Array, /, **args: Any) -> tuple[Any, ...]:
         # Backprop through the body with the catalogue's rules: the op's catalogue rule.
         from runner.engine import backward
         from runner.engine import forward as run_forward
@@ -352,7 +368,7 @@ def specialise(
         grads = backward(body, values, g).grads
         return tuple(grads.get(t) for t in tensors)
 
-    def torch(t: Any, **args: Any) -> Any:
+    def torch(t: Any, /, **args: Any) -> Any:
         from runner.torch_side import torch_args
 
         device = next((v.device for v in args.values() if isinstance(v, t.Tensor)), "cpu")

@@ -113,8 +113,17 @@ def _floors(
         wide = {k: _float64(v) for k, v in sources.inputs.items()}
         ran = oracle.run(case.graph, wide, _float64(sources.upstream))
         high = {"value": ran.values, "grad": ran.grads}
+    # A float64 case that no user rule changed: the manual side is the catalogue in float64.
+    same = case.model.dtype == "float64" and not sources.rule_sets
+    catalogue64 = {"value": sources.values[MANUAL], "grad": sources.grads[MANUAL]} if same else None
     return tensor_floors(
-        case.model.dtype, case.graph, sources.inputs, sources.upstream, references, high
+        case.model.dtype,
+        case.graph,
+        sources.inputs,
+        sources.upstream,
+        references,
+        high,
+        catalogue64,
     )
 
 
@@ -251,7 +260,9 @@ def _run_case(
                 if probed is not None:
                     sources = probed
                 if result.fault is None and result.status == "passed":
-                    result.fault = probe(case, sources, oracles, tolerances, sources.probe)
+                    result.fault = probe(
+                        case, sources, oracles, tolerances, sources.probe, result.notes
+                    )
                     result.status = "failed" if result.fault else "passed"
         except (KeyboardInterrupt, CaseTimeout):
             raise

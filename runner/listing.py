@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from runner.compile import CompiledCase
+from runner.diagnostics import printable
 from runner.loader import Loaded
 
 
@@ -35,7 +36,7 @@ def list_cases(loaded: Loaded, select: str | None, tags: Sequence[str] | None) -
     from runner.select import choose
 
     for line in rows(choose(loaded.cases, select, tags)):
-        print(line)
+        print(printable(line, lines=False))
     for problem in sorted(loaded.problems, key=lambda p: p.where):
-        print(problem, file=sys.stderr)
+        print(printable(str(problem)), file=sys.stderr)
     return 2 if loaded.problems else 0

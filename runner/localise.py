@@ -83,6 +83,24 @@ PROBE_SEED = 0
 UNDER_UPSTREAM = f"a random upstream gradient (seed {PROBE_SEED})"
 UNDER_INPUTS = f"random inputs and upstream gradient (seed {PROBE_SEED})"
 UNDER_NEGATED = f"the same random inputs negated (seed {PROBE_SEED})"
+UNDER_POSITIVE = f"random positive inputs and upstream gradient (seed {PROBE_SEED})"
+UNDER_UNIT = f"random inputs in (0, 1) and upstream gradient (seed {PROBE_SEED})"
+# The probe's draws of a node's operands, in order: the domain of most ops, then of ops defined
+# for positive numbers only (log, sqrt) and for probabilities (binary_cross_entropy).
+DRAWS = (("normal", UNDER_INPUTS), ("positive", UNDER_POSITIVE), ("unit", UNDER_UNIT))
+
+
+def _draw(rng: np.random.Generator, kind: str, shape: tuple[int, ...]) -> Array:
+    if kind == "positive":
+        return np.abs(rng.standard_normal(shape)) + 0.1
+    if kind == "unit":
+        return rng.uniform(0.05, 0.95, size=shape)
+    return rng.standard_normal(shape)
+
+
+def _finite(value: Any) -> bool:
+    a = np.asarray(value)
+    return not np.issubdtype(a.dtype, np.floating) or bool(np.all(np.isfinite(a)))
 
 
 def probe(
@@ -91,15 +109,18 @@ def probe(
     oracles: Sequence[Oracle],
     tolerances: Tolerances,
     record: dict[str, Any] | None = None,
+    notes: list[str] | None = None,
 ) -> Fault | None:
     """The first node, walking back, whose user rule disagrees with the oracle, judged alone as
     in `localise`: under a random upstream gradient (standard normal, seed `PROBE_SEED`), then
-    also with the operands that require grad drawn anew (standard normal), then with those
-    negated, so every element is tried at both signs and symmetric or special data cannot hide a
-    wrong rule. Constants (targets, masks, ``requires_grad: false``) keep the case's values. Where
-    the forward or the oracle refuses the random operands (an op's domain), that probe is
-    skipped. None when every user rule agrees (or there is none). ``record`` receives the arrays
-    of the failing probe (the upstream, the operands, both gradients) for the side-by-side view.
+    also with the operands that require grad drawn anew: standard normal, then those negated (so
+    every element is tried at both signs and symmetric or special data cannot hide a wrong
+    rule), then positive (|normal| + 0.1: log, sqrt), then in (0, 1) (probabilities: bce). A
+    draw outside the op's domain (a forward that is not finite everywhere, or the oracle
+    refusing it) is not used; when no random draw could be used for a node, ``notes`` gets a
+    line saying so. Constants (targets, masks, ``requires_grad: false``) keep the case's values.
+    None when every user rule agrees (or there is none). ``record`` receives the arrays of the
+    failing probe (the upstream, the operands, both gradients) for the side-by-side view.
     """
     oracle = _node_oracle(oracles)
     if oracle is None:
@@ -113,13 +134,21 @@ def probe(
         g = manual.grads.get(node.name)
         if g is None or all(source == CATALOGUE for source in used.values()):
             continue
-        drawn = _random_operands(graph, node, node.bind(values), rng)
-        for under in (UNDER_UPSTREAM, UNDER_INPUTS, UNDER_NEGATED):
+        attempts: list[tuple[str, Drawn | None, bool]] = [(UNDER_UPSTREAM, None, False)]
+        for kind, under in DRAWS:
+            drawn = _random_operands(graph, node, node.bind(values), rng, kind)
+            attempts.append((under, drawn, False))
+            if kind == "normal":
+                attempts.append((UNDER_NEGATED, drawn, True))
+        judged_random = False
+        for under, drawn, negate in attempts:
             upstream = np.asarray(rng.standard_normal(g.shape), dtype=g.dtype)
             args, out = node.bind(values), values[node.name]
             if under != UNDER_UPSTREAM:
-                found = _forward(node, drawn, negate=under == UNDER_NEGATED)
-                if found is None:
+                # Random data outside the op's domain (a NaN or an infinite forward) says
+                # nothing about a rule meant for the domain: such a draw is not used.
+                found = _forward(node, drawn, negate=negate)
+                if found is None or not _finite(found[1]):
                     continue
                 args, out = found
             try:
@@ -133,10 +162,17 @@ def probe(
                 fault = _judge(case, sources, node, upstream, mine, oracle, tol, args, record)
             except _OracleRefused:
                 continue
+            judged_random |= under != UNDER_UPSTREAM
             if fault is not None:
                 if record is not None:
                     record.update(upstream=upstream, under=under)
                 return fault.model_copy(update={"under": under})
+        if not judged_random and any(d is not None for _, d, _ in attempts) and notes is not None:
+            notes.append(
+                f"the probe could not judge the rule of node '{node.name}' ({node.op.name}) on "
+                "random operands: the forward or the oracle refused every draw (standard normal, "
+                "positive, in (0, 1)); it was judged on the case's own operands only"
+            )
     return None
 
 
@@ -144,10 +180,11 @@ Drawn = tuple[dict[str, Any], set[tuple[str, int]]]
 
 
 def _random_operands(
-    graph: Graph, node: Node, args: dict[str, Any], rng: np.random.Generator
+    graph: Graph, node: Node, args: dict[str, Any], rng: np.random.Generator, kind: str
 ) -> Drawn | None:
-    """``args`` with every floating operand that requires grad drawn anew (standard normal,
-    same shape and dtype), and which (parameter, position) were drawn; None when none was."""
+    """``args`` with every floating operand that requires grad drawn anew (``kind``: "normal",
+    "positive" |normal| + 0.1, or "unit" uniform in (0.05, 0.95); same shape and dtype), and
+    which (parameter, position) were drawn; None when none was."""
     fresh = dict(args)
     drawn: set[tuple[str, int]] = set()
     for p in node.op.tensor_params:
@@ -160,7 +197,7 @@ def _random_operands(
                 and isinstance(ref, Ref)
                 and graph.requires_grad.get(ref.name, False)
             ):
-                items[i] = np.asarray(rng.standard_normal(v.shape), dtype=v.dtype)
+                items[i] = np.asarray(_draw(rng, kind, v.shape), dtype=v.dtype)
                 drawn.add((p.name, i))
         fresh[p.name] = items if isinstance(value, list) else items[0]
     return (fresh, drawn) if drawn else None
@@ -266,7 +303,8 @@ def _judge(
                     mine, theirs, upstream=g, ones_reference=ones, oracle=oracle.name
                 )
                 diagnosis = diagnosis or named(
-                    _transposed(oracle, node, args, g, mine, pname, argument), oracle.name
+                    _transposed(oracle, node, args, g, mine, theirs, pname, argument),
+                    oracle.name,
                 )
             if record is not None:
                 record.update(node=node.name, argument=argument, manual=mine, oracle=theirs)
@@ -296,12 +334,15 @@ def _transposed(
     args: dict[str, Any],
     g: Array,
     mine: Array,
+    theirs: Array,
     pname: str,
     argument: str,
 ) -> str | None:
     """Matrix rules go wrong by a transpose on the wrong side: does ``mine`` equal the oracle's
     gradient with one square operand (or the upstream gradient, or both) transposed, or that
-    transposed? Op-agnostic: it only transposes the last two dims of square arrays."""
+    transposed? Op-agnostic: it only transposes the last two dims of square arrays. A
+    transposition that gives back the oracle's own gradient (``theirs``: elementwise ops,
+    symmetric data) says nothing and is not offered."""
     if oracle.node_vjp is None:
         return None
     square = [
@@ -320,11 +361,14 @@ def _transposed(
         if found is None or found.shape != np.shape(mine):
             continue
         what = " and ".join(f"'{n}'" if n != "grad" else "grad" for n in flipped)
-        if np.allclose(mine, found, rtol=1e-6, atol=1e-9 * max(scale, 1e-300)):
+
+        def close(x: Any, y: Any) -> bool:
+            return bool(np.allclose(x, y, rtol=1e-6, atol=1e-9 * max(scale, 1e-300)))
+
+        if close(mine, found) and not close(found, theirs):
             return f"torch's gradient with {what} transposed (a transpose on the wrong side)"
-        if found.ndim >= 2 and np.allclose(
-            mine, np.swapaxes(found, -1, -2), rtol=1e-6, atol=1e-9 * max(scale, 1e-300)
-        ):
+        swapped = np.swapaxes(found, -1, -2) if found.ndim >= 2 else None
+        if swapped is not None and close(mine, swapped) and not close(swapped, theirs):
             return (
                 f"the transpose of torch's gradient with {what} transposed (the factors of a "
                 "product in the wrong order)"

@@ -107,7 +107,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[_STATE] = _State(config)
+    state = _State(config)
+    config.stash[_STATE] = state
+    if config.getoption("gradcase_rules"):
+        # Rules named on the command line that cannot be used are a usage error, said once,
+        # as `gradcase run --rules` says it (exit status 4, pytest's usage error), not a
+        # failure of every case.
+        try:
+            state.rule_sets()
+        except CaseError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -111,16 +111,21 @@ def tensor_floors(
     upstream: Array,
     references: Mapping[str, Mapping[str, Any]],
     torch_high: Mapping[str, Mapping[str, Any]] | None = None,
+    catalogue64: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[tuple[str, str], float]:
     """Every tensor's floor (see `floors`) for ``graph`` on ``inputs`` under ``upstream``:
     ``references`` (kind -> tensor -> array) are the oracle's, ``torch_high`` the same computed
     by torch in float64 (a float32 case), measured against them; the catalogue's formulas are
-    measured in float32 against float64; scales from `computation_scales`."""
+    measured in float32 against float64; scales from `computation_scales`. ``catalogue64``:
+    `catalogue_in` in float64 when the caller has it already (the manual side of a float64 case
+    that no user rule changed: the same forwards and rules on the same arrays), not run again."""
     measured: list[Measured] = []
     if torch_high is not None:
         measured.append((references, torch_high, 1.0))
     low = catalogue_in(graph, inputs, upstream, "float32")
-    high = catalogue_in(graph, inputs, upstream, "float64")
+    high = (
+        catalogue64 if catalogue64 is not None else catalogue_in(graph, inputs, upstream, "float64")
+    )
     measured.append((low, high, EPS.get(dtype, EPS["float32"]) / EPS["float32"]))
     values = high.get("value") or {k: _float64(v) for k, v in inputs.items()}
     return floors(dtype, references, computation_scales(graph, values, upstream), measured)
@@ -156,18 +161,27 @@ def computation_scales(
     try:
         with np.errstate(all="ignore"):
             grads = backward(graph, wide, cotangent).grads
-            nudged = backward(graph, wide, cotangent * (1 + LINEARITY_STEP)).grads
     except Exception:  # an op without a catalogue rule: the references' own scale stands
         return {"value": value_scales, "grad": grad_scales}
     inflow: dict[str, float] = {}
     for node in graph.nodes:
         for ref in _operands(node):
             inflow[ref.name] = max(inflow.get(ref.name, 0.0), scale_of(grads.get(node.name, 0.0)))
+    scales = {name: scale_of(g) for name, g in grads.items() if _floating(g)}
+    nudged: Mapping[str, Any] = {}
+    # The linearity test can only raise a scale to its inflow: the second walk is needed only
+    # where the inflow is larger (a zero scale takes the inflow without it).
+    if any(0.0 < scales[name] < inflow.get(name, 0.0) for name in scales):
+        try:
+            with np.errstate(all="ignore"):
+                nudged = backward(graph, wide, cotangent * (1 + LINEARITY_STEP)).grads
+        except Exception:  # as above (the first walk succeeded, so this one does too)
+            return {"value": value_scales, "grad": grad_scales}
     for name, grad in grads.items():
         if not _floating(grad):
             continue
-        scale = scale_of(grad)
-        if not _linear(grad, nudged.get(name)) or scale == 0.0:
+        scale = scales[name]
+        if scale == 0.0 or not _linear(grad, nudged.get(name)):
             # Not linear in its upstream gradient: what is left is round-off of terms that
             # cancel, of the size of the gradient flowing in.
             scale = max(scale, inflow.get(name, 0.0))
@@ -226,7 +240,7 @@ def _float64(a: Any) -> Any:
 
 
 def _floating(a: Any) -> bool:
-    return a is not None and np.issubdtype(np.asarray(a).dtype, np.floating)
+    return a is not None and np.asarray(a).dtype.kind == "f"  # np.issubdtype(., np.floating)
 
 
 def node_floor(dtype: str, upstream: Any, reference: Any) -> float:

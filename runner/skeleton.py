@@ -59,6 +59,8 @@ def write_skeleton(name: str) -> Path:
     `UsageError` when the file exists (never overwritten) or cannot be written."""
     if not name.strip():
         raise UsageError("new: give a case name, such as nn/my-op")
+    if ".." in Path(name).parts:
+        raise UsageError(f"new: {name}: a case name cannot climb out of its folder with '..'")
     path, default = target(name)
     if path.exists():
         raise UsageError(f"new: {path} already exists; choose another name")

@@ -94,11 +94,32 @@ def run_torch(
 
     if device != "cpu":
         tf32_off(torch)  # per process: a -j worker runs here without the parent's settings
-    with warnings.catch_warnings():
-        # torch's advice (broadcast targets, degrees of freedom <= 0) is about cases that test
-        # exactly those points on purpose; the comparison reports what matters.
-        warnings.simplefilter("ignore", UserWarning)
-        return _run(torch, graph, inputs, upstream, device)
+    threads = torch.get_num_threads()
+    if device == "cpu" and _small(graph, inputs):
+        torch.set_num_threads(1)
+    try:
+        with warnings.catch_warnings():
+            # torch's advice (broadcast targets, degrees of freedom <= 0) is about cases that
+            # test exactly those points on purpose; the comparison reports what matters.
+            warnings.simplefilter("ignore", UserWarning)
+            return _run(torch, graph, inputs, upstream, device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+# torch's intra-op grain size (at::internal::GRAIN_SIZE): below it an op runs on one thread
+# whatever the setting, so the results are the same at one thread; what one thread saves is the
+# pool's wake-ups, which on a busy machine or beside -j workers cost up to a millisecond per op
+# (a 3x2 softmax: 1.2 ms at 2 threads, 9 us at 1, issue 11).
+SMALL = 32768
+
+
+def _small(graph: Graph, inputs: Mapping[str, Array]) -> bool:
+    """Every tensor of the graph (inputs and nodes, by their static shapes) under `SMALL`
+    elements."""
+    sizes = [int(np.prod(s)) for s in graph.shapes.values()]
+    sizes += [np.size(a) for a in inputs.values()]
+    return max(sizes, default=0) < SMALL
 
 
 def _run(

@@ -21,6 +21,8 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 from typing_extensions import TypeAliasType
 
+from schemas.defaults import empty_dict, empty_list
+
 FloatDType = Literal["float64", "float32"]
 OracleName = Literal["torch", "numeric"]
 DType = Literal["float64", "float32", "int64", "bool"]
@@ -44,6 +46,18 @@ def literal_shape(value: Any, depth: int = 0) -> tuple[int, ...]:
         raise ValueError(
             f"a literal nested more than {MAX_LITERAL_DIMS} lists deep (numpy and torch take at "
             f"most {MAX_LITERAL_DIMS} dims)"
+        )
+    if isinstance(value, str) and value.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        spelled = (
+            "-.inf"
+            if value.strip().startswith("-")
+            else ".nan"
+            if "n" == value.strip().lower()[-1]
+            else ".inf"
+        )
+        raise ValueError(
+            f"expected a number, got the string {value!r}: YAML spells NaN and infinity "
+            f".nan, .inf and -.inf (write {spelled})"
         )
     if not isinstance(value, list):
         raise ValueError(
@@ -134,8 +148,8 @@ class LongFormNode(_Strict):
     """``{op: matmul, args: [a, b], kwargs: {}}``: args are names or numbers; kwargs literals."""
 
     op: str
-    args: list[Any] = []
-    kwargs: dict[str, Any] = {}
+    args: list[Any] = empty_list()
+    kwargs: dict[str, Any] = empty_dict()
 
 
 class RandomUpstream(_Strict):
@@ -163,8 +177,8 @@ class Tolerance(_Strict):
 
 
 class Expect(_Strict):
-    value: dict[str, TensorLiteral] = {}
-    grad: dict[str, TensorLiteral] = {}
+    value: dict[str, TensorLiteral] = empty_dict()
+    grad: dict[str, TensorLiteral] = empty_dict()
 
 
 # A rule: one numpy expression per differentiable argument (a list parameter takes one expression
@@ -197,10 +211,10 @@ class Case(_Strict):
     # Default: the file's path under the case root, without suffix.
     name: str | None = Field(default=None, min_length=1, pattern=r"^[^\x00-\x1f\x7f]+$")
     description: str = ""
-    tags: list[str] = []
+    tags: list[str] = empty_list()
     dtype: FloatDType = "float64"
     # Ops of this case only, composed of catalogue ops: name -> params and forward.
-    ops: dict[str, ComposedOp] = {}
+    ops: dict[str, ComposedOp] = empty_dict()
     inputs: dict[str, InputSpec] = Field(min_length=1)
     graph: dict[str, str | LongFormNode] = Field(min_length=1)
     # Default: the last node.
@@ -212,7 +226,7 @@ class Case(_Strict):
     tolerance: Tolerance = Tolerance()
     expect: Expect = Expect()
     # op name -> argument name -> rule: replaces the catalogue's VJP for every node of that op.
-    rules: dict[str, ArgumentRules] = {}
+    rules: dict[str, ArgumentRules] = empty_dict()
     # A rule known to be wrong: failing is "xfailed" (the run passes), passing is "xpassed" (the
     # run fails: strict), both with this reason.
     xfail: str | None = Field(default=None, min_length=1)

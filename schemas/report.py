@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from schemas.defaults import empty_list
+
 # A source of values and gradients: "manual" (the rules under test), "expected" (the case's
 # golden values), or an oracle's name ("torch"; later issues add more). A name, not a closed set.
 Source = str
@@ -76,7 +78,7 @@ class TensorCheck(_Model):
     ok: bool
     comparisons: list[Comparison]
     # For gradients: every rule that contributed to it.
-    rules: list[RuleUse] = []
+    rules: list[RuleUse] = empty_list()
     # Why some elements were not checked (see Comparison.unchecked), when any were not.
     unchecked: str | None = None
     # file:line:col of the case's `expect` entry for this tensor, when it states one: where a
@@ -124,15 +126,15 @@ class CaseResult(_Model):
     line: int
     status: Status
     duration: float
-    tensors: list[TensorCheck] = []
+    tensors: list[TensorCheck] = empty_list()
     # Failure details as the CLI prints them (the fault first, then one entry per failed check,
     # or the error).
-    messages: list[str] = []
+    messages: list[str] = empty_list()
     fault: Fault | None = None
     xfail: str | None = None
     # What the reader should know even when the case passed (a user's rule that gave nothing).
-    notes: list[str] = []
-    tags: list[str] = []
+    notes: list[str] = empty_list()
+    tags: list[str] = empty_list()
     # The case validated but its data was refused when it ran (an index or class target out of
     # range, an input numpy could not make): an error of the case file, so the run exits 2.
     invalid_input: bool = False
@@ -170,9 +172,9 @@ class Report(_Model):
     summary: Summary
     cases: list[CaseResult]
     # Invalid files: every problem found while loading and validating, with its location.
-    diagnostics: list[Diagnostic] = []
+    diagnostics: list[Diagnostic] = empty_list()
     # The user's rule sources in force for the run ("module rules.py", ...).
-    rule_sources: list[str] = []
+    rule_sources: list[str] = empty_list()
     environment: Environment | None = None
     # The run was stopped (Ctrl-C) before every case ran: the report holds the cases finished.
     interrupted: bool = False

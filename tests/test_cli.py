@@ -3,6 +3,7 @@ reported at its file:line:col by both `run` and `validate`."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -84,9 +85,7 @@ def test_a_wrong_manual_rule_is_caught_by_torch(
     loaded = load([str(write_case(GOOD))])
     case = loaded.cases[0]
     node = case.graph.node("c")
-    broken = type(node.op)(
-        **{**node.op.__dict__, "vjp": lambda g, out, input, other: (g * other, g * other)}
-    )
+    broken = dataclasses.replace(node.op, vjp=lambda g, out, input, other: (g * other, g * other))
     object.__setattr__(node, "op", broken)
     result = execute(case)
     assert result.status == "failed"

@@ -462,6 +462,7 @@ def test_the_torch_oracle_on_a_device_turns_tf32_off_in_each_process(
     calls: list[Any] = []
     monkeypatch.setattr(side, "tf32_off", calls.append)
     monkeypatch.setattr(side, "_run", lambda *args: "ran")
+    monkeypatch.setattr(side, "_small", lambda *args: False)  # no graph to size here
     assert side.run_torch(None, {}, None, "cuda") == "ran"  # type: ignore[arg-type]
     assert len(calls) == 1
     side.run_torch(None, {}, None, "cpu")  # type: ignore[arg-type]

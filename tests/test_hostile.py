@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -258,31 +257,26 @@ PIECES = [
 ]  # fmt: skip
 
 
-def _mutate(text: str, rng: random.Random) -> str:
-    for _ in range(rng.randint(1, 4)):
-        at = rng.randrange(len(text) + 1)
-        kind = rng.random()
-        if kind < 0.4:
-            text = text[:at] + rng.choice(PIECES) + text[at:]
-        elif kind < 0.7:
-            text = text[:at] + text[at + rng.randint(1, 8) :]
-        else:
-            lines = text.split("\n")
-            rng.shuffle(lines)
-            text = "\n".join(lines)
-    return text
+def test_max_memory_imports_cleanly_first() -> None:
+    """--max-memory's parser imports runner.memory before anything else: it must not meet the
+    ops package half-initialised (a black-box tester's traceback on every --max-memory)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", "import runner.memory; print(runner.memory.parse_bytes('4G'))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == str(4 * 2**30), proc.stderr
 
 
-def test_fuzzed_cases_validate_or_fail_located(
+def test_list_escapes_control_characters(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rng = random.Random(10)
-    for i in range(150):
-        text = _mutate(rng.choice(SEEDS), rng)
-        path = tmp_path / f"f{i}.yaml"
-        path.write_text(text, encoding="utf-8", errors="surrogateescape")
-        code, out = run(capsys, "validate", str(path))
-        assert code in (0, 2), (text, out)
-        assert "Traceback" not in out, (text, out)
-        if code == 2:
-            assert f"f{i}.yaml:" in out and ": error: " in out, (text, out)
+    path = tmp_path / "cases" / "c.yaml"
+    path.parent.mkdir()
+    path.write_text('name: tx\ntags: ["\\x1b[2J"]\ninputs: {a: [1.0]}\ngraph: {y: a * 2}\n')
+    code, out = run(capsys, "list", str(path))
+    assert code == 0 and "\x1b" not in out and "\\x1b[2J" in out

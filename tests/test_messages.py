@@ -82,3 +82,25 @@ def test_unknown_ops_are_answered_by_meaning_before_spelling(
     assert said in found
     for misleading in ("'sqrt'", "'layer_norm'?", "'transpose'", "'flip'"):
         assert misleading not in found
+
+
+@pytest.mark.parametrize(
+    ("typed", "spelled"), [("nan", ".nan"), ("-inf", "-.inf"), ("inf", ".inf")]
+)
+def test_an_unquoted_nan_or_inf_says_yamls_spelling(
+    write_case: WriteCase, capsys: pytest.CaptureFixture[str], typed: str, spelled: str
+) -> None:
+    (found,) = invalid(
+        write_case, capsys, f"name: t\ninputs:\n  x: [1.0, {typed}]\ngraph: {{y: x * 2}}\n"
+    )
+    assert found.startswith("3:6: inputs.x: expected a number, got the string")
+    assert f"(write {spelled})" in found
+
+
+def test_new_refuses_a_name_that_climbs_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["new", "../../escape"]) == 2
+    assert "cannot climb out" in capsys.readouterr().err
+    assert not (tmp_path.parent.parent / "escape.yaml").exists()

@@ -163,11 +163,17 @@ def test_rules_from_the_option_and_from_pyproject(pytester: pytest.Pytester) -> 
     )
     pytester.makepyprojecttoml('[tool.gradcase]\nrules = ["my_rules.py"]\n')
     run(pytester, "cases").assert_outcomes(failed=1)
-    # Rules that cannot be loaded fail the cases with the reason, not a traceback.
+    # Rules named on the command line that cannot be loaded are a usage error, said once (as
+    # `gradcase run --rules`), not a failure of every case; no traceback.
     result = run(pytester, "cases", "--gradcase-rules", "missing.py")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*gradcase: error: *missing.py*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    # Broken [tool.gradcase] rules fail the cases with the reason (they are not a command line).
+    pytester.makepyprojecttoml('[tool.gradcase]\nrules = ["missing.py"]\n')
+    result = run(pytester, "cases")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["gradcase: error: *missing.py*"])
-    assert "Traceback" not in result.stdout.str()
 
 
 def test_the_oracle_option(pytester: pytest.Pytester) -> None:

@@ -961,3 +961,59 @@ def test_nan_agrees_on_both_sides_unless_equal_nan_is_false_and_one_side_is_name
     code, out = run(capsys, "run", str(path), "--report", str(tmp_path / "r.json"))
     assert code == 1
     assert "NaN on the torch side only at 1 element(s)" in out
+
+
+# --- the probe draws inside the op's domain (black-box findings) ------------------------------
+
+DOMAIN = """\
+name: t/domain
+inputs:
+  x: {random: uniform, shape: [4], seed: 1, low: 0.2, high: 0.8}
+  y: [0.0, 1.0, 1.0, 0.0]
+graph:
+  l: binary_cross_entropy(x, y)
+rules:
+  binary_cross_entropy:
+    input: RULE
+"""
+
+
+def test_a_rule_right_only_on_the_case_data_fails_by_a_probe_in_the_ops_domain(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """binary_cross_entropy refuses standard normal operands: the probe draws in (0, 1). The
+    rule is right only at x = 0.5, where 1 / (x (1 - x)) = 4, which is all the case holds."""
+    rule = "grad * (input - target) * 4 / input.size"
+    text = DOMAIN.replace("RULE", rule).replace("low: 0.2, high: 0.8", "low: 0.5, high: 0.5")
+    code, out, _ = run_yaml(write_case, tmp_path, capsys, text)
+    assert code == 1, out
+    assert "found by the probe" in out and "random inputs in (0, 1)" in out
+
+
+def test_a_rule_right_on_the_ops_domain_passes_the_probe(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """log's rule through its output, grad * exp(-out), is right for x > 0: the negated draw
+    (log of a negative is NaN) is not used against it."""
+    code, out, _ = run_yaml(
+        write_case,
+        tmp_path,
+        capsys,
+        "name: t/log\ninputs:\n  x: {random: uniform, shape: [5], seed: 2, low: 0.5, high: 2}\n"
+        "graph:\n  y: log(x)\nupstream: {random: normal, seed: 3}\n"
+        "rules:\n  log:\n    input: grad * np.exp(-out)\n",
+    )
+    assert code == 0, out
+
+
+def test_composed_op_parameters_named_like_the_torch_module_work_and_rule_names_are_refused(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ok = (
+        "name: t/param-t\nops:\n  f: {params: {x: tensor, t: tensor}, forward: x * t}\n"
+        "inputs:\n  a: [1.0, 2.0]\n  b: [3.0, 4.0]\ngraph:\n  y: f(a, b)\n"
+    )
+    code, out, _ = run_yaml(write_case, tmp_path, capsys, ok)
+    assert code == 0, out
+    code, out, _ = run_yaml(write_case, tmp_path, capsys, ok.replace("t: tensor", "out: tensor"))
+    assert code == 2 and "a parameter cannot be named 'out'" in out

@@ -56,8 +56,8 @@ PAIRS = [
     ("F.softmax(x, dim=1)", "softmax(x, dim=1)"),
     ("nn.functional.gelu(x)", "gelu(x)"),
     ("torch.special.expm1(x)", "expm1(x)"),
-    ("torch.linalg.vector_norm(x, 3)", "norm(x, 3)"),
-    ("torch.linalg.vector_norm(x, ord=3, dim=1)", "norm(x, p=3, dim=1)"),
+    ("torch.linalg.vector_norm(x, 3)", "vector_norm(x, 3)"),
+    ("torch.linalg.vector_norm(x, ord=3, dim=1)", "vector_norm(x, ord=3, dim=1)"),
     ("torch.linalg.norm(x)", "norm(x)"),
     ("torch.linalg.matmul(x, w)", "matmul(x, w)"),
 ]

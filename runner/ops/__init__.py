@@ -7,7 +7,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from runner.ops import activations, elementwise, linalg, losses, nn, norms, reductions, shape
+from runner.ops import (
+    activations,
+    elementwise,
+    indexing,
+    linalg,
+    losses,
+    nn,
+    normalization,
+    norms,
+    reductions,
+    shape,
+)
 from runner.ops.kinks import KINKS
 from runner.ops.spec import Op
 
@@ -21,6 +32,8 @@ FAMILIES: tuple[tuple[str, Sequence[Op]], ...] = (
     ("activations", activations.OPS),
     ("losses", losses.OPS),
     ("norms", norms.OPS),
+    ("indexing", indexing.OPS),
+    ("normalization", normalization.OPS),
 )
 
 # The op of a graph node that only names another tensor (``d: c``): a copy, so ``d`` gets a

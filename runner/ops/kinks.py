@@ -328,6 +328,51 @@ def _cosine_similarity(
     return _count(short[0] | short[1], "vector(s) whose norm is at most eps (clamped)")
 
 
+def _overwritten(h: float, moved: Any = None, **args: Any) -> str | None:
+    """scatter and index_copy at a duplicated index: the forward keeps one element, but torch
+    gives every element written there the place's gradient (the derivative is 0 for the rest)."""
+    from runner.ops.indexing import written
+
+    places = written(**args)
+    if places is None or len(np.unique(places)) == len(places):
+        return None
+    return "a duplicated index: torch gives the overwritten source elements a gradient"
+
+
+def _vector_norm(
+    h: float, input: Any, ord: Any = 2, dim: Any = None, moved: Any = None, **_: Any
+) -> str | None:
+    return _norm(h, input, ord, dim, moved)
+
+
+def _dist(h: float, input: Any, other: Any, p: Any = 2, moved: Any = None, **_: Any) -> str | None:
+    # the difference moves by up to 2h when both operands do
+    return _norm(2 * h, np.subtract(_f(input), _f(other)), p, None, moved)
+
+
+def _pairwise_distance(
+    h: float, x1: Any, x2: Any, p: Any = 2.0, eps: float = 1e-6, moved: Any = None, **_: Any
+) -> str | None:
+    d = np.subtract(_f(x1), _f(x2)) + eps
+    return _norm(2 * h, d, p, -1 if d.ndim else None, moved)
+
+
+def _normalize(
+    h: float, input: Any, p: Any = 2.0, dim: int = 1, eps: float = 1e-12, moved: Any = None,
+    **_: Any,
+) -> str | None:  # fmt: skip
+    x = _f(input)
+    dims = norm_dims(dim, x.ndim)
+    n = np.sqrt(max(int(np.prod([x.shape[d] for d in dims])), 1))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        norm = np.sum(np.abs(x) ** float(p), axis=dims) ** (1 / float(p)) if x.ndim else np.abs(x)
+    at_eps = _count(
+        (np.abs(norm - eps) <= h * n) & _touched(moved, x, dims),
+        f"slice(s) whose norm is within {h * n:.2g} of eps (clamp_min's kink)",
+    )
+    return _norm(h, x, p, dim, moved) or at_eps
+
+
 # --- elementwise: asked only about the elements that moved ---
 _ELEMENTWISE: dict[str, Kinks] = {
     "abs": _near_zero,
@@ -400,6 +445,13 @@ KINKS: dict[str, Kinks] = {
     "gaussian_nll_loss": _gaussian_nll,
     # --- norms ---
     "cosine_similarity": _cosine_similarity,
+    # --- indexing ---
+    "vector_norm": _vector_norm,
+    "dist": _dist,
+    "pairwise_distance": _pairwise_distance,
+    "normalize": _normalize,
+    "scatter": _overwritten,
+    "index_copy": _overwritten,
 }
 
 # Differentiable wherever the forward is finite (linear, bilinear, polynomial or analytic), or
@@ -418,5 +470,7 @@ SMOOTH = frozenset(
     huber_loss kl_div layer_norm linear log_softmax mse_loss nll_loss softmax
     celu glu logsigmoid mish softmin softsign tanhshrink
     multilabel_soft_margin_loss soft_margin_loss
+    masked_fill scatter_add index_add index_fill take take_along_dim
+    rms_norm
     """.split()
 )

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from runner.memory import matmul_intermediates
 from runner.ops import linalg_einsum
+from runner.ops.intermediates import matmul_intermediates
 from runner.ops.spec import (
     Array,
     Op,

@@ -36,7 +36,6 @@ SAME_AS: dict[str, str] = {
     "broadcast_to": "expand",
     "tensordot": "einsum",
     "matrix_norm": "norm",
-    "vector_norm": "norm",
     "logaddexp": "logsumexp",
 }
 
@@ -58,9 +57,6 @@ NOT_IN_CATALOGUE: dict[str, str] = {
     "conv3d": "not in the catalogue yet (conv1d and conv2d are)",
     "max_pool3d": "not in the catalogue yet (max_pool1d and max_pool2d are)",
     "avg_pool3d": "not in the catalogue yet (avg_pool1d and avg_pool2d are)",
-    "scatter": "not in the catalogue yet; gather and index_select are",
-    "scatter_add": "not in the catalogue yet; gather and index_select are",
-    "index_add": "not in the catalogue yet; gather and index_select are",
     "dropout": "random, so not checkable against torch: multiply by a fixed mask input instead",
     "cross": "not in the catalogue yet",
     "det": "not in the catalogue yet",
@@ -109,12 +105,13 @@ TENSOR_METHODS = frozenset(
     """
     abs acos acosh add addmm amax amin aminmax asin asinh atan atan2 atanh bitwise_and
     bitwise_not bitwise_or bitwise_xor bmm ceil clamp cos cosh cummax cummin cumprod cumsum
-    diagonal div dot eq erf erfc exp exp2 expand expm1 flatten flip floor frac gather ge gt
-    hardshrink index_select inner le log log10 log1p log2 log_softmax logical_and logical_not
-    logical_or logical_xor logsumexp lt matmul max maximum mean min minimum mm movedim mul mv
-    nanmean nansum narrow ne neg norm outer permute pow prelu prod reciprocal relu repeat
-    reshape roll round rsqrt select sigmoid sign sin sinh softmax sort sqrt square squeeze std
-    sub sum t tan tanh trace transpose tril triu trunc unsqueeze var where
+    diagonal dist div dot eq erf erfc exp exp2 expand expm1 flatten flip floor frac gather ge
+    gt hardshrink index_add index_copy index_fill index_select inner le log log10 log1p log2
+    log_softmax logical_and logical_not logical_or logical_xor logsumexp lt masked_fill matmul
+    max maximum mean min minimum mm movedim mul mv nanmean nansum narrow ne neg norm outer
+    permute pow prelu prod reciprocal relu repeat reshape roll round rsqrt scatter scatter_add
+    select sigmoid sign sin sinh softmax sort sqrt square squeeze std sub sum t take
+    take_along_dim tan tanh trace transpose tril triu trunc unsqueeze var where
     """.split()
 )
 # The namespaces a graph may call ops through, with the catalogue ops each has under the same
@@ -128,6 +125,7 @@ _TORCH = TENSOR_METHODS - {"expand", "repeat"} | {
     "selu",
     "celu",
     "cosine_similarity",
+    "pairwise_distance",
     "var_mean",
     "std_mean",
 }
@@ -141,7 +139,7 @@ _F = frozenset(
     softsign tanhshrink threshold
     cosine_embedding_loss gaussian_nll_loss hinge_embedding_loss margin_ranking_loss
     multi_margin_loss multilabel_soft_margin_loss poisson_nll_loss soft_margin_loss
-    cosine_similarity
+    cosine_similarity pairwise_distance normalize rms_norm
     """.split()
 )
 NAMESPACES: dict[str, frozenset[str]] = {
@@ -160,10 +158,8 @@ NAMESPACE_ALIASES: dict[str, str] = {
     "special": "torch.special",
     "linalg": "torch.linalg",
 }
-# (namespace, name) -> (catalogue op, keyword renames): torch.linalg.vector_norm(x, ord) is
-# norm(x, p); torch.linalg.norm without ord is the 2-norm of the flattened input or the
-# Frobenius norm, as norm(x).
+# (namespace, name) -> (catalogue op, keyword renames): torch.linalg.norm without ord is the
+# 2-norm of the flattened input or the Frobenius norm, as norm(x).
 RENAMED: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
-    ("torch.linalg", "vector_norm"): ("norm", {"ord": "p"}),
     ("torch.linalg", "norm"): ("norm", {}),
 }

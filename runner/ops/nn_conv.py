@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.memory import window_intermediates
+from runner.ops.intermediates import window_intermediates
 from runner.ops.nn_windows import (
     FAMILY,
     Ints,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from runner.limits import MAX_ELEMENTS
-from runner.memory import window_intermediates
+from runner.ops.intermediates import window_intermediates
 from runner.ops.nn_windows import (
     FAMILY,
     Window,

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from runner.ops.nn_loss import _ftype
+from runner.ops.norms_vector import OPS as VECTOR_OPS
 from runner.ops.spec import Array, Op, Param, Sample, Shape, broadcast_shapes, norm_dim
 
 FAMILY = "norms"
@@ -91,3 +92,4 @@ OPS: list[Op] = [
         "own backward by the unclamped one (0 for a zero vector), as torch",
     ),
 ]
+OPS += VECTOR_OPS

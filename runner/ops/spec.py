@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -207,7 +208,7 @@ class Op:
         if not getattr(self.shape, "_limited", False):
             object.__setattr__(self, "shape", _limited(self.name, self.params, self.shape))
 
-    @property
+    @cached_property  # asked once per node per walk: thousands of times in a run
     def tensor_params(self) -> tuple[Param, ...]:
         return tuple(p for p in self.params if p.is_tensor)
 
