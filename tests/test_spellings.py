@@ -60,6 +60,11 @@ PAIRS = [
     ("torch.linalg.vector_norm(x, ord=3, dim=1)", "vector_norm(x, ord=3, dim=1)"),
     ("torch.linalg.norm(x)", "norm(x)"),
     ("torch.linalg.matmul(x, w)", "matmul(x, w)"),
+    # an output of an op with several, selected in torch's every spelling
+    ("x.max(dim=1)[0]", "max(x, 1).values"),
+    ("torch.max(x, 1)[0]", "max(x, 1).values"),
+    ("x.min(0).values", "min(x, 0)[0]"),
+    ("torch.max(x, dim=1).values", "max(x, 1)[0]"),
 ]
 
 
