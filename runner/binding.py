@@ -41,8 +41,19 @@ def label(op: Op, call: Call) -> str:
 
 def resolve_overload(op: Op, call: Call) -> Op:
     """The op ``call`` means: its `Op.tensor_overload` when the second positional argument is
-    not a literal (``max(a, b)`` is maximum), else ``op``."""
-    if op.tensor_overload and len(call.args) > 1 and not isinstance(call.args[1], Const):
+    not a literal (``max(a, b)`` is maximum), or, for an op with `Op.overload_params`, when any
+    of those is given a tensor (``clamp(x, lo, hi)`` with a tensor bound is clamp.Tensor); else
+    ``op``."""
+    if not op.tensor_overload:
+        return op
+    if op.overload_params:
+        position = {p.name: i for i, p in enumerate(op.params)}
+        given = [call.args[position[n]] for n in op.overload_params if position[n] < len(call.args)]
+        given += [value for key, value, _ in call.kwargs if key in op.overload_params]
+        if any(not isinstance(v, Const) for v in given):
+            return REGISTRY[op.tensor_overload]
+        return op
+    if len(call.args) > 1 and not isinstance(call.args[1], Const):
         return REGISTRY[op.tensor_overload]
     return op
 

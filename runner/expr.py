@@ -13,7 +13,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from runner.ops import REGISTRY
-from runner.ops.meaning import NAMESPACE_ALIASES, NAMESPACES, RENAMED, TENSOR_METHODS
+from runner.ops.meaning import (
+    NAMESPACE_ALIASES,
+    NAMESPACES,
+    RENAMED,
+    TENSOR_METHODS,
+    TORCH_ALIASES,
+)
 
 BINOPS: dict[type[ast.operator], str] = {
     ast.Add: "add",
@@ -236,7 +242,10 @@ class _Lower:
             kwargs.append((kw.arg, self.expr(kw.value), self.col(kw)))
         args = tuple(self.expr(a) for a in node.args)
         if isinstance(node.func, ast.Name):
-            return Call(node.func.id, args, tuple(kwargs), col)
+            name = node.func.id
+            if name in TORCH_ALIASES and name not in self.names:
+                return Call(TORCH_ALIASES[name], args, tuple(kwargs), col, via=name)
+            return Call(name, args, tuple(kwargs), col)
         if isinstance(node.func, ast.Attribute):
             return self.spelled_call(node.func, args, tuple(kwargs), col)
         raise ExprError(
@@ -275,7 +284,7 @@ class _Lower:
         ``torch.nn.functional.gelu(x)``, ``torch.linalg.vector_norm(x, 3)`` name the catalogue
         op of the same meaning; ``x.sum(dim=0)`` is the method form, ``sum(x, dim=0)``."""
         prefix = _dotted(func.value)
-        name = func.attr
+        name = TORCH_ALIASES.get(func.attr, func.attr)
         if prefix is not None and prefix.split(".")[0] in ("np", "numpy"):
             raise ExprError(
                 f"{prefix}.{name}: the graph speaks torch (numpy is for rules): write "

@@ -67,7 +67,7 @@ def test_a_node_under_inputs_says_it_belongs_under_graph(
         ("batch_norm", "'batch_norm' is not in the catalogue yet; as a graph:"),
         ("group_norm", "'group_norm' is not in the catalogue yet; layer_norm normalises"),
         ("conv_transpose2d", "'conv_transpose2d' is not in the catalogue yet (conv1d and"),
-        ("clip", "'clip' is 'clamp' here: write clamp(...)"),
+        ("swish", "'swish' is 'silu' here: write silu(...)"),
         ("matmull", "did you mean 'matmul'?"),
         ("frobnicate", "(`gradcase ops` lists the ops)"),
     ],

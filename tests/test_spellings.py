@@ -60,6 +60,13 @@ PAIRS = [
     ("torch.linalg.vector_norm(x, ord=3, dim=1)", "vector_norm(x, ord=3, dim=1)"),
     ("torch.linalg.norm(x)", "norm(x)"),
     ("torch.linalg.matmul(x, w)", "matmul(x, w)"),
+    # torch's aliases, and clamp with tensor bounds (clamp.Tensor) in every spelling
+    ("clip(x, 0.0, 1.0)", "clamp(x, 0.0, 1.0)"),
+    ("x.clip(min=w)", "clamp(x, min=w)"),
+    ("torch.clip(x, w, 2.0)", "clamp(x, w, 2.0)"),
+    ("torch.absolute(x)", "abs(x)"),
+    ("multiply(x, w)", "mul(x, w)"),
+    ("x.arctan2(w)", "atan2(x, w)"),
     # an output of an op with several, selected in torch's every spelling
     ("x.max(dim=1)[0]", "max(x, 1).values"),
     ("torch.max(x, 1)[0]", "max(x, 1).values"),
@@ -137,3 +144,21 @@ def test_the_spelling_tables_match_torch() -> None:
     for space, entries in NAMESPACES.items():
         for name in entries:
             assert hasattr(modules[space], name), f"{space}.{name}"
+
+
+def test_clamp_with_a_tensor_bound_is_clamp_tensor(write_case: WriteCase) -> None:
+    ops = [op for _, op, _ in graph_of(write_case, "clamp(x, w, 2.0)")]
+    assert ops[0] == "clamp.Tensor"
+    ops = [op for _, op, _ in graph_of(write_case, "clamp(x, max=2.0)")]
+    assert ops[0] == "clamp"
+
+
+def test_the_aliases_are_torchs() -> None:
+    import torch
+
+    from runner.ops import REGISTRY
+    from runner.ops.meaning import TORCH_ALIASES
+
+    for alias, name in TORCH_ALIASES.items():
+        assert name in REGISTRY, name
+        assert hasattr(torch, alias), alias

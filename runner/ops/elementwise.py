@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from runner.ops.dtypes import float_dtype, operand, result_type
+from runner.ops.elementwise_clamp import CLAMP_TENSOR
 from runner.ops.elementwise_compare import COMPARE_OPS
 from runner.ops.elementwise_unary import FAMILY, UNARY_OPS, unary
 from runner.ops.spec import Array, Op, Param, Sample, Shape, broadcast_shapes
@@ -216,6 +217,7 @@ WHERE = Op(
 OPS: list[Op] = [
     *UNARY_OPS,
     *COMPARE_OPS,
+    CLAMP_TENSOR,
     # --- binary ---
     binary("add", np.add, lambda g, o, a, b: g, lambda g, o, a, b: g, lambda t, a, b: a + b),
     binary("sub", np.subtract, lambda g, o, a, b: g, lambda g, o, a, b: -g, lambda t, a, b: a - b),

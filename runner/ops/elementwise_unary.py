@@ -72,6 +72,8 @@ def unary(
     ints: bool = True,
     check: Callable[..., None] | None = None,
     unchecked_at_nan: str = "",
+    tensor_overload: str = "",
+    overload_params: tuple[str, ...] = (),
 ) -> Op:
     """``df(x, out, **attrs)`` is the local derivative; the VJP is ``g * df``, or, where ``df``
     is a bool mask, ``where(df, g, 0)``: torch's backward of relu, hardtanh, clamp and the
@@ -107,6 +109,8 @@ def unary(
         samples=_unary_samples(domain, points, sample_attrs, ints),
         note=note,
         unchecked_at_nan=unchecked_at_nan,
+        tensor_overload=tensor_overload,
+        overload_params=overload_params,
     )
 
 
@@ -365,7 +369,10 @@ UNARY_OPS: list[Op] = [
         points=(-1.0, 1.0, -0.5, 0.5, NAN),
         check=_check_clamp,
         note="gradient 1 at both bounds (min <= x <= max, inclusive, unlike hardtanh); 0 at NaN "
-        "and everywhere when min > max",
+        "and everywhere when min > max; a tensor bound makes it clamp.Tensor (the bounds get "
+        "gradients too)",
+        tensor_overload="clamp.Tensor",
+        overload_params=("min", "max"),
     ),
     unary(
         "floor",

@@ -373,6 +373,14 @@ def _normalize(
     return _norm(h, x, p, dim, moved) or at_eps
 
 
+def _clamp_tensor(h: float, input: Any, min: Any = None, max: Any = None, **_: Any) -> str | None:
+    """x at a bound (each may move by h: within 2h), or the bounds crossing."""
+    found = [_pair_ties(h, input, b) for b in (min, max) if b is not None]
+    if min is not None and max is not None:
+        found.append(_pair_ties(h, min, max))
+    return "; ".join(f for f in found if f) or None
+
+
 # --- elementwise: asked only about the elements that moved ---
 _ELEMENTWISE: dict[str, Kinks] = {
     "abs": _near_zero,
@@ -389,6 +397,7 @@ _ELEMENTWISE: dict[str, Kinks] = {
         min_val, max_val, h, input
     ),
     "clamp": lambda h, input, min=None, max=None, **_: _bounds(min, max, h, input),
+    "clamp.Tensor": _clamp_tensor,
     "floor": _jumps(0.0, at_zero=True),
     "ceil": _jumps(0.0, at_zero=True),
     "round": _jumps(0.5, at_zero=True),

@@ -10,26 +10,9 @@ from collections.abc import Iterable
 
 # torch (or numpy) names of catalogue ops: torch.clip is torch.clamp, and so on.
 SAME_AS: dict[str, str] = {
-    "clip": "clamp",
-    "absolute": "abs",
-    "multiply": "mul",
     "divide": "div",
     "true_divide": "div",
-    "subtract": "sub",
-    "negative": "neg",
-    "arctan2": "atan2",
-    "arcsin": "asin",
-    "arccos": "acos",
-    "arctan": "atan",
-    "arcsinh": "asinh",
-    "arccosh": "acosh",
-    "arctanh": "atanh",
-    "concat": "cat",
-    "concatenate": "cat",
     "swapaxes": "transpose",
-    "swapdims": "transpose",
-    "moveaxis": "movedim",
-    "fix": "trunc",
     "logistic": "sigmoid",
     "swish": "silu",
     "view": "reshape",
@@ -99,6 +82,29 @@ def _one_edit(a: str, b: str) -> bool:
 
 
 # --- torch's spellings of catalogue ops ------------------------------------------------------
+# torch's aliases of catalogue ops, with the same parameters (torch.clip is torch.clamp): a graph
+# may call them by either name, as a function, through torch. or as a method; checked against
+# torch by tests/test_spellings.py.
+TORCH_ALIASES: dict[str, str] = {
+    "clip": "clamp",
+    "absolute": "abs",
+    "multiply": "mul",
+    "subtract": "sub",
+    "negative": "neg",
+    "arctan2": "atan2",
+    "arcsin": "asin",
+    "arccos": "acos",
+    "arctan": "atan",
+    "arcsinh": "asinh",
+    "arccosh": "acosh",
+    "arctanh": "atanh",
+    "concat": "cat",
+    "concatenate": "cat",
+    "swapdims": "transpose",
+    "moveaxis": "movedim",
+    "fix": "trunc",
+}
+
 # Catalogue ops that torch also has as Tensor methods (x.sum(dim=0), x.softmax(-1)); checked
 # against torch.Tensor by tests/test_spellings.py.
 TENSOR_METHODS = frozenset(

@@ -172,8 +172,10 @@ class Op:
     # do; elsewhere the numpy and torch sides would not even agree on its dtype.
     literal_operands: bool = False
     # Called with a tensor as its second positional argument it is this op instead:
-    # torch.max(input, other) is maximum.
+    # torch.max(input, other) is maximum. `overload_params`: instead, called with a tensor for
+    # any of these parameters, positional or keyword (clamp's min and max: clamp.Tensor).
     tensor_overload: str = ""
+    overload_params: tuple[str, ...] = ()
     # Several outputs, by torch's names (max with a dim: values, indices; sort; var_mean), in
     # torch's order; `output_dtypes` says which are integer (never a gradient). `outputs_with`:
     # only a call that gives this parameter has them (max(x) is one tensor, max(x, 1) two).
