@@ -7,7 +7,14 @@ import argparse
 DEFAULT_REPORT = "reports/report.json"
 
 
+PATHS_HELP = "case files or folders (default: cases/); folders are searched for *.yaml, *.yml"
+
+_Verbs = argparse._SubParsersAction  # the type `add_subparsers` returns
+
+
 def parser() -> argparse.ArgumentParser:
+    """The parser of ``gradcase``: its global options, then one sub-parser per verb, in the
+    order ``--help`` lists them."""
     parser = argparse.ArgumentParser(
         prog="gradcase",
         description="Check backward (VJP) rules against torch autograd, case by case.",
@@ -15,10 +22,22 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    paths_help = "case files or folders (default: cases/); folders are searched for *.yaml, *.yml"
+    _run_verb(sub)
+    _show_verb(sub)
+    _validate_verb(sub)
+    _list_verb(sub)
+    _ops_verb(sub)
+    _new_verb(sub)
+    _golden_verb(sub)
+    _schema_verb(sub)
+    _mutate_verb(sub)
+    return parser
 
+
+def _run_verb(sub: _Verbs[argparse.ArgumentParser]) -> None:
+    """``gradcase run``: the cases to run, the report files, and how to run them."""
     run = sub.add_parser("run", help="run cases and write a report")
-    run.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
+    run.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP)
     run.add_argument(
         "--report",
         default=DEFAULT_REPORT,
@@ -34,6 +53,14 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "-x", "--exitfirst", action="store_true", help="stop after the first case that fails"
     )
+    _execution_options(run)
+    _rules_option(run)
+    _oracle_option(run)
+    _report_options(run)
+
+
+def _execution_options(run: argparse.ArgumentParser) -> None:
+    """Where and how ``gradcase run`` runs its cases: workers, shard, device and limits."""
     run.add_argument(
         "-j",
         "--jobs",
@@ -71,30 +98,39 @@ def parser() -> argparse.ArgumentParser:
         help="refuse (as an error) a case whose estimated peak memory is over BYTES, e.g. 4G, "
         "512M (default 4G; 0: no limit)",
     )
-    _rules_option(run)
-    _oracle_option(run)
-    _report_options(run)
 
+
+def _show_verb(sub: _Verbs[argparse.ArgumentParser]) -> None:
+    """``gradcase show CASE``: one case, every checked tensor side by side."""
     show = sub.add_parser(
         "show",
         help="run one case and show every checked tensor from each source side by side",
     )
     show.add_argument("case", metavar="CASE", help="a case name, or a case file")
-    show.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
+    show.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP)
     _rules_option(show)
     _oracle_option(show)
 
+
+def _validate_verb(sub: _Verbs[argparse.ArgumentParser]) -> None:
+    """``gradcase validate``: check case files without running them."""
     validate = sub.add_parser("validate", help="check case files without running them")
-    validate.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
+    validate.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP)
     _rules_option(validate)
 
+
+def _list_verb(sub: _Verbs[argparse.ArgumentParser]) -> None:
+    """``gradcase list``: the cases found, one per line."""
     listing = sub.add_parser(
         "list", help="list the cases found: name, tags, ops and file:line, one case per line"
     )
-    listing.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
+    listing.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP)
     _select_options(listing)
     _rules_option(listing)
 
+
+def _ops_verb(sub: _Verbs[argparse.ArgumentParser]) -> None:
+    """``gradcase ops [PATTERN]``: the op catalogue, or the ops a name or pattern finds."""
     ops = sub.add_parser(
         "ops", help="print the op catalogue, one op per line, or look ops up by name or pattern"
     )
@@ -106,11 +142,17 @@ def parser() -> argparse.ArgumentParser:
     )
     ops.add_argument("--markdown", action="store_true", help="as docs/ops.md (generated)")
 
+
+def _new_verb(sub: _Verbs[argparse.ArgumentParser]) -> None:
+    """``gradcase new NAME``: write a case skeleton."""
     new = sub.add_parser("new", help="write a commented case skeleton to start from")
     new.add_argument(
         "name", metavar="NAME", help="the case name (family/name: cases/family/name.yaml) or a path"
     )
 
+
+def _golden_verb(sub: _Verbs[argparse.ArgumentParser]) -> None:
+    """``gradcase golden PATH...``: write agreed values into each case's expect."""
     golden = sub.add_parser(
         "golden",
         help="write the computed values and gradients into each case's expect, where manual "
@@ -121,11 +163,17 @@ def parser() -> argparse.ArgumentParser:
     golden.add_argument("paths", nargs="+", metavar="PATH", help="case files or folders")
     _rules_option(golden)
 
+
+def _schema_verb(sub: _Verbs[argparse.ArgumentParser]) -> None:
+    """``gradcase schema``: the JSON Schema of a case file or of the report."""
     schema = sub.add_parser("schema", help="print the JSON Schema of a case file")
     schema.add_argument(
         "--report", action="store_true", help="of the JSON report instead (gradcase run --report)"
     )
 
+
+def _mutate_verb(sub: _Verbs[argparse.ArgumentParser]) -> None:
+    """``gradcase mutate``: run mutants of each op's rule and print the score."""
     mutate = sub.add_parser(
         "mutate",
         help="would the cases catch a wrong rule? run mutants of each op's rule, print the score",
@@ -133,14 +181,13 @@ def parser() -> argparse.ArgumentParser:
         "nothing was mutated (every case skipped, or no mutant applied), 2 an invalid case or a "
         "usage error (no cases found, a selection that matches none).",
     )
-    mutate.add_argument("paths", nargs="*", metavar="PATH", help=paths_help)
+    mutate.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP)
     _select_options(mutate)
     mutate.add_argument(
         "-v", "--verbose", action="store_true", help="also list killed and equivalent mutants"
     )
     mutate.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE")
     _rules_option(mutate)
-    return parser
 
 
 SHOW_HELP = (
