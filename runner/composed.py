@@ -340,18 +340,7 @@ def specialise(
     parameter name); ``output`` names the node that is the op's value. ``signature``'s params
     must say which tensor parameters the body differentiates (``grad``)."""
     tensors = [p.name for p in signature.tensor_params]
-    shape = tuple(shapes[output])
-
-    def graph(args: Mapping[str, Any]) -> Graph:
-        requires = {t: _floating(args[t]) for t in tensors}
-        for node in nodes:
-            requires[node.name] = any(
-                requires.get(ref.name, False)
-                for p in node.op.tensor_params
-                if p.grad
-                for ref in _refs(node.args[p.name])
-            )
-        return Graph(nodes, output, dict(shapes), requires)
+    graph = _body_graph(nodes, output, shapes, tensors)
 
     def forward(**args: Any) -> Array:
         from runner.engine import forward as run_forward
@@ -368,6 +357,43 @@ def specialise(
         grads = backward(body, values, g).grads
         return tuple(grads.get(t) for t in tensors)
 
+    return replace(
+        signature,
+        forward=forward,
+        vjp=vjp,
+        torch=_body_torch(nodes, output, tensors),
+        shape=_lowered_shape(signature.name, output, shapes, tensors),
+        kinks=_body_kinks(signature.name, graph, nodes, tensors)
+        if any(n.op.kinks for n in nodes)
+        else None,
+        no_torch=next((n.op.no_torch for n in nodes if n.op.no_torch), ""),
+    )
+
+
+def _body_graph(
+    nodes: tuple[Node, ...], output: str, shapes: Mapping[str, Shape], tensors: list[str]
+) -> Callable[[Mapping[str, Any]], Graph]:
+    """The body's `Graph` for one call's arguments: a node requires grad where one of its
+    differentiable operands does, starting from the floating tensor arguments."""
+
+    def graph(args: Mapping[str, Any]) -> Graph:
+        requires = {t: _floating(args[t]) for t in tensors}
+        for node in nodes:
+            requires[node.name] = any(
+                requires.get(ref.name, False)
+                for p in node.op.tensor_params
+                if p.grad
+                for ref in _refs(node.args[p.name])
+            )
+        return Graph(nodes, output, dict(shapes), requires)
+
+    return graph
+
+
+def _body_torch(nodes: tuple[Node, ...], output: str, tensors: list[str]) -> Callable[..., Any]:
+    """The torch reference of the body: its nodes' torch functions composed, on the device of
+    the first tensor argument (cpu when there is none)."""
+
     def torch(t: Any, /, **args: Any) -> Any:
         from runner.torch_side import torch_args
 
@@ -378,36 +404,49 @@ def specialise(
             env[node.name] = node.op.torch(t, **targs)
         return env[output]
 
+    return torch
+
+
+def _lowered_shape(
+    name: str, output: str, shapes: Mapping[str, Shape], tensors: list[str]
+) -> Callable[..., Shape]:
+    """The shape rule of a body lowered for fixed operand shapes: the output's shape, or a
+    `ShapeError` when an operand's shape is not the one it was lowered for."""
+    shape = tuple(shapes[output])
+
     def shape_rule(**given: Any) -> Shape:
-        for name in tensors:
-            if tuple(given[name]) != tuple(shapes[name]):
+        for tensor in tensors:
+            if tuple(given[tensor]) != tuple(shapes[tensor]):
                 raise ShapeError(
-                    f"{signature.name} was lowered for '{name}' of shape {shapes[name]}, "
-                    f"got {tuple(given[name])}"
+                    f"{name} was lowered for '{tensor}' of shape {shapes[tensor]}, "
+                    f"got {tuple(given[tensor])}"
                 )
         return shape
 
+    return shape_rule
+
+
+def _body_kinks(
+    name: str,
+    graph: Callable[[Mapping[str, Any]], Graph],
+    nodes: tuple[Node, ...],
+    tensors: list[str],
+) -> Callable[..., str | None]:
+    """The body's non-differentiable points, on the body's own values (for the numeric oracle,
+    `runner.ops.kinks`): the first node's kink, named, or None."""
+
     def kinks(h: float, **args: Any) -> str | None:
-        # The body's non-differentiable points, on the body's own values (for the numeric
-        # oracle, `runner.ops.kinks`); ``h`` is how far the op's operands move.
+        # ``h`` is how far the op's operands move.
         from runner.engine import forward as run_forward
 
         values = run_forward(graph(args), {t: args[t] for t in tensors})
         for node in nodes:
             found = node.op.kinks(h, **node.bind(values)) if node.op.kinks else None
             if found:
-                return f"in the forward of {signature.name}, {node.op.name}: {found}"
+                return f"in the forward of {name}, {node.op.name}: {found}"
         return None
 
-    return replace(
-        signature,
-        forward=forward,
-        vjp=vjp,
-        torch=torch,
-        shape=shape_rule,
-        kinks=kinks if any(n.op.kinks for n in nodes) else None,
-        no_torch=next((n.op.no_torch for n in nodes if n.op.no_torch), ""),
-    )
+    return kinks
 
 
 def _floating(value: Any) -> bool:
@@ -436,30 +475,7 @@ def module_op(name: str, spec: Any, source: str) -> Op:
     tensor parameters as arrays, attributes as values) and optionally ``shape(**args) ->
     shape`` (tensor parameters as shape tuples; default: their broadcast) and ``description``.
     Raises `OpSpecError` saying what is wrong with the spec."""
-    if not isinstance(spec, Mapping):
-        raise OpSpecError(
-            f"must be a dict with params, forward and optionally shape; got {type(spec).__name__}"
-        )
-    unknown = [k for k in spec if k not in SPEC_KEYS]
-    if unknown:
-        raise OpSpecError(f"has the unknown key {unknown[0]!r} (keys: {', '.join(SPEC_KEYS)})")
-    raw = spec.get("params")
-    if not isinstance(raw, Mapping) or not raw:
-        raise OpSpecError("needs params: a dict of parameter name -> kind (e.g. {'x': 'tensor'})")
-    params = []
-    for pname, kind in raw.items():
-        if not isinstance(pname, str) or not pname.isidentifier():
-            raise OpSpecError(f"parameter name {pname!r} is not an identifier")
-        params.append(param(pname, kind))
-    if not any(p.is_tensor for p in params):
-        raise OpSpecError("has no tensor parameter: there is nothing to differentiate")
-    fn = spec.get("forward")
-    if not callable(fn):
-        raise OpSpecError("needs forward: a function forward(**args) returning a numpy array")
-    shape_fn = spec.get("shape")
-    if shape_fn is not None and not callable(shape_fn):
-        raise OpSpecError("shape must be a function shape(**shapes) returning a tuple")
-    signature = tuple(params)
+    signature, fn, shape_fn = _module_spec(spec)
     tensors = [p.name for p in signature if p.is_tensor]
 
     def forward(**args: Any) -> Array:
@@ -503,3 +519,32 @@ def module_op(name: str, spec: Any, source: str) -> Op:
         no_torch=message,
         source=source,
     )
+
+
+def _module_spec(spec: Any) -> tuple[tuple[Param, ...], Callable[..., Any], Any]:
+    """The parts of a RULES module's op spec, checked: its parameters, its forward and its
+    shape function (None when it has none). Raises `OpSpecError` saying what is wrong."""
+    if not isinstance(spec, Mapping):
+        raise OpSpecError(
+            f"must be a dict with params, forward and optionally shape; got {type(spec).__name__}"
+        )
+    unknown = [k for k in spec if k not in SPEC_KEYS]
+    if unknown:
+        raise OpSpecError(f"has the unknown key {unknown[0]!r} (keys: {', '.join(SPEC_KEYS)})")
+    raw = spec.get("params")
+    if not isinstance(raw, Mapping) or not raw:
+        raise OpSpecError("needs params: a dict of parameter name -> kind (e.g. {'x': 'tensor'})")
+    params = []
+    for pname, kind in raw.items():
+        if not isinstance(pname, str) or not pname.isidentifier():
+            raise OpSpecError(f"parameter name {pname!r} is not an identifier")
+        params.append(param(pname, kind))
+    if not any(p.is_tensor for p in params):
+        raise OpSpecError("has no tensor parameter: there is nothing to differentiate")
+    fn = spec.get("forward")
+    if not callable(fn):
+        raise OpSpecError("needs forward: a function forward(**args) returning a numpy array")
+    shape_fn = spec.get("shape")
+    if shape_fn is not None and not callable(shape_fn):
+        raise OpSpecError("shape must be a function shape(**shapes) returning a tuple")
+    return tuple(params), fn, shape_fn
