@@ -213,6 +213,8 @@ def case_oracles(case: CompiledCase, default: Sequence[Oracle]) -> list[Oracle]:
 def _run_case(
     case: CompiledCase, rules: Sequence[RuleSet], oracles: Sequence[Oracle]
 ) -> tuple[CaseResult, Sources | None]:
+    """One case run, compared, and on a failure its wrong rule named: its result, and the
+    sources' values (None when they could not be computed)."""
     start = time.perf_counter()
     sources: Sources | None = None
     result = CaseResult(
@@ -236,46 +238,73 @@ def _run_case(
     except BaseException as exc:  # rules and torch may raise anything; one case must not stop a run
         _broken(case, result, exc)
     else:
-        result.tensors = compare_sources(case, sources, oracles)
-        result.notes = list(
-            dict.fromkeys(sources.manual.notes + _skip_notes(result) + _unchecked_notes(result))
-        )
-        result.notes += [f"{reason}; compared with the other references only" for reason in refused]
-        failed = not all(t.ok for t in result.tensors)
-        result.status = "failed" if failed else "passed"
-        blind = _unverified(result)
-        if blind and not failed:
-            # Nothing checked these gradients: neither a pass nor a failure.
-            result.status, result.messages = "error", blind
-        result.notes += blind if failed else []
-        try:
-            if result.status == "error":
-                pass
-            elif failed:
-                result.fault = localise(case, sources, oracles, tolerances)
-            elif case.model.probe:
-                # A constant upstream hides a rule that ignores or transposes it; then the
-                # user's rules must also hold off the case's own data and upstream.
-                probed = _graph_probe(case, rules, oracles, result)
-                if probed is not None:
-                    sources = probed
-                if result.fault is None and result.status == "passed":
-                    result.fault = probe(
-                        case, sources, oracles, tolerances, sources.probe, result.notes
-                    )
-                    result.status = "failed" if result.fault else "passed"
-        except (KeyboardInterrupt, CaseTimeout):
-            raise
-        except BaseException as exc:  # telling which rule is wrong must never lose the verdict
-            result.notes.append(
-                f"the probes or the fault search stopped: {type(exc).__name__}: {exc}"
-            )
+        failed = _compare_verdict(case, result, sources, oracles, refused)
+        sources = _find_fault(case, rules, oracles, result, sources, failed)
         result.messages = ([fault_message(result.fault)] if result.fault else []) + (
             result.messages or failure_messages(result)
         )
     _apply_xfail(case, result)
     result.duration = time.perf_counter() - start
     return result, sources
+
+
+def _compare_verdict(
+    case: CompiledCase,
+    result: CaseResult,
+    sources: Sources,
+    oracles: Sequence[Oracle],
+    refused: Sequence[str],
+) -> bool:
+    """Compares the sources into ``result`` (its tensors, notes and status: failed, passed,
+    or error when no reference checked a gradient); True when a comparison failed."""
+    result.tensors = compare_sources(case, sources, oracles)
+    result.notes = list(
+        dict.fromkeys(sources.manual.notes + _skip_notes(result) + _unchecked_notes(result))
+    )
+    result.notes += [f"{reason}; compared with the other references only" for reason in refused]
+    failed = not all(t.ok for t in result.tensors)
+    result.status = "failed" if failed else "passed"
+    blind = _unverified(result)
+    if blind and not failed:
+        # Nothing checked these gradients: neither a pass nor a failure.
+        result.status, result.messages = "error", blind
+    result.notes += blind if failed else []
+    return failed
+
+
+def _find_fault(
+    case: CompiledCase,
+    rules: Sequence[RuleSet],
+    oracles: Sequence[Oracle],
+    result: CaseResult,
+    sources: Sources,
+    failed: bool,
+) -> Sources:
+    """Names the wrong rule in ``result.fault``: by localising a failed case, or, for a passed
+    case with ``probe``, by probing the user's rules off the case's own data and upstream (a
+    fault found fails the case). Returns the sources the verdict stands on (the probed ones
+    when the graph was probed). A search that raises leaves the verdict and adds a note."""
+    try:
+        if result.status == "error":
+            pass
+        elif failed:
+            result.fault = localise(case, sources, oracles, tolerances)
+        elif case.model.probe:
+            # A constant upstream hides a rule that ignores or transposes it; then the
+            # user's rules must also hold off the case's own data and upstream.
+            probed = _graph_probe(case, rules, oracles, result)
+            if probed is not None:
+                sources = probed
+            if result.fault is None and result.status == "passed":
+                result.fault = probe(
+                    case, sources, oracles, tolerances, sources.probe, result.notes
+                )
+                result.status = "failed" if result.fault else "passed"
+    except (KeyboardInterrupt, CaseTimeout):
+        raise
+    except BaseException as exc:  # telling which rule is wrong must never lose the verdict
+        result.notes.append(f"the probes or the fault search stopped: {type(exc).__name__}: {exc}")
+    return sources
 
 
 class InvalidInput(Exception):
