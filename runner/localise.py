@@ -13,7 +13,7 @@ case's data, must not pass because the case's upstream is constant (``1.0`` by d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -134,49 +134,85 @@ def probe(
         g = manual.grads.get(node.name)
         if g is None or all(source == CATALOGUE for source in used.values()):
             continue
-        attempts: list[tuple[str, Drawn | None, bool]] = [(UNDER_UPSTREAM, None, False)]
-        for kind, under in DRAWS:
-            drawn = _random_operands(graph, node, node.bind(values), rng, kind)
-            attempts.append((under, drawn, False))
-            if kind == "normal":
-                attempts.append((UNDER_NEGATED, drawn, True))
-        judged_random = False
-        for under, drawn, negate in attempts:
-            upstream = np.asarray(rng.standard_normal(g.shape), dtype=g.dtype)
-            args, out = node.bind(values), values[node.name]
-            if under != UNDER_UPSTREAM:
-                # Random data outside the op's domain (a NaN or an infinite forward) says
-                # nothing about a rule meant for the domain: such a draw is not used.
-                found = _forward(node, drawn, negate=negate)
-                if found is None or not _finite(found[1]):
-                    continue
-                args, out = found
-            try:
-                given, _ = node_vjp(node, upstream, out, args, sources.rule_sets)
-            except RuleError as exc:
-                if under != UNDER_UPSTREAM:
-                    continue  # a rule may assume the op's domain; random data need not keep it
-                return rule_fault(case, exc, under)
-            mine = {k: v for k, v in given.items() if used.get(k, CATALOGUE) != CATALOGUE}
-            try:
-                fault = _judge(case, sources, node, upstream, mine, oracle, tol, args, record)
-            except _OracleRefused:
-                continue
-            judged_random |= under != UNDER_UPSTREAM
-            if fault is not None:
-                if record is not None:
-                    record.update(upstream=upstream, under=under)
-                return fault.model_copy(update={"under": under})
-        if not judged_random and any(d is not None for _, d, _ in attempts) and notes is not None:
-            notes.append(
-                f"the probe could not judge the rule of node '{node.name}' ({node.op.name}) on "
-                "random operands: the forward or the oracle refused every draw (standard normal, "
-                "positive, in (0, 1)); it was judged on the case's own operands only"
-            )
+        attempts = _attempts(graph, node, values, rng)
+        decided, fault = _probe_node(case, sources, node, attempts, rng, oracle, tol, record, notes)
+        if decided:
+            return fault
     return None
 
 
+def _attempts(
+    graph: Graph, node: Node, values: dict[str, Any], rng: np.random.Generator
+) -> list[Attempt]:
+    """The probes of ``node``, in order: (what the probe is ``under``, the operands drawn for
+    it or None for the case's own, whether they are negated). Draws from ``rng`` once per kind
+    of `DRAWS`."""
+    attempts: list[Attempt] = [(UNDER_UPSTREAM, None, False)]
+    for kind, under in DRAWS:
+        drawn = _random_operands(graph, node, node.bind(values), rng, kind)
+        attempts.append((under, drawn, False))
+        if kind == "normal":
+            attempts.append((UNDER_NEGATED, drawn, True))
+    return attempts
+
+
+def _probe_node(
+    case: CompiledCase,
+    sources: Sources,
+    node: Node,
+    attempts: list[Attempt],
+    rng: np.random.Generator,
+    oracle: Oracle,
+    tol: Tolerance,
+    record: dict[str, Any] | None,
+    notes: list[str] | None,
+) -> tuple[bool, Fault | None]:
+    """Judges the user's rule of ``node`` under each of ``attempts`` (as `probe` says), each
+    under a fresh random upstream: (True, the fault) when a probe decides (a wrong gradient, or
+    a rule that failed outright on the case's own operands), else (False, None), with a line in
+    ``notes`` when no random draw could be used."""
+    manual, values = sources.manual, sources.values["manual"]
+    used = manual.sources.get(node.name, {})
+    g = manual.grads[node.name]
+    judged_random = False
+    for under, drawn, negate in attempts:
+        upstream = np.asarray(rng.standard_normal(g.shape), dtype=g.dtype)
+        args, out = node.bind(values), values[node.name]
+        if under != UNDER_UPSTREAM:
+            # Random data outside the op's domain (a NaN or an infinite forward) says
+            # nothing about a rule meant for the domain: such a draw is not used.
+            found = _forward(node, drawn, negate=negate)
+            if found is None or not _finite(found[1]):
+                continue
+            args, out = found
+        try:
+            given, _ = node_vjp(node, upstream, out, args, sources.rule_sets)
+        except RuleError as exc:
+            if under != UNDER_UPSTREAM:
+                continue  # a rule may assume the op's domain; random data need not keep it
+            return True, rule_fault(case, exc, under)
+        mine = {k: v for k, v in given.items() if used.get(k, CATALOGUE) != CATALOGUE}
+        try:
+            fault = _judge(case, sources, node, upstream, mine, oracle, tol, args, record)
+        except _OracleRefused:
+            continue
+        judged_random |= under != UNDER_UPSTREAM
+        if fault is not None:
+            if record is not None:
+                record.update(upstream=upstream, under=under)
+            return True, fault.model_copy(update={"under": under})
+    if not judged_random and any(d is not None for _, d, _ in attempts) and notes is not None:
+        notes.append(
+            f"the probe could not judge the rule of node '{node.name}' ({node.op.name}) on "
+            "random operands: the forward or the oracle refused every draw (standard normal, "
+            "positive, in (0, 1)); it was judged on the case's own operands only"
+        )
+    return False, None
+
+
 Drawn = tuple[dict[str, Any], set[tuple[str, int]]]
+# A probe: what it is under, the operands drawn for it (None: the case's own), negated or not.
+Attempt = tuple[str, Drawn | None, bool]
 
 
 def _random_operands(
@@ -277,6 +313,39 @@ def _judge(
         reference = oracle.node_vjp(node, args, g)
     except Exception:
         raise _OracleRefused from None
+    for pname, argument, mine, theirs in _gradient_pairs(graph, node, given, reference):
+        floor = node_floor(case.model.dtype, g, theirs)
+        found = compare(mine, theirs, sources=("manual", oracle.name), tol=tol.with_floor(floor))
+        if found.ok:
+            continue
+        source = sources.manual.sources[node.name].get(pname, "")
+        diagnosis = None
+        if theirs is not None:
+            diagnosis = _diagnosis(oracle, node, args, g, pname, argument, mine, theirs)
+        if record is not None:
+            record.update(node=node.name, argument=argument, manual=mine, oracle=theirs)
+            record.update({f"operand {k}": v for k, v in args.items() if _is_array(v)})
+        return Fault(
+            node=node.name,
+            op=node.op.name,
+            argument=argument,
+            source=source,
+            where=case.locations.get(node.name, ""),
+            expression=node.text,
+            rule=_rule_text(sources, source, node.op.name, pname),
+            oracle=oracle.name,
+            comparison=found,
+            diagnosis=diagnosis,
+        )
+    return None
+
+
+def _gradient_pairs(
+    graph: Graph, node: Node, given: dict[str, Any], reference: dict[str, Any]
+) -> Iterator[tuple[str, str, Any, Any]]:
+    """(parameter, argument, the rule's gradient, the oracle's) for each operand of ``node``
+    that requires grad and has a gradient in ``given``, in order; the argument of a list
+    parameter is named ``param[i]``."""
     for pname, grad in given.items():
         arg = node.args[pname]
         items = arg if isinstance(arg, list) else [arg]
@@ -288,40 +357,28 @@ def _judge(
                 continue
             if not graph.requires_grad.get(operand.name, False):
                 continue
-            floor = node_floor(case.model.dtype, g, theirs)
-            found = compare(
-                mine, theirs, sources=("manual", oracle.name), tol=tol.with_floor(floor)
-            )
-            if found.ok:
-                continue
-            argument = f"{pname}[{i}]" if isinstance(arg, list) else pname
-            source = sources.manual.sources[node.name].get(pname, "")
-            diagnosis = None
-            if theirs is not None:
-                ones = _under_ones(oracle, node, args, g, pname, argument)
-                diagnosis = diagnose(
-                    mine, theirs, upstream=g, ones_reference=ones, oracle=oracle.name
-                )
-                diagnosis = diagnosis or named(
-                    _transposed(oracle, node, args, g, mine, theirs, pname, argument),
-                    oracle.name,
-                )
-            if record is not None:
-                record.update(node=node.name, argument=argument, manual=mine, oracle=theirs)
-                record.update({f"operand {k}": v for k, v in args.items() if _is_array(v)})
-            return Fault(
-                node=node.name,
-                op=node.op.name,
-                argument=argument,
-                source=source,
-                where=case.locations.get(node.name, ""),
-                expression=node.text,
-                rule=_rule_text(sources, source, node.op.name, pname),
-                oracle=oracle.name,
-                comparison=found,
-                diagnosis=diagnosis,
-            )
-    return None
+            yield pname, (f"{pname}[{i}]" if isinstance(arg, list) else pname), mine, theirs
+
+
+def _diagnosis(
+    oracle: Oracle,
+    node: Node,
+    args: dict[str, Any],
+    g: Array,
+    pname: str,
+    argument: str,
+    mine: Any,
+    theirs: Any,
+) -> str | None:
+    """What a wrong gradient ``mine`` looks like next to the oracle's ``theirs`` (see
+    `runner.diagnose`): tried first against the upstream and the gradient under ones, then as
+    a transpose."""
+    ones = _under_ones(oracle, node, args, g, pname, argument)
+    diagnosis = diagnose(mine, theirs, upstream=g, ones_reference=ones, oracle=oracle.name)
+    return diagnosis or named(
+        _transposed(oracle, node, args, g, mine, theirs, pname, argument),
+        oracle.name,
+    )
 
 
 def _is_array(v: Any) -> bool:
