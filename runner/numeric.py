@@ -411,11 +411,26 @@ def _jacobian(
 ) -> tuple[Array, dict[str, Array]]:
     """The whole numeric gradient of ``name`` and, per reason, the elements it could not
     compute (their value is 0)."""
+    x0 = np.asarray(case.base[name], dtype=np.float64)
+    steps = _steps(x0)
+    found = _element_differences(case, name, x0, steps, deadline)
+    grad = np.asarray([0.0 if d.declined else d.value for d in found]).reshape(x0.shape)
+    ok = np.asarray([d.declined is None for d in found]).reshape(x0.shape)
+    scale = float(np.max(np.abs(grad[ok]))) if ok.any() else 0.0
+    allowed = _allowed(tol, grad, scale).reshape(-1)
+    _refine(case, name, x0, steps, found, grad, allowed)
+    return grad, _declined(found, grad)
+
+
+def _element_differences(
+    case: _Case, name: str, x0: Array, steps: Array, deadline: float
+) -> list[_Difference]:
+    """One central difference per element of ``x0`` (in order, at its step of ``steps``), or
+    why it was not taken: a non-finite element, a non-finite output it reaches, or the time
+    budget spent (past ``deadline``, every element left)."""
     nodes = case.downstream(name)
     kinked = [n for n in nodes if n.op.kinks is not None]
-    x0 = np.asarray(case.base[name], dtype=np.float64)
     taint = case.taint.get(name)
-    steps = _steps(x0)
     found = [_Difference() for _ in range(x0.size)]
     for i in range(x0.size):
         if time.monotonic() > deadline:
@@ -432,10 +447,23 @@ def _jacobian(
             e = np.zeros(x0.shape)
             e.flat[i] = 1.0
             found[i] = _difference(case, name, x0, e, float(steps.flat[i]), nodes, kinked)
-    grad = np.asarray([0.0 if d.declined else d.value for d in found]).reshape(x0.shape)
-    ok = np.asarray([d.declined is None for d in found]).reshape(x0.shape)
-    scale = float(np.max(np.abs(grad[ok]))) if ok.any() else 0.0
-    allowed = _allowed(tol, grad, scale).reshape(-1)
+    return found
+
+
+def _refine(
+    case: _Case,
+    name: str,
+    x0: Array,
+    steps: Array,
+    found: list[_Difference],
+    grad: Array,
+    allowed: Array,
+) -> None:
+    """Retakes, at steps 64 times smaller, each difference whose truncation error is over a
+    quarter of its ``allowed`` error (while round-off allows), updating ``found`` and ``grad``;
+    then declines each difference whose round-off or truncation is still over a quarter."""
+    nodes = case.downstream(name)
+    kinked = [n for n in nodes if n.op.kinks is not None]
     for i, d in enumerate(found):
         h = float(steps.flat[i])
         # A curved function at a large |x| (sin at 3e4): smaller steps, while round-off allows.
@@ -461,13 +489,18 @@ def _jacobian(
                 f"h and h/2, h = {h:.2g}) is over a quarter of the tolerance there "
                 f"({allowed[i]:.2g})"
             )
+
+
+def _declined(found: list[_Difference], grad: Array) -> dict[str, Array]:
+    """Per reason, the mask of the elements declined for it; their value in ``grad`` is set to
+    0."""
     reasons: dict[str, Array] = {}
     for i, d in enumerate(found):
         if d.declined:
             grad.flat[i] = 0.0
-            mask = reasons.setdefault(d.declined, np.zeros(x0.shape, bool))
+            mask = reasons.setdefault(d.declined, np.zeros(grad.shape, bool))
             mask.flat[i] = True
-    return grad, reasons
+    return reasons
 
 
 def _projection(case: _Case, name: str, tol: Tolerance) -> Projection:
