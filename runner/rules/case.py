@@ -90,31 +90,9 @@ def compile_rules(
     own = {n.op.name: n.op for n in nodes if n.op.name in local}
     for op_name, table in rules.items():
         path: Path = ("rules", op_name)
-        op = REGISTRY.get(op_name) or own.get(op_name)
-        if op is None and op_name in local:
-            problems.append(doc.problem(path, _unused_op(op_name, used), at_key=True))
-            continue
-        if op is None or (op.hidden and op_name not in used):
-            known = sorted(used | {o for o in REGISTRY if not REGISTRY[o].hidden} | local)
-            problems.append(
-                doc.problem(
-                    path,
-                    f"rules: unknown op '{op_name}'{suggest_op(op_name, known)}",
-                    at_key=True,
-                )
-            )
-            continue
-        if op_name not in used:
-            problems.append(doc.problem(path, _unused_op(op_name, used), at_key=True))
-            continue
-        if not table:
-            problems.append(
-                doc.problem(
-                    path,
-                    f"rules.{op_name}: no argument's rule is given (rules give gradients for: "
-                    f"{', '.join(op.differentiable()) or 'none'})",
-                )
-            )
+        op = _rules_op(op_name, table, doc, used, own, local)
+        if isinstance(op, Problem):
+            problems.append(op)
             continue
         ops_nodes = [n for n in nodes if n.op.name == op_name]
         for argument, text in table.items():
@@ -130,6 +108,37 @@ def compile_rules(
     if problems or not compiled:
         return None, problems
     return _rule_set(compiled), []
+
+
+def _rules_op(
+    op_name: str,
+    table: ArgumentRules,
+    doc: Document,
+    used: set[str],
+    own: Mapping[str, Op],
+    local: frozenset[str],
+) -> Op | Problem:
+    """The op that ``rules.<op_name>`` gives rules for (the catalogue's, or the case's own
+    ``own``), or the problem that refuses the whole table: an unknown or hidden op, an op no
+    node of the case uses, or a table that gives no argument's rule."""
+    path: Path = ("rules", op_name)
+    op = REGISTRY.get(op_name) or own.get(op_name)
+    if op is None and op_name in local:
+        return doc.problem(path, _unused_op(op_name, used), at_key=True)
+    if op is None or (op.hidden and op_name not in used):
+        known = sorted(used | {o for o in REGISTRY if not REGISTRY[o].hidden} | local)
+        return doc.problem(
+            path, f"rules: unknown op '{op_name}'{suggest_op(op_name, known)}", at_key=True
+        )
+    if op_name not in used:
+        return doc.problem(path, _unused_op(op_name, used), at_key=True)
+    if not table:
+        return doc.problem(
+            path,
+            f"rules.{op_name}: no argument's rule is given (rules give gradients for: "
+            f"{', '.join(op.differentiable()) or 'none'})",
+        )
+    return op
 
 
 def _unused_op(op_name: str, used: set[str]) -> str:
