@@ -177,7 +177,8 @@ class _Builder:
             self.open.discard(id(node))
 
     def build_collection(self, node: Node, path: Path, doc: Document) -> Any:
-        marks = doc.marks
+        """The dict or list of a mapping or sequence node at ``path``, counted against
+        `MAX_VALUES`; a tag that constructs objects is refused."""
         self.count += 1
         if self.count > MAX_VALUES:
             raise CaseInvalid(
@@ -189,7 +190,7 @@ class _Builder:
                     )
                 ]
             )
-        marks.setdefault(path, node)
+        doc.marks.setdefault(path, node)
         if node.tag not in _PLAIN_TAGS:
             raise CaseInvalid(
                 [
@@ -202,45 +203,49 @@ class _Builder:
                 ]
             )
         if isinstance(node, MappingNode):
-            # Merge keys (`<<: *base`) put the merged pairs first; a key written in the mapping
-            # itself then overrides them, as YAML says. Only keys written twice are duplicates.
-            written = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
-            try:
-                self.loader.flatten_mapping(node)
-            except yaml.constructor.ConstructorError as exc:
-                mark = exc.problem_mark
-                where = (
-                    Location(self.file, mark.line + 1, mark.column + 1) if mark else self.at(node)
-                )
-                raise CaseInvalid([Problem(where, f"invalid merge key: {exc.problem}")]) from None
-            out: dict[Any, Any] = {}
-            seen_written: set[str] = set()
-            for key_node, value_node in node.value:
-                key = self.build_scalar(key_node) if isinstance(key_node, ScalarNode) else None
-                if not isinstance(key, (str, int, float, bool)) or key is None:
-                    self.problems.append(
-                        Problem(self.at(key_node), "mapping keys must be plain scalars")
-                    )
-                    continue
-                key = str(key) if not isinstance(key, str) else key
-                if id(key_node) in written and key in seen_written:
-                    first = doc.keys[(*path, key)]
-                    self.problems.append(
-                        Problem(
-                            self.at(key_node),
-                            f"duplicate key '{key}' (first defined at line "
-                            f"{first.start_mark.line + 1}); YAML keeps only one of them",
-                        )
-                    )
-                    continue
-                if id(key_node) in written:
-                    seen_written.add(key)
-                doc.keys[(*path, key)] = key_node
-                marks[(*path, key)] = value_node
-                out[key] = self.build(value_node, (*path, key), doc)
-            return out
+            return self.build_mapping(node, path, doc)
         assert isinstance(node, SequenceNode)
         return [self.build(item, (*path, i), doc) for i, item in enumerate(node.value)]
+
+    def build_mapping(self, node: MappingNode, path: Path, doc: Document) -> dict[Any, Any]:
+        """The dict of a mapping node, its merge keys applied; a key that is not a plain scalar
+        or is written twice is a problem (and left out), each key's node and value's node are
+        recorded in ``doc``."""
+        # Merge keys (`<<: *base`) put the merged pairs first; a key written in the mapping
+        # itself then overrides them, as YAML says. Only keys written twice are duplicates.
+        written = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
+        try:
+            self.loader.flatten_mapping(node)
+        except yaml.constructor.ConstructorError as exc:
+            mark = exc.problem_mark
+            where = Location(self.file, mark.line + 1, mark.column + 1) if mark else self.at(node)
+            raise CaseInvalid([Problem(where, f"invalid merge key: {exc.problem}")]) from None
+        out: dict[Any, Any] = {}
+        seen_written: set[str] = set()
+        for key_node, value_node in node.value:
+            key = self.build_scalar(key_node) if isinstance(key_node, ScalarNode) else None
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                self.problems.append(
+                    Problem(self.at(key_node), "mapping keys must be plain scalars")
+                )
+                continue
+            key = str(key) if not isinstance(key, str) else key
+            if id(key_node) in written and key in seen_written:
+                first = doc.keys[(*path, key)]
+                self.problems.append(
+                    Problem(
+                        self.at(key_node),
+                        f"duplicate key '{key}' (first defined at line "
+                        f"{first.start_mark.line + 1}); YAML keeps only one of them",
+                    )
+                )
+                continue
+            if id(key_node) in written:
+                seen_written.add(key)
+            doc.keys[(*path, key)] = key_node
+            doc.marks[(*path, key)] = value_node
+            out[key] = self.build(value_node, (*path, key), doc)
+        return out
 
     def build_scalar(self, node: Node) -> Any:
         try:
