@@ -124,7 +124,7 @@ def stages(n: int, tmp: Path, out: list[str]) -> None:
     found = clock("find (discover files, resolve paths)", lambda: discover([str(folder)]))
     docs = [
         clock("load (read, YAML with marks)", lambda f=f: load_stream(f.read_text(), _display(f)))
-        for f, _ in found
+        for f, _, _ in found
     ]
     models = [
         clock("validate (pydantic)", lambda d=d: Case.model_validate(d[0][0].data)) for d in docs
