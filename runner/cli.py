@@ -186,7 +186,7 @@ def _run(args: argparse.Namespace) -> int:
     from runner.formats.environment import environment
     from runner.formats.writer import Reports
     from runner.progress import Output
-    from runner.report import build, details, write_json
+    from runner.report import Collector, Keep, details, write_json
     from runner.select import choose
 
     report_path = Path(args.report)
@@ -205,6 +205,10 @@ def _run(args: argparse.Namespace) -> int:
     # An empty selection is a usage error, raised before the report is touched.
     cases = choose(loaded.cases, args.select, args.tags, args.shard)
     out = Output(len(cases), quiet=args.quiet)
+    # The JSON report's cases stream to a temporary file; memory keeps what the end reads.
+    keep: Keep = "failing" if args.junit is None else "slim"
+    keep = "all" if args.html is not None else keep
+    collector = Collector(keep, stream=True)
     if rule_sets and not args.quiet:
         out.line("rules: " + ", ".join(r.source for r in rule_sets))
     if device != "cpu" and not args.quiet:
@@ -215,6 +219,10 @@ def _run(args: argparse.Namespace) -> int:
     ) -> None:
         out.case(result, shown)
         reports.add(result, sources, view)
+
+    def on_parallel(result: Any, shown: list[str] | None, view: Any) -> None:
+        collector.add(result)  # as `runner.api.run` does before its on_result
+        on_lines(result, shown, view)
 
     try:
         if args.jobs > 1 and len(cases) > 1:
@@ -234,12 +242,12 @@ def _run(args: argparse.Namespace) -> int:
             started = environment(oracles_for(args.oracle, args.device))
             interrupted = False
             try:
-                results = run_parallel(metas, setup, args.jobs, on_lines, args.exitfirst)
-            except Interrupted as stop:
-                results, interrupted = stop.results, True
+                run_parallel(metas, setup, args.jobs, on_parallel, args.exitfirst)
+            except Interrupted:
+                interrupted = True
             # The workers imported torch; this process did not: name the version they ran.
             ran = started.model_copy(update={"torch": _torch_version()})
-            report = build(results, loaded.problems, [r.source for r in rule_sets], ran)
+            report = collector.report(loaded.problems, [r.source for r in rule_sets], ran)
             report = report.model_copy(update={"interrupted": interrupted})
         else:
             from runner.loader import Loaded
@@ -256,18 +264,24 @@ def _run(args: argparse.Namespace) -> int:
                 timeout=timeout,
                 max_memory=max_memory,
                 interruptible=True,
+                collector=collector,
             )
+    except BaseException:
+        collector.close()
+        raise
     finally:
         out.close()
     if report.environment is not None:
         named = report.environment.model_copy(update={"device": device})
         report = report.model_copy(update={"environment": named})
     try:
-        write_json(report, report_path)
+        write_json(report, report_path, streamed=collector)
     except OSError as exc:
         raise UsageError(
             f"cannot write the report to {printable(str(report_path))}: {exc.strerror or exc}"
         ) from None
+    finally:
+        collector.close()
     extra = reports.write(report)
     # The count line stays the last line.
     shown = report
@@ -279,7 +293,7 @@ def _run(args: argparse.Namespace) -> int:
     out.line("\n".join([*lines, out.count_line(report.summary)]))
     if report.interrupted:
         print(
-            f"gradcase: interrupted; the report holds the {len(report.cases)} case(s) finished",
+            f"gradcase: interrupted; the report holds the {report.summary.cases} case(s) finished",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED

@@ -37,11 +37,7 @@ class WorkerError(Exception):
 
 
 class Interrupted(Exception):
-    """Ctrl-C stopped the run: ``results`` are the cases finished, in the serial order."""
-
-    def __init__(self, results: list[CaseResult]) -> None:
-        super().__init__("interrupted")
-        self.results = results
+    """Ctrl-C stopped the run: ``on_result`` has had the cases finished, in the serial order."""
 
 
 @dataclass(frozen=True)
@@ -108,10 +104,12 @@ def run_parallel(
     jobs: int,
     on_result: OnResult | None = None,
     exitfirst: bool = False,
-) -> list[CaseResult]:
+) -> int:
     """Run ``cases`` (name, file, line; names as `runner.loader.load` gives them for
-    ``setup.paths``) in ``jobs`` worker processes and return their results in the given order
-    (with ``exitfirst``: up to the first that fails the run, as a serial ``-x`` run).
+    ``setup.paths``) in ``jobs`` worker processes, handing each result to ``on_result`` in the
+    given order (with ``exitfirst``: up to the first that fails the run, as a serial ``-x``
+    run); return how many were handed on. Nothing is kept once handed on: the caller keeps
+    what it needs (`runner.report.Collector`).
 
     Raises `WorkerError` when a worker cannot load the cases or rules."""
     context = multiprocessing.get_context("spawn")
@@ -123,8 +121,8 @@ def run_parallel(
         [(i, cases[i][0]) for i in range(start, min(start + size, len(cases)))]
         for start in range(0, len(cases), size)
     )
-    results: dict[int, CaseResult] = {}
-    emitted: list[CaseResult] = []
+    results: dict[int, CaseResult] = {}  # finished, not yet handed on
+    emitted = 0
     workers: list[_Worker] = []
 
     def start() -> None:
@@ -196,15 +194,15 @@ def run_parallel(
             start()
         while True:
             # Hand results on in the serial order as soon as the next one is in.
-            while len(emitted) in results:
-                result = results.pop(len(emitted))
-                emitted.append(result)
+            while emitted in results:
+                result = results.pop(emitted)
                 if on_result is not None:
-                    at = len(emitted) - 1
-                    on_result(result, pending_lines.pop(at, None), pending_views.pop(at, None))
+                    lines, view = pending_lines.pop(emitted, None), pending_views.pop(emitted, None)
+                    on_result(result, lines, view)
+                emitted += 1
                 if exitfirst and result.status in STOPPING:
                     return emitted
-            if len(emitted) == len(cases):
+            if emitted == len(cases):
                 break
             if not workers:  # every case not yet in results is back in the queue
                 start()
@@ -224,7 +222,7 @@ def run_parallel(
                     died(w)
         return emitted
     except KeyboardInterrupt:
-        raise Interrupted(emitted) from None
+        raise Interrupted("interrupted") from None
     finally:
         for w in workers:
             if w.process.is_alive():
