@@ -200,10 +200,19 @@ def _run(args: argparse.Namespace) -> int:
     max_memory = args.max_memory or None
     device = _device(args.device)
     rule_sets = rule_sets_for(args.rules)
-    loaded = load(args.paths, module_ops(rule_sets))
-    reports = Reports(args.junit, args.markdown, args.html)
-    # An empty selection is a usage error, raised before the report is touched.
-    cases = choose(loaded.cases, args.select, args.tags, args.shard)
+    pool = _pool(args, timeout, max_memory) if args.jobs > 1 else None
+    try:
+        loaded = load(args.paths, module_ops(rule_sets))
+        reports = Reports(args.junit, args.markdown, args.html)
+        # An empty selection is a usage error, raised before the report is touched.
+        cases = choose(loaded.cases, args.select, args.tags, args.shard)
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        raise
+    if pool is not None and len(cases) <= 1:
+        pool.close()
+        pool = None
     out = Output(len(cases), quiet=args.quiet)
     # The JSON report's cases stream to a temporary file; memory keeps what the end reads.
     keep: Keep = "failing" if args.junit is None else "slim"
@@ -225,24 +234,18 @@ def _run(args: argparse.Namespace) -> int:
         on_lines(result, shown, view)
 
     try:
-        if args.jobs > 1 and len(cases) > 1:
-            from runner.parallel import Interrupted, Setup, run_parallel
+        if pool is not None:
+            from runner.parallel import Interrupted, run_parallel
 
-            setup = Setup(
-                tuple(args.paths),
-                None if args.rules is None else tuple(args.rules),
-                None if args.oracle is None else tuple(args.oracle),
-                args.device,
-                args.verbose,
-                html=args.html is not None,
-                timeout=timeout,
-                max_memory=max_memory,
-            )
-            metas = [(c.name, c.file, c.line) for c in cases]
+            files = {
+                shown: (str(f.file), str(f.root), str(f.resolved))
+                for shown, f in loaded.files.items()
+            }
+            metas = [(c.name, c.file, c.line, files[c.file]) for c in cases]
             started = environment(oracles_for(args.oracle, args.device))
             interrupted = False
             try:
-                run_parallel(metas, setup, args.jobs, on_parallel, args.exitfirst)
+                run_parallel(metas, pool.setup, args.jobs, on_parallel, args.exitfirst, pool)
             except Interrupted:
                 interrupted = True
             # The workers imported torch; this process did not: name the version they ran.
@@ -302,6 +305,23 @@ def _run(args: argparse.Namespace) -> int:
     if report.diagnostics or any(r.invalid_input for r in report.cases):
         return EXIT_INVALID
     return EXIT_OK if report.passed else EXIT_FAILED
+
+
+def _pool(args: argparse.Namespace, timeout: float | None, max_memory: int | None) -> Any:
+    """``-j``'s worker processes (`runner.parallel.Pool`), started before the cases are loaded
+    so that their start-up (torch's import) overlaps the load."""
+    from runner.parallel import Pool, Setup
+
+    setup = Setup(
+        None if args.rules is None else tuple(args.rules),
+        None if args.oracle is None else tuple(args.oracle),
+        args.device,
+        args.verbose,
+        html=args.html is not None,
+        timeout=timeout,
+        max_memory=max_memory,
+    )
+    return Pool(setup, args.jobs)
 
 
 def _torch_version() -> str | None:

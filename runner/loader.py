@@ -28,12 +28,6 @@ DEFAULT_ROOT = "cases"
 MAX_FILE_BYTES = 10 * 1024 * 1024
 
 
-@dataclass
-class Loaded:
-    cases: list[CompiledCase] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-
-
 class Found(NamedTuple):
     """A case file as `discover` finds it: the path as given or walked (what messages show),
     the folder its case names are relative to, and the path resolved (once, here)."""
@@ -41,6 +35,15 @@ class Found(NamedTuple):
     file: FsPath
     root: FsPath
     resolved: FsPath
+
+
+@dataclass
+class Loaded:
+    cases: list[CompiledCase] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    # Each file a case came from, by the name cases and messages give it (`CompiledCase.file`):
+    # enough to load that file alone with the same case names (`runner.parallel`'s workers).
+    files: dict[str, Found] = field(default_factory=dict)
 
 
 def discover(paths: Sequence[str], problems: list[Problem] | None = None) -> list[Found]:
@@ -163,6 +166,8 @@ def load(paths: Sequence[str], ops: Mapping[str, Op] | None = None) -> Loaded:
         except CaseInvalid as exc:
             cases, problems = [], exc.problems
         result.problems += problems
+        if cases:
+            result.files[shown] = Found(file, root, resolved)
         for c in cases:
             where = Location(c.file, c.line, 1)
             if c.name in names:
