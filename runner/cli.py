@@ -235,13 +235,13 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         if pool is not None:
-            from runner.parallel import Interrupted, run_parallel
+            from runner.parallel import Interrupted, pack, run_parallel
 
             files = {
                 shown: (str(f.file), str(f.root), str(f.resolved))
                 for shown, f in loaded.files.items()
             }
-            metas = [(c.name, c.file, c.line, files[c.file]) for c in cases]
+            metas = [(c.name, c.file, c.line, files[c.file], pack(c)) for c in cases]
             started = environment(oracles_for(args.oracle, args.device))
             interrupted = False
             try:

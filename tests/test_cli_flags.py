@@ -392,6 +392,26 @@ def test_workers_load_each_file_alone_yet_name_its_cases_as_the_parent(
     assert statuses == ["passed", "passed", "failed", "passed", "passed"]
 
 
+def test_a_case_goes_to_a_worker_pickled_with_the_catalogue_ops_or_by_its_file(
+    write_case: WriteCase, tmp_path: Path
+) -> None:
+    import pickle
+
+    from runner.loader import load
+    from runner.ops import REGISTRY
+    from runner.parallel import pack
+
+    write_case(case("t/plain"), "a.yaml")
+    write_case(case("t/rules", wrong=True), "b.yaml")
+    plain, ruled = load([str(tmp_path / "cases")]).cases
+    packed = pack(plain)
+    assert packed is not None and pack(ruled) is None  # a case's rules are closures: by file
+    back = pickle.loads(packed)
+    assert back.name == plain.name and back.model == plain.model
+    ops = [n.op for n in back.graph.nodes]
+    assert ops and all(REGISTRY[op.name] is op for op in ops)  # the worker's own catalogue
+
+
 def test_a_worker_that_dies_makes_its_case_an_error_and_the_run_goes_on(
     write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
