@@ -15,13 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.loader import Loaded, load
 from runner.rules import RuleSet
 from runner.rules.modules import RulesError, module_ops, rule_set
 from runner.rules.modules import load as load_modules
 from schemas.report import CaseResult, Report
+
+if TYPE_CHECKING:
+    from runner.report import Collector
 
 # The statuses that fail a run: `-x` stops after the first of them.
 STOPPING = ("failed", "error", "xpassed")
@@ -86,6 +89,7 @@ def run(
     timeout: float | None = None,
     max_memory: int | None = None,
     interruptible: bool = False,
+    collector: Collector | None = None,
 ) -> Report:
     """Execute every loaded case (those whose name ``select`` accepts) with ``rules``, calling
     ``on_result(result, sources)`` after each, and build the report. ``oracles``
@@ -93,14 +97,16 @@ def run(
     stop after the first case that fails the run (failed, error or xpassed). ``timeout`` (s)
     and ``max_memory`` (bytes) limit each case (`runner.execute.run_case`). ``interruptible``:
     Ctrl-C ends the run with a report of the cases finished, marked ``interrupted`` (else
-    `KeyboardInterrupt` goes on)."""
+    `KeyboardInterrupt` goes on). ``collector``: where the results go (`runner.report.Collector`;
+    by default one that keeps them all); the report's ``cases`` are the ones it keeps, its
+    summary counts them all."""
     from runner.execute import run_case
     from runner.formats.environment import environment
     from runner.oracles import TORCH
-    from runner.report import build
+    from runner.report import Collector
 
     started = environment(oracles or (TORCH,))
-    results = []
+    results = Collector() if collector is None else collector
     interrupted = False
     try:
         for case in loaded.cases:
@@ -109,7 +115,7 @@ def run(
             result, sources = run_case(
                 case, rules, oracles or (TORCH,), timeout=timeout, max_memory=max_memory
             )
-            results.append(result)
+            results.add(result)
             if on_result is not None:
                 on_result(result, sources)
             if exitfirst and result.status in STOPPING:
@@ -120,7 +126,7 @@ def run(
         interrupted = True
     # torch's version is known only now, when a case has imported it.
     ran = started.model_copy(update={"torch": environment(()).torch})
-    report = build(results, loaded.problems, [r.source for r in rules], ran)
+    report = results.report(loaded.problems, [r.source for r in rules], ran)
     return report.model_copy(update={"interrupted": True}) if interrupted else report
 
 

@@ -186,7 +186,7 @@ def _run(args: argparse.Namespace) -> int:
     from runner.formats.environment import environment
     from runner.formats.writer import Reports
     from runner.progress import Output
-    from runner.report import build, details, write_json
+    from runner.report import Collector, Keep, details, write_json
     from runner.select import choose
 
     report_path = Path(args.report)
@@ -200,11 +200,24 @@ def _run(args: argparse.Namespace) -> int:
     max_memory = args.max_memory or None
     device = _device(args.device)
     rule_sets = rule_sets_for(args.rules)
-    loaded = load(args.paths, module_ops(rule_sets))
-    reports = Reports(args.junit, args.markdown, args.html)
-    # An empty selection is a usage error, raised before the report is touched.
-    cases = choose(loaded.cases, args.select, args.tags, args.shard)
+    pool = _pool(args, timeout, max_memory) if args.jobs > 1 else None
+    try:
+        loaded = load(args.paths, module_ops(rule_sets))
+        reports = Reports(args.junit, args.markdown, args.html)
+        # An empty selection is a usage error, raised before the report is touched.
+        cases = choose(loaded.cases, args.select, args.tags, args.shard)
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        raise
+    if pool is not None and len(cases) <= 1:
+        pool.close()
+        pool = None
     out = Output(len(cases), quiet=args.quiet)
+    # The JSON report's cases stream to a temporary file; memory keeps what the end reads.
+    keep: Keep = "failing" if args.junit is None else "slim"
+    keep = "all" if args.html is not None else keep
+    collector = Collector(keep, stream=True)
     if rule_sets and not args.quiet:
         out.line("rules: " + ", ".join(r.source for r in rule_sets))
     if device != "cpu" and not args.quiet:
@@ -216,30 +229,28 @@ def _run(args: argparse.Namespace) -> int:
         out.case(result, shown)
         reports.add(result, sources, view)
 
-    try:
-        if args.jobs > 1 and len(cases) > 1:
-            from runner.parallel import Interrupted, Setup, run_parallel
+    def on_parallel(result: Any, shown: list[str] | None, view: Any) -> None:
+        collector.add(result)  # as `runner.api.run` does before its on_result
+        on_lines(result, shown, view)
 
-            setup = Setup(
-                tuple(args.paths),
-                None if args.rules is None else tuple(args.rules),
-                None if args.oracle is None else tuple(args.oracle),
-                args.device,
-                args.verbose,
-                html=args.html is not None,
-                timeout=timeout,
-                max_memory=max_memory,
-            )
-            metas = [(c.name, c.file, c.line) for c in cases]
+    try:
+        if pool is not None:
+            from runner.parallel import Interrupted, pack, run_parallel
+
+            files = {
+                shown: (str(f.file), str(f.root), str(f.resolved))
+                for shown, f in loaded.files.items()
+            }
+            metas = [(c.name, c.file, c.line, files[c.file], pack(c)) for c in cases]
             started = environment(oracles_for(args.oracle, args.device))
             interrupted = False
             try:
-                results = run_parallel(metas, setup, args.jobs, on_lines, args.exitfirst)
-            except Interrupted as stop:
-                results, interrupted = stop.results, True
+                run_parallel(metas, pool.setup, args.jobs, on_parallel, args.exitfirst, pool)
+            except Interrupted:
+                interrupted = True
             # The workers imported torch; this process did not: name the version they ran.
             ran = started.model_copy(update={"torch": _torch_version()})
-            report = build(results, loaded.problems, [r.source for r in rule_sets], ran)
+            report = collector.report(loaded.problems, [r.source for r in rule_sets], ran)
             report = report.model_copy(update={"interrupted": interrupted})
         else:
             from runner.loader import Loaded
@@ -256,18 +267,24 @@ def _run(args: argparse.Namespace) -> int:
                 timeout=timeout,
                 max_memory=max_memory,
                 interruptible=True,
+                collector=collector,
             )
+    except BaseException:
+        collector.close()
+        raise
     finally:
         out.close()
     if report.environment is not None:
         named = report.environment.model_copy(update={"device": device})
         report = report.model_copy(update={"environment": named})
     try:
-        write_json(report, report_path)
+        write_json(report, report_path, streamed=collector)
     except OSError as exc:
         raise UsageError(
             f"cannot write the report to {printable(str(report_path))}: {exc.strerror or exc}"
         ) from None
+    finally:
+        collector.close()
     extra = reports.write(report)
     # The count line stays the last line.
     shown = report
@@ -279,7 +296,7 @@ def _run(args: argparse.Namespace) -> int:
     out.line("\n".join([*lines, out.count_line(report.summary)]))
     if report.interrupted:
         print(
-            f"gradcase: interrupted; the report holds the {len(report.cases)} case(s) finished",
+            f"gradcase: interrupted; the report holds the {report.summary.cases} case(s) finished",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
@@ -288,6 +305,23 @@ def _run(args: argparse.Namespace) -> int:
     if report.diagnostics or any(r.invalid_input for r in report.cases):
         return EXIT_INVALID
     return EXIT_OK if report.passed else EXIT_FAILED
+
+
+def _pool(args: argparse.Namespace, timeout: float | None, max_memory: int | None) -> Any:
+    """``-j``'s worker processes (`runner.parallel.Pool`), started before the cases are loaded
+    so that their start-up (torch's import) overlaps the load."""
+    from runner.parallel import Pool, Setup
+
+    setup = Setup(
+        None if args.rules is None else tuple(args.rules),
+        None if args.oracle is None else tuple(args.oracle),
+        args.device,
+        args.verbose,
+        html=args.html is not None,
+        timeout=timeout,
+        max_memory=max_memory,
+    )
+    return Pool(setup, args.jobs)
 
 
 def _torch_version() -> str | None:

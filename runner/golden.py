@@ -20,7 +20,7 @@ import numpy as np
 
 from runner.compile import CompiledCase
 from runner.diagnostics import CaseInvalid, Problem
-from runner.loader import _display, compile_document, discover
+from runner.loader import _display, compile_document, default_stem, discover
 from runner.rules import RuleSet
 from runner.rules.modules import module_ops
 from runner.yaml_source import load_stream
@@ -33,15 +33,18 @@ def golden(paths: Sequence[str], rule_sets: Sequence[RuleSet] = ()) -> int:
     Exit status: 0 all written, 1 manual and torch disagree somewhere (that file unwritten),
     2 an invalid file (unwritten). Raises `runner.loader.UsageError` for a missing path."""
     worst = EXIT_OK
-    for file, root in discover(paths):
-        status, lines = golden_file(file, root, rule_sets)
+    for file, root, resolved in discover(paths):
+        status, lines = golden_file(file, root, rule_sets, resolved)
         print("\n".join(lines))
         worst = max(worst, status)
     return worst
 
 
-def golden_file(file: Path, root: Path, rule_sets: Sequence[RuleSet] = ()) -> tuple[int, list[str]]:
-    """One file: (exit status, lines to print). Written only when every case agrees."""
+def golden_file(
+    file: Path, root: Path, rule_sets: Sequence[RuleSet] = (), resolved: Path | None = None
+) -> tuple[int, list[str]]:
+    """One file: (exit status, lines to print). Written only when every case agrees.
+    ``resolved``: ``file`` resolved, when `runner.loader.discover` gave it."""
     shown = _display(file)
     text = file.read_text(encoding="utf-8")
     problems: list[Problem] = []
@@ -50,7 +53,7 @@ def golden_file(file: Path, root: Path, rule_sets: Sequence[RuleSet] = ()) -> tu
         docs, problems = load_stream(text, shown)
     except CaseInvalid as exc:
         docs, problems = [], exc.problems
-    stem = file.resolve().relative_to(root).with_suffix("").as_posix() if docs else ""
+    stem = default_stem(file, root, resolved) if docs else ""
     for doc in docs:
         try:
             default = stem if doc.count == 1 else f"{stem}[{doc.index}]"

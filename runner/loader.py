@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
@@ -28,24 +28,50 @@ DEFAULT_ROOT = "cases"
 MAX_FILE_BYTES = 10 * 1024 * 1024
 
 
+class Found(NamedTuple):
+    """A case file as `discover` finds it: the path as given or walked (what messages show),
+    the folder its case names are relative to, and the path resolved (once, here)."""
+
+    file: FsPath
+    root: FsPath
+    resolved: FsPath
+
+
 @dataclass
 class Loaded:
     cases: list[CompiledCase] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    # Each file a case came from, by the name cases and messages give it (`CompiledCase.file`):
+    # enough to load that file alone with the same case names (`runner.parallel`'s workers).
+    files: dict[str, Found] = field(default_factory=dict)
 
 
-def discover(
-    paths: Sequence[str], problems: list[Problem] | None = None
-) -> list[tuple[FsPath, FsPath]]:
-    """(file, root) pairs, sorted within each argument; a folder is searched recursively.
+def discover(paths: Sequence[str], problems: list[Problem] | None = None) -> list[Found]:
+    """The case files under ``paths``, sorted within each argument, each once (by its resolved
+    path); a folder is searched recursively.
 
     A path that exists but cannot be read (a folder without permission, a name too long for
     the file system, a file whose folder cannot be searched) is never skipped silently: it is
     a problem of that path, appended to ``problems`` (raised as `UsageError` without a list),
     and the other paths are still searched. Raises `UsageError` for a path that does not exist.
     """
-    found: list[tuple[FsPath, FsPath]] = []
+    found: list[Found] = []
     unreadable: list[Problem] = []
+    seen: set[str] = set()
+    # Roots by resolved folder: the files of one folder share theirs.
+    roots: dict[tuple[str, FsPath], FsPath] = {}
+
+    def add(file: FsPath, fallback: FsPath) -> None:
+        resolved = os.path.realpath(file)
+        if resolved in seen:
+            return
+        seen.add(resolved)
+        folder = os.path.dirname(resolved)
+        root = roots.get((folder, fallback))
+        if root is None:
+            root = roots[(folder, fallback)] = _root(FsPath(folder), fallback)
+        found.append(Found(file, root, FsPath(resolved)))
+
     for raw in paths or [DEFAULT_ROOT]:
         path = FsPath(raw)
         try:
@@ -58,23 +84,17 @@ def discover(
             unreadable.append(Problem(Location(_display(path), 1, 1), _cannot(exc, path)))
             continue
         if is_dir:
-            files = _walk(path, unreadable)
-            found += [(f, _root(f, path)) for f in files]
+            for f in _walk(path, unreadable):
+                add(f, path)
         elif is_file:
-            found.append((path, _root(path, path.parent)))
+            add(path, path.parent)
         else:  # a fifo, a socket, a device: nothing a case is
             unreadable.append(Problem(Location(_display(path), 1, 1), "not a regular file"))
     if unreadable and problems is None:
         raise UsageError("; ".join(str(p) for p in unreadable))
     if problems is not None:
         problems += unreadable
-    seen: set[FsPath] = set()
-    unique = []
-    for f, root in found:
-        if f.resolve() not in seen:
-            seen.add(f.resolve())
-            unique.append((f, root))
-    return unique
+    return found
 
 
 def _cannot(exc: OSError, path: FsPath) -> str:
@@ -112,10 +132,11 @@ def _walk(folder: FsPath, problems: list[Problem]) -> list[FsPath]:
     return sorted(files)
 
 
-def _root(file: FsPath, fallback: FsPath) -> FsPath:
-    """Case names are relative to the nearest enclosing ``cases`` folder, so a case keeps its
-    name however it is selected on the command line."""
-    for parent in file.resolve().parents:
+def _root(folder: FsPath, fallback: FsPath) -> FsPath:
+    """Case names are relative to the nearest ``cases`` folder enclosing a file's resolved
+    ``folder`` (itself included), so a case keeps its name however it is selected on the
+    command line; else to ``fallback`` resolved."""
+    for parent in (folder, *folder.parents):
         if parent.name == DEFAULT_ROOT:
             return parent
     return fallback.resolve()
@@ -138,13 +159,15 @@ def load(paths: Sequence[str], ops: Mapping[str, Op] | None = None) -> Loaded:
     the RULES modules in force (`runner.rules.modules.module_ops`), which cases may call."""
     result = Loaded()
     names: dict[str, Location] = {}
-    for file, root in discover(paths, result.problems):
+    for file, root, resolved in discover(paths, result.problems):
         shown = _display(file)
         try:
-            cases, problems = load_file(file, root, shown, ops)
+            cases, problems = load_file(file, root, shown, ops, resolved)
         except CaseInvalid as exc:
             cases, problems = [], exc.problems
         result.problems += problems
+        if cases:
+            result.files[shown] = Found(file, root, resolved)
         for c in cases:
             where = Location(c.file, c.line, 1)
             if c.name in names:
@@ -162,10 +185,15 @@ def load(paths: Sequence[str], ops: Mapping[str, Op] | None = None) -> Loaded:
 
 
 def load_file(
-    file: FsPath, root: FsPath, shown: str, ops: Mapping[str, Op] | None = None
+    file: FsPath,
+    root: FsPath,
+    shown: str,
+    ops: Mapping[str, Op] | None = None,
+    resolved: FsPath | None = None,
 ) -> tuple[list[CompiledCase], list[Problem]]:
     """The valid cases of a file and the problems of the others (each YAML document is a case
-    of its own). Raises `CaseInvalid` when the file as a whole cannot be read."""
+    of its own); ``resolved``: ``file`` resolved, when the caller has it (`discover`). Raises
+    `CaseInvalid` when the file as a whole cannot be read."""
     try:
         if file.stat().st_size > MAX_FILE_BYTES:
             raise CaseInvalid(
@@ -181,11 +209,7 @@ def load_file(
     docs, problems = load_stream(text, shown)
     if not docs and not problems:
         raise CaseInvalid([Problem(Location(shown, 1, 1), "file holds no case")])
-    stem = (
-        file.resolve().relative_to(root).with_suffix("").as_posix()
-        if file.resolve().is_relative_to(root)
-        else file.stem
-    )
+    stem = default_stem(file, root, resolved)
     # A default case name is printable text, whatever bytes the file's name holds.
     stem = printable(os.fsencode(stem).decode("utf-8", "backslashreplace"), lines=False)
     cases = []
@@ -196,6 +220,17 @@ def load_file(
         except CaseInvalid as exc:
             problems += exc.problems
     return cases, problems
+
+
+def default_stem(file: FsPath, root: FsPath, resolved: FsPath | None = None) -> str:
+    """A file's default case name before printable escaping: its resolved path relative to
+    ``root`` without the suffix, POSIX-style (its stem when outside ``root``)."""
+    where = file.resolve() if resolved is None else resolved
+    return (
+        where.relative_to(root).with_suffix("").as_posix()
+        if where.is_relative_to(root)
+        else file.stem
+    )
 
 
 def compile_document(

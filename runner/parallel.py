@@ -1,8 +1,12 @@
 """``gradcase run -j N``: cases run in N worker processes, the report as a serial run's.
 
-Each worker is a spawned process that imports torch once, loads the same paths and rules as the
-parent, and runs the cases it is sent by name, in chunks, sending each result back as it is done.
-The parent keeps, per worker, the chunk it holds, so:
+Each worker is a spawned process that loads the same rules as the parent and imports torch once;
+the parent starts them (`Pool`) before it loads the cases, so their start-up overlaps its load.
+Each is then sent chunks of cases, each case as the parent compiled it (pickled, the catalogue's
+ops by name: `pack`), or, for a case that cannot be pickled (its own `rules:`, compiled to
+closures; an op of a RULES module), by name with its file, which the worker loads; it runs the
+cases and sends each result back as it is done. The parent keeps, per worker, the chunk it
+holds, so:
 
 - results are put back in the serial run's order (and given to ``on_result`` in that order);
 - a worker that dies (a segfault in torch, the OOM killer) turns the case it was running into an
@@ -15,8 +19,10 @@ Nothing here imports torch; the workers do, when they run a case.
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import os
+import pickle
 import signal
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -27,7 +33,12 @@ from typing import Any
 from schemas.report import CaseResult
 
 STOPPING = ("failed", "error", "xpassed")
-Meta = tuple[str, str, int]  # a case's name, file and line
+# A case file as the worker loads it: the path as the parent found it, the folder its case names
+# are relative to, and the path resolved (`runner.loader.Found`, as strings).
+Source = tuple[str, str, str]
+# A case's name, file (as reports show it), line, source, and the case pickled (`pack`) or None.
+Meta = tuple[str, str, int, Source, bytes | None]
+Job = tuple[int, str, Source, bytes | None]  # a case's index in the run, name, source, pickle
 # (the result, -v's lines or None, the --html page's view of the case or None)
 OnResult = Callable[[CaseResult, list[str] | None, Any], None]
 
@@ -37,19 +48,14 @@ class WorkerError(Exception):
 
 
 class Interrupted(Exception):
-    """Ctrl-C stopped the run: ``results`` are the cases finished, in the serial order."""
-
-    def __init__(self, results: list[CaseResult]) -> None:
-        super().__init__("interrupted")
-        self.results = results
+    """Ctrl-C stopped the run: ``on_result`` has had the cases finished, in the serial order."""
 
 
 @dataclass(frozen=True)
 class Setup:
-    """What a worker needs to rebuild the parent's run: the command line's paths, ``--rules``
-    specs, ``--oracle`` names, the device, and whether to render ``-v``'s side-by-side view."""
+    """What a worker needs to rebuild the parent's run: ``--rules`` specs, ``--oracle`` names,
+    the device, and whether to render ``-v``'s side-by-side view."""
 
-    paths: tuple[str, ...]
     rules: tuple[str, ...] | None
     oracles: tuple[str, ...] | None
     device: str = "cpu"
@@ -69,21 +75,32 @@ def _worker(conn: Connection, setup: Setup) -> None:
         from runner.cli import oracles_for, rule_sets_for
         from runner.execute import run_case
         from runner.formats.html import case_view
-        from runner.loader import load
         from runner.rules.modules import module_ops
         from runner.show import render
 
         rule_sets = rule_sets_for(setup.rules)
         oracles = oracles_for(setup.oracles, setup.device)
-        cases = {c.name: c for c in load(list(setup.paths), module_ops(rule_sets)).cases}
+        ops = module_ops(rule_sets)
+        if any(o.name == "torch" for o in oracles):
+            import runner.torch_side  # noqa: F401  (torch's import, while the parent loads)
     except Exception as exc:  # reported by the parent as a usage error
         conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("ready",))
+    files: dict[Source, dict[str, Any]] = {}
     while (chunk := conn.recv()) is not None:
-        for index, name in chunk:
+        # Only the files of this chunk stay loaded: a worker's memory does not grow with the run.
+        wanted = {source for _, _, source, packed in chunk if packed is None}
+        files = {k: v for k, v in files.items() if k in wanted}
+        for index, name, source, packed in chunk:
+            if packed is not None:
+                case = pickle.loads(packed)
+            else:
+                if source not in files:
+                    files[source] = _load(source, ops)
+                case = files[source][name]
             result, sources = run_case(
-                cases[name],
+                case,
                 rule_sets,
                 oracles,
                 timeout=setup.timeout,
@@ -94,12 +111,93 @@ def _worker(conn: Connection, setup: Setup) -> None:
             conn.send(("result", index, result.model_dump_json(), lines, view))
 
 
+class _Pickler(pickle.Pickler):
+    """Pickles a compiled case with the catalogue's ops by name (their functions are lambdas)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        from runner.ops import REGISTRY
+        from runner.ops.spec import Op
+
+        if isinstance(obj, Op):
+            if REGISTRY.get(obj.name) is not obj:
+                raise pickle.PicklingError(f"op {obj.name} is not the catalogue's")
+            return _catalogue_op, (obj.name,)
+        return NotImplemented
+
+
+def _catalogue_op(name: str) -> Any:
+    from runner.ops import REGISTRY
+
+    return REGISTRY[name]
+
+
+def pack(case: Any) -> bytes | None:
+    """A compiled case as a worker can rebuild it (about 0.1 ms against 0.5 ms to load its file
+    again), or None when it holds what cannot be pickled (its own rules, compiled to closures; an
+    op of a RULES module or of the case itself): the worker then loads its file."""
+    out = io.BytesIO()
+    try:
+        _Pickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(case)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return None
+    return out.getvalue()
+
+
+def _load(source: Source, ops: Any) -> dict[str, Any]:
+    """The cases of one file by name, as `runner.loader.load` names them (the first of a name)."""
+    from pathlib import Path
+
+    from runner.loader import _display, load_file
+
+    file, root, resolved = (Path(p) for p in source)
+    cases, _ = load_file(file, root, _display(file), ops, resolved)
+    found: dict[str, Any] = {}
+    for c in cases:
+        found.setdefault(c.name, c)
+    return found
+
+
+class Pool:
+    """``jobs`` worker processes for `run_parallel`, started at once (each imports torch and
+    loads the rules while the caller loads its cases); `close` ends those still running.
+
+    Raises nothing when a worker cannot set up: that shows when the run starts (`WorkerError`)."""
+
+    def __init__(self, setup: Setup, jobs: int) -> None:
+        self.setup = setup
+        self.context = multiprocessing.get_context("spawn")
+        self.workers: list[_Worker] = [self.spawn() for _ in range(jobs)]
+
+    def spawn(self) -> _Worker:
+        parent, child = self.context.Pipe()
+        process = self.context.Process(target=_worker, args=(child, self.setup), daemon=True)
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+    def close(self) -> None:
+        for w in self.workers:
+            if w.process.is_alive():
+                w.process.terminate()
+        for w in self.workers:
+            w.process.join(timeout=5)
+            if w.process.is_alive():
+                w.process.kill()
+            w.conn.close()
+        self.workers = []
+
+
 @dataclass
 class _Worker:
     process: Any
     conn: Connection
-    pending: deque[tuple[int, str]] = field(default_factory=deque)
+    pending: deque[Job] = field(default_factory=deque)
     ready: bool = False
+
+
+def _job(index: int, meta: Meta) -> Job:
+    name, _, _, source, packed = meta
+    return index, name, source, packed
 
 
 def run_parallel(
@@ -108,31 +206,32 @@ def run_parallel(
     jobs: int,
     on_result: OnResult | None = None,
     exitfirst: bool = False,
-) -> list[CaseResult]:
-    """Run ``cases`` (name, file, line; names as `runner.loader.load` gives them for
-    ``setup.paths``) in ``jobs`` worker processes and return their results in the given order
-    (with ``exitfirst``: up to the first that fails the run, as a serial ``-x`` run).
+    pool: Pool | None = None,
+) -> int:
+    """Run ``cases`` (name, file, line and source, as `runner.loader.load` gives them) in
+    ``jobs`` worker processes (those of ``pool`` when given, which this closes), handing each
+    result to ``on_result`` in the
+    given order (with ``exitfirst``: up to the first that fails the run, as a serial ``-x``
+    run); return how many were handed on. Nothing is kept once handed on: the caller keeps
+    what it needs (`runner.report.Collector`).
 
     Raises `WorkerError` when a worker cannot load the cases or rules."""
-    context = multiprocessing.get_context("spawn")
     # Each worker keeps torch's default number of threads, as a serial run has: with fewer,
     # torch's CPU reductions add in another order and the last bits of a report would differ.
     # Small chunks: few messages per worker, yet the last ones still spread over all workers.
     size = max(1, min(8, len(cases) // (jobs * 4)))
-    queue: deque[list[tuple[int, str]]] = deque(
-        [(i, cases[i][0]) for i in range(start, min(start + size, len(cases)))]
+    queue: deque[list[Job]] = deque(
+        [_job(i, cases[i]) for i in range(start, min(start + size, len(cases)))]
         for start in range(0, len(cases), size)
     )
-    results: dict[int, CaseResult] = {}
-    emitted: list[CaseResult] = []
-    workers: list[_Worker] = []
+    results: dict[int, CaseResult] = {}  # finished, not yet handed on
+    emitted = 0
+    if pool is None:
+        pool = Pool(setup, min(jobs, len(queue)))
+    workers = pool.workers
 
     def start() -> None:
-        parent, child = context.Pipe()
-        process = context.Process(target=_worker, args=(child, setup), daemon=True)
-        process.start()
-        child.close()
-        worker = _Worker(process, parent)
+        worker = pool.spawn()
         workers.append(worker)
         feed(worker)
 
@@ -170,8 +269,8 @@ def run_parallel(
             raise WorkerError(
                 f"a worker process exited while starting (exit code {worker.process.exitcode})"
             )
-        index, _ = worker.pending.popleft()
-        name, file, line = cases[index]
+        index = worker.pending.popleft()[0]
+        name, file, line = cases[index][:3]
         results[index] = CaseResult(
             name=name,
             file=file,
@@ -192,19 +291,19 @@ def run_parallel(
     pending_lines: dict[int, list[str] | None] = {}
     pending_views: dict[int, Any] = {}
     try:
-        for _ in range(min(jobs, len(queue))):
-            start()
+        for worker in list(workers):  # a worker with no chunk is sent None and ends
+            feed(worker)
         while True:
             # Hand results on in the serial order as soon as the next one is in.
-            while len(emitted) in results:
-                result = results.pop(len(emitted))
-                emitted.append(result)
+            while emitted in results:
+                result = results.pop(emitted)
                 if on_result is not None:
-                    at = len(emitted) - 1
-                    on_result(result, pending_lines.pop(at, None), pending_views.pop(at, None))
+                    lines, view = pending_lines.pop(emitted, None), pending_views.pop(emitted, None)
+                    on_result(result, lines, view)
+                emitted += 1
                 if exitfirst and result.status in STOPPING:
                     return emitted
-            if len(emitted) == len(cases):
+            if emitted == len(cases):
                 break
             if not workers:  # every case not yet in results is back in the queue
                 start()
@@ -224,16 +323,9 @@ def run_parallel(
                     died(w)
         return emitted
     except KeyboardInterrupt:
-        raise Interrupted(emitted) from None
+        raise Interrupted("interrupted") from None
     finally:
-        for w in workers:
-            if w.process.is_alive():
-                w.process.terminate()
-        for w in workers:
-            w.process.join(timeout=5)
-            if w.process.is_alive():
-                w.process.kill()
-            w.conn.close()
+        pool.close()
 
 
 def _exit(code: int | None) -> str:

@@ -4,9 +4,11 @@ count line) and the JSON model of `schemas.report` for machines."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO, Literal
 
 from runner.diagnostics import Problem
 from schemas.report import (
@@ -175,17 +177,125 @@ def details(report: Report) -> list[str]:
     return lines
 
 
-def write_json(report: Report, path: Path) -> None:
-    """Atomic: a reader never sees a half-written report."""
+def write_json(report: Report, path: Path, streamed: Collector | None = None) -> None:
+    """Atomic: a reader never sees a half-written report. ``streamed``: the collector whose
+    cases make the report's ``cases`` (``report.cases``, what it kept, is then not written);
+    the file is byte for byte what ``report`` with every case would serialise to."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # model_dump_json writes inf/NaN errors as null: the file stays valid JSON. Serialised
     # before the temporary file exists, so an interruption while serialising leaves nothing.
-    data = (report.model_dump_json(indent=2) + "\n").encode("utf-8", "backslashreplace")
+    if streamed is None:
+        head, tail = (report.model_dump_json(indent=2) + "\n").encode(*_UTF8), b""
+    else:
+        head, tail = streamed.frame(report)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            f.write(head)
+            if streamed is not None:
+                streamed.copy_cases(f)
+            f.write(tail)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_UTF8 = ("utf-8", "backslashreplace")
+# `Report.cases` with no case, as model_dump_json(indent=2) writes it (one per report: the
+# summary's "cases" count is indented deeper).
+_NO_CASES = b'\n  "cases": [],\n'
+
+Keep = Literal["all", "slim", "failing"]
+
+
+class Collector:
+    """The results of a run as they come (`add`), for a report whose peak memory does not grow
+    with the number of cases: each case's JSON goes to an anonymous temporary file at once
+    (with ``stream``), the counts are summed, and only what the end needs is kept in memory,
+    by ``keep``:
+
+    - ``"failing"``: cases that did not pass, or carry notes or refused input (what the text
+      report's details, ``-q``, ``--markdown`` and the GitHub annotations read);
+    - ``"slim"``: those, and each passed case without its tensors (``--junit`` lists every
+      case with its name, file, line and duration);
+    - ``"all"``: every result (``--html`` shows every case; `runner.check` returns them).
+    """
+
+    def __init__(self, keep: Keep = "all", stream: bool = False) -> None:
+        self.keep = keep
+        self.kept: list[CaseResult] = []
+        self.counts = {"passed": 0, "failed": 0, "error": 0, "xfailed": 0, "xpassed": 0}
+        self.unchecked = 0
+        self.cases = 0
+        self._file: IO[bytes] | None = tempfile.TemporaryFile() if stream else None
+
+    def add(self, result: CaseResult) -> None:
+        self.cases += 1
+        self.counts[result.status] += 1
+        self.unchecked += sum(
+            max((c.unchecked or 0 for c in t.comparisons), default=0) for t in result.tensors
+        )
+        if self._file is not None:
+            text = result.model_dump_json(indent=2).replace("\n", "\n    ")
+            self._file.write((",\n    " if self.cases > 1 else "    ").encode(*_UTF8))
+            self._file.write(text.encode(*_UTF8))
+        if self.keep == "all" or result.status != "passed" or result.notes or result.invalid_input:
+            self.kept.append(result)
+        elif self.keep == "slim":
+            self.kept.append(
+                CaseResult(
+                    name=result.name,
+                    file=result.file,
+                    line=result.line,
+                    status=result.status,
+                    duration=result.duration,
+                )
+            )
+
+    def summary(self, problems: Sequence[Problem]) -> Summary:
+        """The counts of every case added (`summarize` of them all)."""
+        c = self.counts
+        return Summary(
+            cases=self.cases,
+            passed=c["passed"],
+            failed=c["failed"],
+            errors=c["error"],
+            invalid_files=len({p.where.file for p in problems}),
+            xfailed=c["xfailed"],
+            xpassed=c["xpassed"],
+            unchecked=self.unchecked,
+        )
+
+    def report(
+        self,
+        problems: Sequence[Problem],
+        rule_sources: Sequence[str] = (),
+        environment: Environment | None = None,
+    ) -> Report:
+        """The report of every case added, its ``cases`` the kept ones (all with ``"all"``)."""
+        built = build(self.kept, problems, rule_sources, environment)
+        return built.model_copy(update={"summary": self.summary(problems)})
+
+    def frame(self, report: Report) -> tuple[bytes, bytes]:
+        """The JSON of ``report`` before and after its cases, which `copy_cases` writes."""
+        empty = report.model_copy(update={"cases": []})
+        text = (empty.model_dump_json(indent=2) + "\n").encode(*_UTF8)
+        head, found, tail = text.partition(_NO_CASES)
+        assert found, "the report's JSON has no empty case list"
+        if not self.cases:
+            return head + _NO_CASES, tail
+        return head + b'\n  "cases": [\n', b"\n  ],\n" + tail
+
+    def copy_cases(self, out: IO[bytes]) -> None:
+        """Every case's JSON added so far, in order, comma-separated, into ``out``."""
+        assert self._file is not None, "a Collector made without stream=True"
+        self._file.flush()
+        self._file.seek(0)
+        shutil.copyfileobj(self._file, out)
+        self._file.seek(0, os.SEEK_END)
+
+    def close(self) -> None:
+        """Delete the temporary file (also done when the process exits)."""
+        if self._file is not None:
+            self._file.close()

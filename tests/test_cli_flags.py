@@ -369,6 +369,49 @@ def test_parallel_report_equals_the_serial_one(
     )
 
 
+def test_workers_load_each_file_alone_yet_name_its_cases_as_the_parent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not under a `cases` folder: default names are relative to the folder given, which a
+    # worker loading one nested file must be told; a file of two documents, one name twice.
+    suite = tmp_path / "suite"
+    (suite / "sub").mkdir(parents=True)
+    unnamed = case("x").replace("name: x\n", "")
+    (suite / "sub" / "deep.yaml").write_text(unnamed)
+    (suite / "two.yaml").write_text(unnamed + "---\n" + case("t/dup"))
+    (suite / "three.yaml").write_text(case("t/dup", wrong=True) + "---\n" + unnamed)
+    (suite / "one.yaml").write_text(unnamed)
+    monkeypatch.chdir(tmp_path)
+    serial, parallel = tmp_path / "serial.json", tmp_path / "parallel.json"
+    code1, out1 = run(capsys, "run", "suite", "--report", str(serial))
+    code2, out2 = run(capsys, "run", "suite", "--report", str(parallel), "-j", "2")
+    assert (code1, code2) == (2, 2), out2  # t/dup twice: the second is an invalid file's
+    assert _stripped(serial) == _stripped(parallel)
+    assert cases_of(parallel) == ["one", "sub/deep", "t/dup", "three[1]", "two[0]"]
+    statuses = [c.status for c in Report.model_validate_json(parallel.read_text()).cases]
+    assert statuses == ["passed", "passed", "failed", "passed", "passed"]
+
+
+def test_a_case_goes_to_a_worker_pickled_with_the_catalogue_ops_or_by_its_file(
+    write_case: WriteCase, tmp_path: Path
+) -> None:
+    import pickle
+
+    from runner.loader import load
+    from runner.ops import REGISTRY
+    from runner.parallel import pack
+
+    write_case(case("t/plain"), "a.yaml")
+    write_case(case("t/rules", wrong=True), "b.yaml")
+    plain, ruled = load([str(tmp_path / "cases")]).cases
+    packed = pack(plain)
+    assert packed is not None and pack(ruled) is None  # a case's rules are closures: by file
+    back = pickle.loads(packed)
+    assert back.name == plain.name and back.model == plain.model
+    ops = [n.op for n in back.graph.nodes]
+    assert ops and all(REGISTRY[op.name] is op for op in ops)  # the worker's own catalogue
+
+
 def test_a_worker_that_dies_makes_its_case_an_error_and_the_run_goes_on(
     write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -62,3 +62,55 @@ def test_scale_of(values: list[float]) -> None:
     assert scale_of(np.asarray(values, dtype=np.float32)) == float(
         np.float32(expected) if np.isfinite(expected) else expected
     )
+
+
+# --- the streamed report (runner.report.Collector) ---------------------------------------------
+
+
+def _results() -> list[Any]:
+    from schemas.report import CaseResult, Comparison, TensorCheck
+
+    bad = Comparison(
+        left="manual", right="torch", ok=False, abs_err=float("inf"), unchecked=2, rtol=1, atol=0
+    )
+    check = TensorCheck(tensor="a", kind="grad", ok=False, comparisons=[bad])
+    return [
+        CaseResult(name="p", file="c/p.yaml", line=1, status="passed", duration=0.5, tags=["t"]),
+        CaseResult(name="n\u00e9 \U0001f600 \x1b", file="c/n.yaml", line=3, status="passed",
+                   duration=1, notes=["a note\nover two lines"]),
+        CaseResult(name="f", file="c/f.yaml", line=2, status="failed", duration=0.25,
+                   tensors=[check], messages=["m \"quoted\""]),
+        CaseResult(name="x", file="c/x.yaml", line=4, status="xfailed", duration=0, xfail="why"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("count", [0, 1, 4])
+@pytest.mark.parametrize("keep", ["all", "slim", "failing"])
+def test_the_streamed_json_report_is_the_whole_report_byte_for_byte(
+    tmp_path: Any, count: int, keep: Any
+) -> None:
+    from runner.diagnostics import Location, Problem
+    from runner.report import Collector, build, write_json
+    from schemas.report import Environment
+
+    results = _results()[:count]
+    problems = [Problem(Location("c/bad.yaml", 2, 3), 'cases: [] is "no case"')]
+    env = Environment(python="3", numpy="2", timestamp="T")
+    collector = Collector(keep, stream=True)
+    for r in results:
+        collector.add(r)
+    report = collector.report(problems, ["module r.py"], env)
+    write_json(report, tmp_path / "streamed.json", streamed=collector)
+    collector.close()
+    whole = build(results, problems, ["module r.py"], env)
+    write_json(whole, tmp_path / "whole.json")
+    assert (tmp_path / "streamed.json").read_bytes() == (tmp_path / "whole.json").read_bytes()
+    assert report.summary == whole.summary
+    kept = [r.name for r in report.cases]
+    if keep == "failing":  # what did not pass, or has notes
+        assert kept == [r.name for r in results if r.name != "p"]
+    else:
+        assert kept == [r.name for r in results]
+    if keep == "slim" and count:  # a passed case without notes keeps only what --junit reads
+        assert report.cases[0] == results[0].model_copy(update={"tags": []})
+        assert report.cases[1:] == results[1:]
