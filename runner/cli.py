@@ -182,30 +182,20 @@ def rule_sets_for(specs: Sequence[str] | None) -> list[RuleSet]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from runner.api import run
-    from runner.formats.environment import environment
+    """``gradcase run``: load and select, run (serially or in ``-j`` workers) streaming the
+    report, write the reports, print the details and the count line; the exit status."""
     from runner.formats.writer import Reports
     from runner.progress import Output
-    from runner.report import Collector, Keep, details, write_json
-    from runner.select import choose
+    from runner.report import Collector, Keep
 
-    report_path = Path(args.report)
-    try:
-        if report_path.is_dir():
-            raise UsageError(f"--report {report_path} is a folder; give a file path")
-        report_path.parent.exists()
-    except OSError as exc:  # a name too long for the file system, a folder that cannot be read
-        raise UsageError(f"--report {printable(str(report_path))}: {exc.strerror or exc}") from None
-    timeout = args.timeout or None
-    max_memory = args.max_memory or None
+    report_path = _report_path(args.report)
+    timeout, max_memory = args.timeout or None, args.max_memory or None
     device = _device(args.device)
     rule_sets = rule_sets_for(args.rules)
     pool = _pool(args, timeout, max_memory) if args.jobs > 1 else None
     try:
-        loaded = load(args.paths, module_ops(rule_sets))
+        loaded, cases = _selected(args, rule_sets)
         reports = Reports(args.junit, args.markdown, args.html)
-        # An empty selection is a usage error, raised before the report is touched.
-        cases = choose(loaded.cases, args.select, args.tags, args.shard)
     except BaseException:
         if pool is not None:
             pool.close()
@@ -216,8 +206,7 @@ def _run(args: argparse.Namespace) -> int:
     out = Output(len(cases), quiet=args.quiet)
     # The JSON report's cases stream to a temporary file; memory keeps what the end reads.
     keep: Keep = "failing" if args.junit is None else "slim"
-    keep = "all" if args.html is not None else keep
-    collector = Collector(keep, stream=True)
+    collector = Collector("all" if args.html is not None else keep, stream=True)
     if rule_sets and not args.quiet:
         out.line("rules: " + ", ".join(r.source for r in rule_sets))
     if device != "cpu" and not args.quiet:
@@ -229,51 +218,112 @@ def _run(args: argparse.Namespace) -> int:
         out.case(result, shown)
         reports.add(result, sources, view)
 
-    def on_parallel(result: Any, shown: list[str] | None, view: Any) -> None:
-        collector.add(result)  # as `runner.api.run` does before its on_result
-        on_lines(result, shown, view)
-
     try:
         if pool is not None:
-            from runner.parallel import Interrupted, pack, run_parallel
-
-            files = {
-                shown: (str(f.file), str(f.root), str(f.resolved))
-                for shown, f in loaded.files.items()
-            }
-            metas = [(c.name, c.file, c.line, files[c.file], pack(c)) for c in cases]
-            started = environment(oracles_for(args.oracle, args.device))
-            interrupted = False
-            try:
-                run_parallel(metas, pool.setup, args.jobs, on_parallel, args.exitfirst, pool)
-            except Interrupted:
-                interrupted = True
-            # The workers imported torch; this process did not: name the version they ran.
-            ran = started.model_copy(update={"torch": _torch_version()})
-            report = collector.report(loaded.problems, [r.source for r in rule_sets], ran)
-            report = report.model_copy(update={"interrupted": interrupted})
+            report = _run_parallel(args, loaded, cases, rule_sets, pool, collector, on_lines)
         else:
-            from runner.loader import Loaded
-            from runner.show import render
-
-            report = run(
-                Loaded(cases, loaded.problems),
-                rule_sets,
-                on_result=lambda r, s: on_lines(
-                    r, render(r, s) if args.verbose else None, sources=s
-                ),
-                oracles=oracles_for(args.oracle, args.device),
-                exitfirst=args.exitfirst,
-                timeout=timeout,
-                max_memory=max_memory,
-                interruptible=True,
-                collector=collector,
-            )
+            report = _run_serial(args, loaded, cases, rule_sets, collector, on_lines)
     except BaseException:
         collector.close()
         raise
     finally:
         out.close()
+    return _finish(args, report, report_path, device, collector, reports, out)
+
+
+def _report_path(text: str) -> Path:
+    """``--report``'s path, refused (`UsageError`) when it is a folder or cannot be used."""
+    path = Path(text)
+    try:
+        if path.is_dir():
+            raise UsageError(f"--report {path} is a folder; give a file path")
+        path.parent.exists()
+    except OSError as exc:  # a name too long for the file system, a folder that cannot be read
+        raise UsageError(f"--report {printable(str(path))}: {exc.strerror or exc}") from None
+    return path
+
+
+def _selected(args: argparse.Namespace, rule_sets: Sequence[RuleSet]) -> tuple[Loaded, Any]:
+    """The loaded files and the cases ``-k``, ``--tag`` and ``--shard`` select; an empty
+    selection is a usage error, raised before the report is touched."""
+    from runner.select import choose
+
+    loaded = load(args.paths, module_ops(rule_sets))
+    return loaded, choose(loaded.cases, args.select, args.tags, args.shard)
+
+
+def _run_serial(
+    args: argparse.Namespace,
+    loaded: Loaded,
+    cases: Any,
+    rule_sets: Sequence[RuleSet],
+    collector: Any,
+    on_lines: Any,
+) -> Any:
+    """The selected cases run in this process (`runner.api.run`), streamed to ``collector``."""
+    from runner.api import run
+    from runner.loader import Loaded as Selection
+    from runner.show import render
+
+    return run(
+        Selection(cases, loaded.problems),
+        rule_sets,
+        on_result=lambda r, s: on_lines(r, render(r, s) if args.verbose else None, sources=s),
+        oracles=oracles_for(args.oracle, args.device),
+        exitfirst=args.exitfirst,
+        timeout=args.timeout or None,
+        max_memory=args.max_memory or None,
+        interruptible=True,
+        collector=collector,
+    )
+
+
+def _run_parallel(
+    args: argparse.Namespace,
+    loaded: Loaded,
+    cases: Any,
+    rule_sets: Sequence[RuleSet],
+    pool: Any,
+    collector: Any,
+    on_lines: Any,
+) -> Any:
+    """The selected cases run in ``-j``'s workers (`runner.parallel`), in the serial order;
+    the report names the torch version the workers ran (this process never imported it)."""
+    from runner.formats.environment import environment
+    from runner.parallel import Interrupted, pack, run_parallel
+
+    def on_parallel(result: Any, shown: list[str] | None, view: Any) -> None:
+        collector.add(result)  # as `runner.api.run` does before its on_result
+        on_lines(result, shown, view)
+
+    files = {
+        shown: (str(f.file), str(f.root), str(f.resolved)) for shown, f in loaded.files.items()
+    }
+    metas = [(c.name, c.file, c.line, files[c.file], pack(c)) for c in cases]
+    started = environment(oracles_for(args.oracle, args.device))
+    interrupted = False
+    try:
+        run_parallel(metas, pool.setup, args.jobs, on_parallel, args.exitfirst, pool)
+    except Interrupted:
+        interrupted = True
+    ran = started.model_copy(update={"torch": _torch_version()})
+    report = collector.report(loaded.problems, [r.source for r in rule_sets], ran)
+    return report.model_copy(update={"interrupted": interrupted})
+
+
+def _finish(
+    args: argparse.Namespace,
+    report: Any,
+    report_path: Path,
+    device: str,
+    collector: Any,
+    reports: Any,
+    out: Any,
+) -> int:
+    """Write the JSON report (atomically, from the streamed cases) and the other reports, print
+    the details and the count line (last), and return the exit status."""
+    from runner.report import details, write_json
+
     if report.environment is not None:
         named = report.environment.model_copy(update={"device": device})
         report = report.model_copy(update={"environment": named})
@@ -286,7 +336,6 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         collector.close()
     extra = reports.write(report)
-    # The count line stays the last line.
     shown = report
     if args.quiet:
         failing = [r for r in report.cases if r.status in ("failed", "error", "xpassed")]
