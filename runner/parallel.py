@@ -210,12 +210,12 @@ def run_parallel(
 ) -> int:
     """Run ``cases`` (name, file, line and source, as `runner.loader.load` gives them) in
     ``jobs`` worker processes (those of ``pool`` when given, which this closes), handing each
-    result to ``on_result`` in the
-    given order (with ``exitfirst``: up to the first that fails the run, as a serial ``-x``
-    run); return how many were handed on. Nothing is kept once handed on: the caller keeps
-    what it needs (`runner.report.Collector`).
+    result to ``on_result`` in the given order (with ``exitfirst``: up to the first that fails
+    the run, as a serial ``-x`` run); return how many were handed on. Nothing is kept once
+    handed on: the caller keeps what it needs (`runner.report.Collector`).
 
-    Raises `WorkerError` when a worker cannot load the cases or rules."""
+    Raises `WorkerError` when a worker cannot load the cases or rules, `Interrupted` on
+    Ctrl-C."""
     # Each worker keeps torch's default number of threads, as a serial run has: with fewer,
     # torch's CPU reductions add in another order and the last bits of a report would differ.
     # Small chunks: few messages per worker, yet the last ones still spread over all workers.
@@ -224,26 +224,93 @@ def run_parallel(
         [_job(i, cases[i]) for i in range(start, min(start + size, len(cases)))]
         for start in range(0, len(cases), size)
     )
-    results: dict[int, CaseResult] = {}  # finished, not yet handed on
-    emitted = 0
-    if pool is None:
-        pool = Pool(setup, min(jobs, len(queue)))
-    workers = pool.workers
+    pool = pool if pool is not None else Pool(setup, min(jobs, len(queue)))
+    run = _Run(cases, queue, pool, on_result)
+    try:
+        return run.until_done(exitfirst)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted") from None
+    finally:
+        pool.close()
 
-    def start() -> None:
-        worker = pool.spawn()
-        workers.append(worker)
-        feed(worker)
 
-    def feed(worker: _Worker) -> None:
-        if queue:
-            chunk = queue.popleft()
+class _Run:
+    """One parallel run's state: the chunks not yet sent, the results not yet handed on (with
+    their -v lines and --html views), and the workers of ``pool``."""
+
+    def __init__(
+        self,
+        cases: Sequence[Meta],
+        queue: deque[list[Job]],
+        pool: Pool,
+        on_result: OnResult | None,
+    ) -> None:
+        self.cases, self.queue, self.pool, self.on_result = cases, queue, pool, on_result
+        self.workers = pool.workers
+        self.results: dict[int, CaseResult] = {}  # finished, not yet handed on
+        self.lines: dict[int, list[str] | None] = {}
+        self.views: dict[int, Any] = {}
+        self.emitted = 0
+
+    def until_done(self, exitfirst: bool) -> int:
+        """Feed the workers and hand results on in the serial order until every case is (or,
+        with ``exitfirst``, one fails the run); how many were handed on."""
+        for worker in list(self.workers):  # a worker with no chunk is sent None and ends
+            self.feed(worker)
+        while True:
+            if self.hand_on(exitfirst):
+                return self.emitted
+            if self.emitted == len(self.cases):
+                return self.emitted
+            if not self.workers:  # every case not yet in results is back in the queue
+                self.start()
+            self.listen()
+
+    def hand_on(self, exitfirst: bool) -> bool:
+        """Hand on every result that is next in the serial order; True when ``exitfirst``
+        stops the run."""
+        while self.emitted in self.results:
+            result = self.results.pop(self.emitted)
+            if self.on_result is not None:
+                lines = self.lines.pop(self.emitted, None)
+                self.on_result(result, lines, self.views.pop(self.emitted, None))
+            self.emitted += 1
+            if exitfirst and result.status in STOPPING:
+                return True
+        return False
+
+    def listen(self) -> None:
+        """Wait for a message or a worker's exit, and take in what came."""
+        workers = self.workers
+        ready = wait([w.conn for w in workers] + [w.process.sentinel for w in workers])
+        for w in list(workers):
+            if w.conn not in ready and w.process.sentinel not in ready:
+                continue
+            try:
+                self.receive(w)
+                gone = not w.process.is_alive()
+                if gone:
+                    self.receive(w)  # what it sent before it went
+            except (EOFError, OSError):
+                gone = True  # the pipe closed: the process is gone or going
+            if gone:
+                w.process.join()
+                self.died(w)
+
+    def start(self) -> None:
+        worker = self.pool.spawn()
+        self.workers.append(worker)
+        self.feed(worker)
+
+    def feed(self, worker: _Worker) -> None:
+        if self.queue:
+            chunk = self.queue.popleft()
             worker.pending.extend(chunk)
             worker.conn.send(chunk)
         else:
             worker.conn.send(None)
 
-    def receive(worker: _Worker) -> None:
+    def receive(self, worker: _Worker) -> None:
         while worker.conn.poll():
             message = worker.conn.recv()
             if message[0] == "fatal":
@@ -253,15 +320,16 @@ def run_parallel(
                 continue
             _, index, data, lines, view = message
             worker.pending.popleft()
-            result = CaseResult.model_validate_json(data)
-            results[index] = result
-            pending_lines[index] = lines
-            pending_views[index] = view
+            self.results[index] = CaseResult.model_validate_json(data)
+            self.lines[index] = lines
+            self.views[index] = view
             if not worker.pending:
-                feed(worker)
+                self.feed(worker)
 
-    def died(worker: _Worker) -> None:
-        workers.remove(worker)
+    def died(self, worker: _Worker) -> None:
+        """A worker that exited: its current case is an error that says so, the rest of its
+        chunk goes back to the queue, and a fresh worker takes over when there is work."""
+        self.workers.remove(worker)
         worker.conn.close()
         if not worker.pending:
             return
@@ -270,8 +338,8 @@ def run_parallel(
                 f"a worker process exited while starting (exit code {worker.process.exitcode})"
             )
         index = worker.pending.popleft()[0]
-        name, file, line = cases[index][:3]
-        results[index] = CaseResult(
+        name, file, line = self.cases[index][:3]
+        self.results[index] = CaseResult(
             name=name,
             file=file,
             line=line,
@@ -282,50 +350,11 @@ def run_parallel(
                 "the case could not run: run it alone (gradcase show) to see why"
             ],
         )
-        pending_lines[index] = None
+        self.lines[index] = None
         if worker.pending:
-            queue.appendleft(list(worker.pending))
-        if queue:
-            start()
-
-    pending_lines: dict[int, list[str] | None] = {}
-    pending_views: dict[int, Any] = {}
-    try:
-        for worker in list(workers):  # a worker with no chunk is sent None and ends
-            feed(worker)
-        while True:
-            # Hand results on in the serial order as soon as the next one is in.
-            while emitted in results:
-                result = results.pop(emitted)
-                if on_result is not None:
-                    lines, view = pending_lines.pop(emitted, None), pending_views.pop(emitted, None)
-                    on_result(result, lines, view)
-                emitted += 1
-                if exitfirst and result.status in STOPPING:
-                    return emitted
-            if emitted == len(cases):
-                break
-            if not workers:  # every case not yet in results is back in the queue
-                start()
-            ready = wait([w.conn for w in workers] + [w.process.sentinel for w in workers])
-            for w in list(workers):
-                if w.conn not in ready and w.process.sentinel not in ready:
-                    continue
-                try:
-                    receive(w)
-                    gone = not w.process.is_alive()
-                    if gone:
-                        receive(w)  # what it sent before it went
-                except (EOFError, OSError):
-                    gone = True  # the pipe closed: the process is gone or going
-                if gone:
-                    w.process.join()
-                    died(w)
-        return emitted
-    except KeyboardInterrupt:
-        raise Interrupted("interrupted") from None
-    finally:
-        pool.close()
+            self.queue.appendleft(list(worker.pending))
+        if self.queue:
+            self.start()
 
 
 def _exit(code: int | None) -> str:
