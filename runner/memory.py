@@ -67,7 +67,7 @@ def estimate(case: Any) -> tuple[int, str]:
     total = FACTOR * tensors + worst
     parts = f"{FACTOR} x {shown(tensors)} of values and gradients"
     if worst:
-        parts += f" + {shown(worst)} of {where}'s intermediates"
+        parts += f" + {shown(worst)} of intermediates of {where}"
     return total, parts
 
 

@@ -186,8 +186,8 @@ def test_memory_over_the_budget_is_refused_with_the_estimate(
         f"  n{i}: {'x' if i == 0 else f'n{i - 1}'} * 1.5\n" for i in range(48)
     )
     for name, text, words in (
-        ("conv", conv, "of conv2d at node 'y''s intermediates"),
-        ("matmul", matmul, "of matmul at node 'y''s intermediates"),
+        ("conv", conv, "of intermediates of conv2d at node 'y'"),
+        ("matmul", matmul, "of intermediates of matmul at node 'y'"),
         ("chain", chain, "6 x 3.65 GiB of values and gradients"),
     ):
         (tmp_path / f"{name}.yaml").write_text(text)
