@@ -107,10 +107,11 @@ def run_torch(
         torch.set_num_threads(threads)
 
 
-# torch's intra-op grain size (at::internal::GRAIN_SIZE): below it an op runs on one thread
-# whatever the setting, so the results are the same at one thread; what one thread saves is the
-# pool's wake-ups, which on a busy machine or beside -j workers cost up to a millisecond per op
-# (a 3x2 softmax: 1.2 ms at 2 threads, 9 us at 1, issue 11).
+# torch's intra-op grain size (at::internal::GRAIN_SIZE): below it most ops run on one thread
+# whatever the setting; what one thread saves is the pool's wake-ups, which on a busy machine or
+# beside -j workers cost up to a millisecond per op (a 3x2 softmax: 1.2 ms at 2 threads, 9 us at
+# 1, issue 11). Not bit-for-bit the same for every kernel: a small layer_norm's value moved by
+# one ulp; -j workers and serial runs both do this, so their reports stay identical.
 SMALL = 32768
 
 
