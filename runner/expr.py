@@ -109,6 +109,37 @@ def _dotted(node: ast.expr) -> str | None:
     return ".".join([node.id, *reversed(parts)])
 
 
+def _namespace_call(
+    space: str,
+    spelled: str,
+    name: str,
+    args: tuple[Expr, ...],
+    kwargs: tuple[tuple[str, Expr, int], ...],
+    col: int,
+) -> Call:
+    """The catalogue op that ``name`` in torch's namespace ``space`` (as `NAMESPACES` lists
+    them) names, with its keywords renamed where torch's differ (torch.linalg.vector_norm's ord
+    is norm's p); ``spelled``: the call as written, for messages. Raises `ExprError` for a name
+    the namespace does not hold here, and for torch.linalg.norm with ord (a matrix norm)."""
+    if name not in NAMESPACES[space]:
+        raise ExprError(
+            f"{spelled} is not in gradcase's catalogue under that name "
+            "(`gradcase ops` lists the ops; nn ops are spelled F.<name>)",
+            col,
+        )
+    op, renames = RENAMED.get((space, name), (name, {}))
+    if (space, name) == ("torch.linalg", "norm") and (
+        len(args) > 1 or any(k == "ord" for k, _, _ in kwargs)
+    ):
+        raise ExprError(
+            "torch.linalg.norm with ord is a matrix norm for 2 dims: write "
+            "torch.linalg.vector_norm(x, ord, dim) (or norm(x, p, dim))",
+            col,
+        )
+    kwargs = tuple((renames.get(k, k), v, c) for k, v, c in kwargs)
+    return Call(op, args, kwargs, col, via=spelled)
+
+
 def parse(text: str, names: Container[str] = frozenset()) -> Expr:
     """``names`` are the inputs and nodes in scope (so ``true`` can still name a tensor); any
     container (a dict's keys view), so a graph of n nodes is parsed in time linear in n."""
@@ -295,25 +326,7 @@ class _Lower:
         tensor = prefix is not None and prefix.split(".")[0] in self.names
         space = None if tensor else NAMESPACE_ALIASES.get(prefix or "", prefix)
         if space in NAMESPACES:
-            if name not in NAMESPACES[space]:
-                raise ExprError(
-                    f"{prefix}.{name} is not in gradcase's catalogue under that name "
-                    "(`gradcase ops` lists the ops; nn ops are spelled F.<name>)",
-                    col,
-                )
-            op, renames = RENAMED.get((space, name), (name, {}))
-            if (space, name) == ("torch.linalg", "norm") and (
-                len(args) > 1 or any(k == "ord" for k, _, _ in kwargs)
-            ):
-                raise ExprError(
-                    "torch.linalg.norm with ord is a matrix norm for 2 dims: write "
-                    "torch.linalg.vector_norm(x, ord, dim) (or norm(x, p, dim))",
-                    col,
-                )
-            kwargs = tuple((renames.get(k, k), v, c) for k, v, c in kwargs)
-            return Call(op, args, kwargs, col, via=f"{prefix}.{name}")
-        if name == "t" and not args and not kwargs:
-            return Call("t", (self.expr(func.value),), (), col, via="method .t()")
+            return _namespace_call(space, f"{prefix}.{name}", name, args, kwargs, col)
         if name not in TENSOR_METHODS:
             raise ExprError(
                 f".{name}() is not a tensor method gradcase knows; the methods are torch's "
