@@ -38,7 +38,7 @@ from runner.oracles import (
     usable,
 )
 from runner.report import failure_messages, fault_message
-from runner.roundoff import tensor_floors
+from runner.roundoff import as_dtype, tensor_floors
 from runner.rules import RuleSet
 from runner.rules.budget import CaseTimeout, case_budget, case_timeout
 from runner.torch_side import TorchError
@@ -110,8 +110,8 @@ def _floors(
     references = {"value": sources.values[oracle.name], "grad": sources.grads[oracle.name]}
     high = None
     if case.model.dtype != "float64" and oracle.name == TORCH.name:
-        wide = {k: _float64(v) for k, v in sources.inputs.items()}
-        ran = oracle.run(case.graph, wide, _float64(sources.upstream))
+        wide = {k: as_dtype(v, "float64") for k, v in sources.inputs.items()}
+        ran = oracle.run(case.graph, wide, as_dtype(sources.upstream, "float64"))
         high = {"value": ran.values, "grad": ran.grads}
     # A float64 case that no user rule changed: the manual side is the catalogue in float64.
     same = case.model.dtype == "float64" and not sources.rule_sets
@@ -125,13 +125,6 @@ def _floors(
         high,
         catalogue64,
     )
-
-
-def _float64(a: Any) -> Any:
-    """``a`` in float64 when it is a floating array; anything else as it is."""
-    if isinstance(a, np.ndarray) and np.issubdtype(a.dtype, np.floating):
-        return a.astype(np.float64)
-    return a
 
 
 def tolerances(case: CompiledCase, right: Source) -> Tolerance:

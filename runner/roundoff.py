@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from runner.compare import scale_of
-from runner.engine import backward, forward
+from runner.engine import backward, floating_array, forward
 from runner.graph import Graph, Node, Ref
 from runner.ops.spec import Array
 
@@ -211,11 +211,11 @@ def catalogue_in(
     with the floating inputs and the upstream gradient cast to ``dtype``; ``{}`` where the
     catalogue cannot compute the graph (a module's own op). For `measured` floors: the same
     formulas in two precisions show the round-off of the formulas themselves."""
-    cast = {k: _as(v, dtype) for k, v in inputs.items()}
+    cast = {k: as_dtype(v, dtype) for k, v in inputs.items()}
     try:
         with np.errstate(all="ignore"):
             values = forward(graph, cast)
-            grads = backward(graph, values, _as(np.asarray(upstream), dtype)).grads
+            grads = backward(graph, values, as_dtype(np.asarray(upstream), dtype)).grads
     except Exception:
         return {}
     return {"value": values, "grad": grads}
@@ -229,14 +229,14 @@ def _operands(node: Node) -> list[Ref]:
     return refs
 
 
-def _as(a: Any, dtype: str) -> Any:
-    if isinstance(a, np.ndarray) and np.issubdtype(a.dtype, np.floating):
-        return a.astype(dtype)
-    return a
+def as_dtype(a: Any, dtype: str) -> Any:
+    """``a`` cast to ``dtype`` when it is a floating array; anything else (integer and bool
+    operands, numbers) as it is."""
+    return a.astype(dtype) if floating_array(a) else a
 
 
 def _float64(a: Any) -> Any:
-    return _as(a, "float64")
+    return as_dtype(a, "float64")
 
 
 def _floating(a: Any) -> bool:

@@ -14,7 +14,7 @@ from runner.engine import run_manual
 from runner.graph import Graph, Node, Ref
 from runner.ops import REGISTRY
 from runner.ops.spec import Op, Sample
-from runner.roundoff import tensor_floors
+from runner.roundoff import as_dtype, tensor_floors
 from runner.torch_side import run_torch
 
 DTYPES = ("float64", "float32")
@@ -113,7 +113,7 @@ def test_op_matches_torch(op: Op, index: int, dtype: str) -> None:
     references = {"value": ref.values, "grad": ref.grads}
     high = None
     if dtype != "float64":  # the reference's own round-off, as gradcase run measures it
-        wide = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in inputs.items()}
+        wide = {k: as_dtype(v, "float64") for k, v in inputs.items()}
         ran = run_torch(graph, wide, upstream.astype(np.float64))
         high = {"value": ran.values, "grad": ran.grads}
     floor = tensor_floors(dtype, graph, inputs, upstream, references, high)
