@@ -37,7 +37,7 @@ from runner.oracles import (
     oracle_named,
     usable,
 )
-from runner.report import failure_messages, fault_message
+from runner.report import failure_messages, fault_message, tensor_unchecked
 from runner.roundoff import as_dtype, tensor_floors
 from runner.rules import RuleSet
 from runner.rules.budget import CaseTimeout, case_budget, case_timeout
@@ -328,7 +328,7 @@ def _unchecked_notes(result: CaseResult) -> list[str]:
     """One note per gradient with unchecked elements: how many, and why."""
     notes = []
     for t in result.tensors:
-        count = max((c.unchecked or 0 for c in t.comparisons), default=0)
+        count = tensor_unchecked(t)
         if count and t.unchecked:
             notes.append(
                 f"{count} element(s) of the gradient of '{t.tensor}' unchecked: {t.unchecked}"

@@ -103,6 +103,17 @@ def failure_messages(result: CaseResult) -> list[str]:
     return [describe(result.name, t, c) for t in result.tensors for c in t.comparisons if not c.ok]
 
 
+def tensor_unchecked(check: TensorCheck) -> int:
+    """How many elements of one checked tensor no comparison could judge
+    (`Comparison.unchecked`): the most any of its comparisons left unchecked."""
+    return max((c.unchecked or 0 for c in check.comparisons), default=0)
+
+
+def unchecked_elements(result: CaseResult) -> int:
+    """How many elements of ``result``'s checked tensors no comparison could judge."""
+    return sum(tensor_unchecked(t) for t in result.tensors)
+
+
 def summarize(results: Sequence[CaseResult], problems: Sequence[Problem]) -> Summary:
     return Summary(
         cases=len(results),
@@ -112,11 +123,7 @@ def summarize(results: Sequence[CaseResult], problems: Sequence[Problem]) -> Sum
         invalid_files=len({p.where.file for p in problems}),
         xfailed=sum(r.status == "xfailed" for r in results),
         xpassed=sum(r.status == "xpassed" for r in results),
-        unchecked=sum(
-            max((c.unchecked or 0 for c in t.comparisons), default=0)
-            for r in results
-            for t in r.tensors
-        ),
+        unchecked=sum(unchecked_elements(r) for r in results),
     )
 
 
@@ -233,9 +240,7 @@ class Collector:
     def add(self, result: CaseResult) -> None:
         self.cases += 1
         self.counts[result.status] += 1
-        self.unchecked += sum(
-            max((c.unchecked or 0 for c in t.comparisons), default=0) for t in result.tensors
-        )
+        self.unchecked += unchecked_elements(result)
         if self._file is not None:
             text = result.model_dump_json(indent=2).replace("\n", "\n    ")
             self._file.write((",\n    " if self.cases > 1 else "    ").encode(*_UTF8))
