@@ -68,15 +68,18 @@ def _output_agrees(sources: Sources, name: str, g: Array, oracle: Oracle, tol: T
     gradient, else its projection (the numeric oracle's nodes far from the output). With
     neither (declined, or not computed), the walk back vouches for it: every node after it
     agreed with the oracle, judged alone."""
-    floor = sources.floors.get(("grad", name), 0.0)
-    tol = tol.with_floor(floor)
     theirs = sources.grads[oracle.name].get(name)
-    if theirs is not None:
-        return compare(g, theirs, sources=("manual", oracle.name), tol=tol).ok
     projection = sources.projections.get(oracle.name, {}).get(name)
-    if projection is not None:
-        return bool(projection.compare(g, ("manual", oracle.name), tol, False).ok)
-    return True
+    if theirs is None and projection is None:
+        return True
+
+    def agrees(tol: Tolerance) -> bool:
+        if projection is not None and theirs is None:
+            return bool(projection.compare(g, ("manual", oracle.name), tol, False).ok)
+        return compare(g, theirs, sources=("manual", oracle.name), tol=tol).ok
+
+    # The floor only widens the tolerance: measured (`Sources.floors`) only when needed.
+    return agrees(tol) or agrees(tol.with_floor(sources.floors.get(("grad", name), 0.0)))
 
 
 PROBE_SEED = 0

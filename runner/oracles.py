@@ -95,6 +95,40 @@ def oracle_named(name: str) -> Oracle:
     raise KeyError(name)
 
 
+class Floors:
+    """The round-off floor of every tensor, keyed by ("value" | "grad", tensor name), in the
+    tensor's units (`runner.roundoff.tensor_floors`), computed once, on the first `get`.
+
+    The floors cost another walk of the graph or two (the catalogue in float32 and float64, a
+    signed backward for the computation's scales, torch again in float64 for a float32 case):
+    as much as the case itself. They only ever widen a tolerance, so a comparison that agrees
+    without its floor agrees with it: the comparisons ask for a floor only after failing
+    without one (`runner.execute`), and a case whose tensors all agree never measures one.
+    ``compute`` is bound to the arrays the case computed when it is set (`defer`), so a copy of
+    the `Sources` with other manual gradients (a mutant's) shares the same floors."""
+
+    def __init__(self, floors: Mapping[tuple[str, str], float] | None = None) -> None:
+        self._floors: dict[tuple[str, str], float] | None = None if floors is None else dict(floors)
+        self._compute: Callable[[], Mapping[tuple[str, str], float]] | None = None
+
+    def defer(self, compute: Callable[[], Mapping[tuple[str, str], float]]) -> None:
+        """Measure the floors with ``compute`` when one is first asked for."""
+        self._floors, self._compute = None, compute
+
+    def get(self, key: tuple[str, str], default: float = 0.0) -> float:
+        """The floor of tensor ``key`` (measuring every floor on the first call), else
+        ``default``."""
+        if self._floors is None:
+            compute, self._compute = self._compute, None
+            self._floors = dict(compute()) if compute is not None else {}
+        return self._floors.get(key, default)
+
+    @property
+    def measured(self) -> bool:
+        """Whether the floors were measured (or given), as opposed to still deferred."""
+        return self._floors is not None
+
+
 @dataclass(frozen=True)
 class Sources:
     """Everything one case computed: the inputs and upstream gradient it made, the manual
@@ -111,8 +145,9 @@ class Sources:
     skipped: dict[Source, dict[str, str]] = field(default_factory=dict)
     # The arrays of a probe that found a fault: its upstream, the operands, both gradients.
     probe: dict[str, Any] = field(default_factory=dict)
-    # The round-off floor of each tensor, by ("value" | "grad", name): see runner.roundoff.
-    floors: dict[tuple[str, str], float] = field(default_factory=dict)
+    # The round-off floor of each tensor, by ("value" | "grad", name): see runner.roundoff;
+    # measured on first use (a comparison that agrees without one never needs it).
+    floors: Floors = field(default_factory=lambda: Floors())
     # Gradient elements torch gives inconsistently, by tensor name (runner.unchecked).
     unchecked: dict[str, Unchecked] = field(default_factory=dict)
     # Per oracle, the elements of its whole gradients it declined (the numeric oracle at a

@@ -284,3 +284,61 @@ expect:
     wrong = run_one(write_case, text.replace("GOLDEN", "[1200.0, 0.06]"))
     assert ("x", "manual", "expected") in failed_pairs(wrong)
     assert run_one(write_case, text.replace("GOLDEN", "[1200.0, 0.0300]")).status == "passed"
+
+
+# --- the floors are measured only when a comparison needs them (issue 11) ----------------------
+
+
+def test_a_passing_case_never_measures_its_floors_and_the_verdict_is_the_same(
+    write_case: WriteCase,
+) -> None:
+    """A floor only widens a tolerance: a case whose tensors agree without one does not pay
+    for the float32/float64 walks that measure it, and its report gives no floor; the same
+    case with every floor measured up front has the same verdict on every pair."""
+    from runner.execute import compare_sources, run_sources
+    from runner.loader import load
+    from runner.oracles import TORCH
+
+    path = write_case(
+        "name: t/lazy\ninputs:\n  a: {random: normal, shape: [3, 4], seed: 1}\n"
+        "  b: {random: normal, shape: [4, 2], seed: 2}\ngraph:\n  c: tanh(a @ b)\n"
+        "upstream: {random: normal, seed: 3}\n"
+    )
+    (case,) = load([str(path)]).cases
+    lazy = run_sources(case, (), (TORCH,))
+    checks = compare_sources(case, lazy, (TORCH,))
+    assert all(t.ok for t in checks)
+    assert not lazy.floors.measured
+    assert all(c.floor is None for t in checks for c in t.comparisons)
+    eager = run_sources(case, (), (TORCH,))
+    assert eager.floors.get(("grad", "a")) > 0 and eager.floors.measured
+    again = compare_sources(case, eager, (TORCH,))
+    assert [c.ok for t in again for c in t.comparisons] == [
+        c.ok for t in checks for c in t.comparisons
+    ]
+
+
+def test_a_copy_with_other_manual_gradients_shares_the_cases_floors(
+    write_case: WriteCase,
+) -> None:
+    """`gradcase mutate` compares a mutant's gradients in a copy of the case's `Sources`: the
+    floors measured from that copy are the case's (the catalogue's float64 walk is the case's
+    own manual side), never the mutant's, which would let a wrong rule widen its own floor."""
+    from dataclasses import replace
+
+    from runner.execute import run_sources
+    from runner.loader import load
+    from runner.oracles import MANUAL, TORCH
+
+    path = write_case(
+        "name: t/shared\ninputs:\n  x: {random: normal, shape: [6], seed: 4}\n"
+        "graph:\n  y: exp(x)\n  z: sum(y * x)\n"
+    )
+    (case,) = load([str(path)]).cases
+    reference = run_sources(case, (), (TORCH,))
+    expected = {k: reference.floors.get(k) for k in [("grad", "x"), ("grad", "y")]}
+    sources = run_sources(case, (), (TORCH,))
+    huge = {k: v * 1e6 for k, v in sources.grads[MANUAL].items()}
+    mutant = replace(sources, grads={**sources.grads, MANUAL: huge})
+    assert {k: mutant.floors.get(k) for k in expected} == expected
+    assert {k: sources.floors.get(k) for k in expected} == expected
