@@ -1,6 +1,7 @@
 """The hand-written check of the large case: ``c = a @ b; d = c @ b; e = tanh(d)``, float64,
-a and b n x n, upstream all ones: the forward and the gradients of a and b by hand in numpy,
-the same with torch autograd, compared with ``np.allclose``.
+a and b n x n, upstream all ones: the forward and the gradients by hand in numpy, the same with
+torch autograd, compared with ``np.allclose``: the values of c, d and e and the gradients of a,
+b, c, d and e, the tensors gradcase checks in the case by default (every named one).
 
     .venv/bin/python benchmarks/baseline_large.py N
 
@@ -45,15 +46,17 @@ def main(n: int) -> bool:
     grad_a = grad_c @ b.T
     ta = torch.from_numpy(a).requires_grad_(True)
     tb = torch.from_numpy(b).requires_grad_(True)
-    te = torch.tanh((ta @ tb) @ tb)
+    tc = ta @ tb
+    td = tc @ tb
+    te = torch.tanh(td)
+    for t in (tc, td, te):
+        t.retain_grad()
     te.sum().backward()
-    assert ta.grad is not None and tb.grad is not None
-    return (
-        np.allclose(e, te.detach().numpy())
-        and np.allclose(grad_a, ta.grad.numpy())
-        and np.allclose(grad_b, tb.grad.numpy())
-    )
-
+    # The same checks as gradcase's by default: every named tensor's value and gradient.
+    pairs = [(c, tc), (d, td), (e, te)]
+    pairs += [(grad_a, ta.grad), (grad_b, tb.grad), (grad_c, tc.grad), (grad_d, td.grad)]
+    pairs += [(np.ones_like(e), te.grad)]
+    return all(t is not None and np.allclose(x, t.detach().numpy()) for x, t in pairs)
 
 if __name__ == "__main__":
     print("ok" if main(int(sys.argv[1])) else "FAILED")

@@ -71,7 +71,12 @@ def to_torch(t: Any, value: Any, device: str, float_dtype: Any = None) -> Any:
     (``x - 0.1`` in float64 subtracts 0.1, not float32(0.1), and a 0-d float32 operand stays
     float32), or the default dtype beside integer ones."""
     if isinstance(value, np.ndarray):
-        return t.from_numpy(value.copy()).to(device)  # copy(): C order, and 0-d stays 0-d
+        # Shared with numpy where it can be (a large case's inputs are not held twice): torch
+        # never writes to an operand here (the catalogue's references are out of place, and a
+        # leaf that requires grad refuses in-place ops); copied when not C-ordered or read-only.
+        # copy(), not ascontiguousarray: a 0-d array stays 0-d.
+        shared = value.flags.c_contiguous and value.flags.writeable
+        return t.from_numpy(value if shared else value.copy()).to(device)
     if isinstance(value, float):
         return t.tensor(value, dtype=float_dtype, device=device)
     if isinstance(value, (bool, int)):
