@@ -6,6 +6,7 @@ torch is imported here and only here, inside the functions, so commands that do 
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -123,7 +124,7 @@ SMALL = 32768
 def _small(graph: Graph, inputs: Mapping[str, Array]) -> bool:
     """Every tensor of the graph (inputs and nodes, by their static shapes) under `SMALL`
     elements."""
-    sizes = [int(np.prod(s)) for s in graph.shapes.values()]
+    sizes = [math.prod(s) for s in graph.shapes.values()]
     sizes += [np.size(a) for a in inputs.values()]
     return max(sizes, default=0) < SMALL
 

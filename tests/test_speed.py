@@ -9,7 +9,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runner.compare import Tolerance, _careful_compare, compare, scale_of
+from runner.compare import (
+    SMALL,
+    Tolerance,
+    _careful_compare,
+    _finite_compare,
+    _small_compare,
+    compare,
+    scale_of,
+)
 
 TOL = Tolerance(rtol=1e-7, atol=1e-7, floor=1e-15)
 
@@ -31,7 +39,16 @@ def _pairs() -> list[tuple[Any, Any]]:
     ]
 
 
-@pytest.mark.parametrize("pair", _pairs(), ids=range(len(_pairs())))
+def _both_paths() -> list[tuple[Any, Any]]:
+    """Each pair as it is (at most `SMALL` elements: the Python-float path) and tiled past
+    `SMALL` (numpy's)."""
+    big = [(np.tile(a, (3, 1)), np.tile(b, (3, 1))) for a, b in _pairs() if np.ndim(a) == 2]
+    assert all(np.size(a) > SMALL for a, _ in big)
+    assert all(np.size(a) <= SMALL for a, _ in _pairs())
+    return _pairs() + big
+
+
+@pytest.mark.parametrize("pair", _both_paths(), ids=range(len(_both_paths())))
 def test_fast_comparison_fields_equal_careful(pair: tuple[Any, Any]) -> None:
     left, right = pair
     fast = compare(left, right, sources=("manual", "torch"), tol=TOL)
@@ -39,6 +56,25 @@ def test_fast_comparison_fields_equal_careful(pair: tuple[Any, Any]) -> None:
     b = np.asarray(right, dtype=np.float64)
     careful = _careful_compare(a, b, TOL.rtol, fast.atol, ("manual", "torch"), True, None)
     assert {k: getattr(fast, k) for k in careful} == careful
+
+
+def test_the_python_float_path_is_numpys_to_the_bit() -> None:
+    """`_small_compare` against `_finite_compare` on random small arrays at many scales, equal,
+    nearly equal, rounded, half zeroed and unrelated, under three tolerances: every field."""
+    rng = np.random.default_rng(1)
+    for trial in range(3000):
+        shape = [(), (1,), (3,), (2, 3), (8, 8), (2, 2, 2)][trial % 6]
+        a = np.asarray(rng.normal(size=shape) * 10.0 ** rng.integers(-8, 8))
+        b = [
+            a.copy(),
+            a + rng.normal(size=shape) * 1e-9,
+            np.round(a, 2),
+            np.where(rng.random(shape) < 0.5, a, 0.0),
+            rng.normal(size=shape),
+        ][trial % 5]
+        for rtol, allowance in ((1e-7, 1e-7), (0.0, 0.0), (1e-3, 1e-5)):
+            fields = _small_compare(a, np.asarray(b), rtol, allowance)
+            assert fields == _finite_compare(a, np.asarray(b), rtol, allowance)
 
 
 def test_not_finite_takes_the_careful_path() -> None:
