@@ -144,7 +144,8 @@ def scalar_position(lines: list[str], node: ScalarNode, offset: int) -> tuple[in
 class _Builder:
     def __init__(self, file: str) -> None:
         self.file = file
-        self.loader = yaml.SafeLoader("")
+        # The constructor alone (its reader, scanner and parser are libyaml's, run before).
+        self.loader = yaml.constructor.SafeConstructor()
         self.count = 0
         self.open: set[int] = set()  # collections being built: an alias back to one is a cycle
         self.problems: list[Problem] = []

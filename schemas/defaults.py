@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 
 def empty_list() -> Any:
@@ -20,3 +20,12 @@ def empty_list() -> Any:
 def empty_dict() -> Any:
     """A field default of ``{}``, fresh per instance, shown as ``"default": {}`` in the schema."""
     return Field(default_factory=dict, json_schema_extra={"default": {}})
+
+
+def empty_model(model: type[BaseModel]) -> Any:
+    """A field default of ``model()`` (every field at its own default), fresh per instance
+    rather than deep-copied, shown in the schema as that instance's JSON."""
+    return Field(
+        default_factory=model,
+        json_schema_extra={"default": model().model_dump(mode="json")},
+    )
