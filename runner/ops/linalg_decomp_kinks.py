@@ -60,14 +60,29 @@ def _off_diagonal(a: Any, moved: Any) -> bool:
 
 
 def _cholesky(h: float, A: Any, moved: Any = None, **_: Any) -> str | None:
-    if _off_diagonal(A, moved):
-        return "an off-diagonal element of 'A' moved: torch's cholesky gradient is symmetrised"
-    return None
+    # torch's gradient is the derivative along symmetric perturbations: a movement whose
+    # elements are symmetric (A = M M^T + c I moved through M) is one; one element moved, or
+    # every element (a random projection, unequal amounts), is not.
+    shape = np.shape(A)
+    if len(shape) < 2 or shape[-1] < 2:
+        return None
+    if moved is not None and np.shape(moved) == shape:
+        m = np.asarray(moved, bool)
+        if not m.all() and np.array_equal(m, np.swapaxes(m, -1, -2)):
+            return None
+    return "'A' moved off its diagonal unsymmetrically: torch's cholesky gradient is symmetrised"
 
 
-def _cholesky_solve(h: float, input: Any, input2: Any, moved: Any = None, **_: Any) -> str | None:
-    # input and input2 broadcast together only by chance: a mask at input2's shape may mix in
-    # input's elements, so any off-diagonal movement counts.
+def _cholesky_solve(
+    h: float, input: Any, input2: Any, upper: bool = False, moved: Any = None, **_: Any
+) -> str | None:
+    # torch's gL multiplies by the whole of input2: a nonzero unread triangle makes every
+    # element's gradient a convention. input and input2 broadcast together only by chance: a
+    # mask at input2's shape may mix in input's elements, so any off-diagonal movement counts.
+    c = np.asarray(input2, np.float64)
+    unread = np.tril(c, -1) if upper else np.triu(c, 1)
+    if np.any(unread != 0):
+        return "'input2' is not triangular: torch's gradient multiplies by its unread triangle"
     if _off_diagonal(input2, moved):
         return "'input2' may have moved off its diagonal: torch's gradient fills both triangles"
     return _diagonal_zero(h, input2, "input2")
