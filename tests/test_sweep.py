@@ -144,6 +144,11 @@ INF_ORDER = {
     "layer_norm": "torch's fused kernel gives NaN where the composed formula gives -inf",
     "cosine_similarity": "at a zero vector torch's norm backward turns inf * 0 into NaN, where "
     "the masked formula gives inf",
+    **dict.fromkeys(
+        ("det", "slogdet", "logdet", "solve"),
+        "an infinite upstream on a solve's right-hand side: which of inf and NaN each element "
+        "gets depends on the order of the BLAS triangular solve's updates (torch's build's)",
+    ),
 }
 
 

@@ -20,6 +20,7 @@ SAME_AS: dict[str, str] = {
     "tensordot": "einsum",
     "matrix_norm": "norm",
     "logaddexp": "logsumexp",
+    "inverse": "inv",
 }
 
 _SEVERAL_OUTPUTS = "an op with several outputs, not in the catalogue yet"
@@ -42,8 +43,6 @@ NOT_IN_CATALOGUE: dict[str, str] = {
     "avg_pool3d": "not in the catalogue yet (avg_pool1d and avg_pool2d are)",
     "dropout": "random, so not checkable against torch: multiply by a fixed mask input instead",
     "cross": "not in the catalogue yet",
-    "det": "not in the catalogue yet",
-    "inverse": "not in the catalogue yet",
     "svd": _SEVERAL_OUTPUTS,
     "eig": _SEVERAL_OUTPUTS,
 }
@@ -118,6 +117,7 @@ TENSOR_METHODS = frozenset(
     permute pow prelu prod reciprocal relu repeat reshape roll round rsqrt scatter scatter_add
     select sigmoid sign sin sinh softmax sort sqrt square squeeze std sub sum t take
     take_along_dim tan tanh trace transpose tril triu trunc unsqueeze var where
+    cholesky cholesky_solve det logdet matrix_exp matrix_power slogdet
     """.split()
 )
 # The namespaces a graph may call ops through, with the catalogue ops each has under the same
@@ -154,7 +154,8 @@ NAMESPACES: dict[str, frozenset[str]] = {
     "torch.special": frozenset(
         "erf erfc exp2 expm1 log1p log_softmax logsumexp round softmax".split()
     ),
-    "torch.linalg": frozenset({"matmul", "norm", "vector_norm"}),
+    "torch.linalg": frozenset({"matmul", "norm", "vector_norm"})
+    | frozenset("inv det slogdet solve solve_triangular cholesky matrix_power matrix_exp".split()),
 }
 # Other spellings of those namespaces.
 NAMESPACE_ALIASES: dict[str, str] = {
@@ -168,4 +169,9 @@ NAMESPACE_ALIASES: dict[str, str] = {
 # 2-norm of the flattened input or the Frobenius norm, as norm(x).
 RENAMED: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("torch.linalg", "norm"): ("norm", {}),
+    # torch.det(input) is torch.linalg.det(A), and so on: the catalogue names linalg's A.
+    **{
+        ("torch", n): (n, {"input": "A"})
+        for n in "cholesky det matrix_exp matrix_power slogdet".split()
+    },
 }
