@@ -17,6 +17,7 @@ from runner.ops import (
     normalization,
     norms,
     reductions,
+    resampling,
     shape,
 )
 from runner.ops.kinks import KINKS
@@ -34,6 +35,7 @@ FAMILIES: tuple[tuple[str, Sequence[Op]], ...] = (
     ("norms", norms.OPS),
     ("indexing", indexing.OPS),
     ("normalization", normalization.OPS),
+    ("resampling", resampling.OPS),
 )
 
 # The op of a graph node that only names another tensor (``d: c``): a copy, so ``d`` gets a
