@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from runner.ops import (
     activations,
+    attention,
     elementwise,
     indexing,
     linalg,
@@ -36,6 +37,7 @@ FAMILIES: tuple[tuple[str, Sequence[Op]], ...] = (
     ("indexing", indexing.OPS),
     ("normalization", normalization.OPS),
     ("resampling", resampling.OPS),
+    ("attention", attention.OPS),
 )
 
 # The op of a graph node that only names another tensor (``d: c``): a copy, so ``d`` gets a

@@ -495,5 +495,6 @@ SMOOTH = frozenset(
     multilabel_soft_margin_loss soft_margin_loss
     masked_fill scatter_add index_add index_fill take take_along_dim
     rms_norm
+    scaled_dot_product_attention
     """.split()
 )

@@ -164,9 +164,12 @@ def taps(
     input ``o``, and with ``halve`` (nearest_idx's shortcut for twice the size) ``o // 2``."""
     if halve:
         return Taps(np.arange(n_out)[:, None] // 2, np.ones((n_out, 1), dtype=dt))
-    if copy:
+    if copy and mode in ("linear", "bilinear", "trilinear"):
+        # Both taps at the same pixel, weights 1 and 0: an inf meets 0 there, as in torch.
         i = np.arange(n_out)[:, None]
-        return Taps(i, np.ones((n_out, 1), dtype=dt))
+        return Taps(np.hstack([i, i]), np.tile(np.array([1, 0], dtype=dt), (n_out, 1)))
+    if copy:
+        return Taps(np.arange(n_out)[:, None], np.ones((n_out, 1), dtype=dt))
     if mode in ("nearest", "nearest-exact"):
         # nearest_idx / nearest_exact_idx: float32 whatever the input's dtype.
         f32 = np.float32
