@@ -20,6 +20,7 @@ in both directions there.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -34,10 +35,10 @@ SPATIAL = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
 
 
 class Taps(NamedTuple):
-    """One spatial dim's resampling: ``index[o, t]`` the input position tap ``t`` of output
+    """One spatial dim's resampling: ``pixel[o, t]`` the input position tap ``t`` of output
     position ``o`` reads, ``weight[o, t]`` its weight (both ``(out, taps)``)."""
 
-    index: Array
+    pixel: Array
     weight: Array
 
 
@@ -194,7 +195,7 @@ def taps(
 def _along(x: Array, axis: int, t: Taps) -> Array:
     """Resample ``x`` along ``axis`` by taps ``t``."""
     moved = np.moveaxis(x, axis, -1)
-    out = (moved[..., t.index] * t.weight).sum(axis=-1)
+    out = (moved[..., t.pixel] * t.weight).sum(axis=-1)
     return np.moveaxis(out, -1, axis)
 
 
@@ -203,7 +204,8 @@ def _along_back(g: Array, axis: int, t: Taps, n_in: int) -> Array:
     moved = np.moveaxis(g, axis, -1)
     gx = np.zeros((*moved.shape[:-1], n_in), dtype=g.dtype)
     contrib = moved[..., None] * t.weight
-    np.add.at(gx, (..., t.index), contrib)
+    where: Any = (..., t.pixel)
+    np.add.at(gx, where, contrib)
     return np.moveaxis(gx, -1, axis)
 
 
@@ -337,9 +339,12 @@ def interpolate_kinks(h: float, input: Any, moved: Any = None, **kw: Any) -> str
     with a scale_factor other than 1), torch's gradient is not the derivative of its forward."""
     dummy = np.zeros((1, 1, *np.shape(input)[2:]))
     pairs = zip(_all_taps(dummy, False, **kw), _all_taps(dummy, True, **kw), strict=True)
-    if all(np.array_equal(f.index, b.index) for f, b in pairs):
+    if all(np.array_equal(f.pixel, b.pixel) for f, b in pairs):
         return None
     return "torch's backward copies the gradient through a dim its forward resamples"
 
 
-KINKS = {"interpolate": interpolate_kinks, "grid_sample": grid_sample_kinks}
+KINKS: dict[str, Callable[..., str | None]] = {
+    "interpolate": interpolate_kinks,
+    "grid_sample": grid_sample_kinks,
+}

@@ -95,7 +95,8 @@ def _scatter(gx: Array, iy: Array, ix: Array, ok: Array, values: Array) -> None:
     """The transpose of `_gather`: ``values`` (N, C, P) added at the ``ok`` positions."""
     n = np.broadcast_to(np.arange(gx.shape[0])[:, None], iy.shape)
     v = np.moveaxis(values, 1, -1)  # (N, P, C)
-    np.add.at(gx, (n[ok], slice(None), iy[ok], ix[ok]), v[ok])
+    where: Any = (n[ok], slice(None), iy[ok], ix[ok])
+    np.add.at(gx, where, v[ok])
 
 
 def _in(i: Array, size: int) -> Array:
