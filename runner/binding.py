@@ -17,7 +17,9 @@ KIND_TEXT = {
     "int?": "an int or None",
     "float": "a number",
     "float?": "a number or None",
+    "floats?": "a number, a list of numbers or None",
     "bool": "True or False",
+    "bool?": "True, False or None",
     "str": "a string",
     "dims": "None, an int or a list of ints",
     "ints": "an int or a list of ints",
@@ -119,6 +121,11 @@ def is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63
 
 
+def is_number(v: Any) -> bool:
+    """A number attribute: an int torch takes or a float that is not NaN."""
+    return is_int(v) or isinstance(v, float) and v == v
+
+
 def check_attr(p: Param, v: Any) -> str:
     """Empty when the literal ``v`` fits the parameter's kind, else what is wrong with it."""
     kind = p.kind
@@ -136,6 +143,8 @@ def check_attr(p: Param, v: Any) -> str:
         ok = is_int(v)
     elif base == "float":
         ok = is_int(v) or isinstance(v, float) and v == v  # NaN is no attribute value
+    elif base == "floats":
+        ok = is_number(v) or isinstance(v, list) and len(v) > 0 and all(map(is_number, v))
     elif base == "bool":
         ok = isinstance(v, bool)
     elif base == "str":

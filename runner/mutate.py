@@ -155,7 +155,9 @@ def _targets(case: CompiledCase, sources: Sources) -> dict[tuple[str, str], str]
     found: dict[tuple[str, str], str] = {}
     for node in case.graph.nodes:
         # An output of a catalogue op with several (`Op.output`) is the catalogue's too.
-        if REGISTRY.get(node.op.name) not in (node.op, node.op.whole):
+        # (A case's composed op without a rule has no `whole`: None must not match it.)
+        catalogue = REGISTRY.get(node.op.name)
+        if catalogue is None or catalogue not in (node.op, node.op.whole):
             continue
         for argument, source in sources.manual.sources.get(node.name, {}).items():
             arg = node.args[argument]

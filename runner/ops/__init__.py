@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from runner.ops import (
     activations,
+    attention,
     elementwise,
     indexing,
     linalg,
@@ -18,6 +19,7 @@ from runner.ops import (
     normalization,
     norms,
     reductions,
+    resampling,
     shape,
 )
 from runner.ops.kinks import KINKS
@@ -36,6 +38,8 @@ FAMILIES: tuple[tuple[str, Sequence[Op]], ...] = (
     ("norms", norms.OPS),
     ("indexing", indexing.OPS),
     ("normalization", normalization.OPS),
+    ("resampling", resampling.OPS),
+    ("attention", attention.OPS),
 )
 
 # The op of a graph node that only names another tensor (``d: c``): a copy, so ``d`` gets a

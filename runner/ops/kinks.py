@@ -382,6 +382,17 @@ def _clamp_tensor(h: float, input: Any, min: Any = None, max: Any = None, **_: A
     return "; ".join(f for f in found if f) or None
 
 
+def _resampling(name: str) -> Kinks:
+    """A predicate of runner/ops/resampling.py, imported when asked."""
+
+    def kinks(h: float, **args: Any) -> str | None:
+        from runner.ops.resampling import KINKS as RESAMPLING
+
+        return RESAMPLING[name](h, **args)
+
+    return kinks
+
+
 # --- elementwise: asked only about the elements that moved ---
 _ELEMENTWISE: dict[str, Kinks] = {
     "abs": _near_zero,
@@ -463,6 +474,9 @@ KINKS: dict[str, Kinks] = {
     "scatter": _overwritten,
     "index_copy": _overwritten,
     **LINALG_DECOMP_KINKS,
+    # --- resampling ---
+    "interpolate": _resampling("interpolate"),
+    "grid_sample": _resampling("grid_sample"),
 }
 
 # Differentiable wherever the forward is finite (linear, bilinear, polynomial or analytic), or
@@ -484,5 +498,6 @@ SMOOTH = frozenset(
     masked_fill scatter_add index_add index_fill take take_along_dim
     rms_norm
     matrix_exp
+    scaled_dot_product_attention
     """.split()
 )

@@ -146,6 +146,7 @@ _F = frozenset(
     cosine_embedding_loss gaussian_nll_loss hinge_embedding_loss margin_ranking_loss
     multi_margin_loss multilabel_soft_margin_loss poisson_nll_loss soft_margin_loss
     cosine_similarity pairwise_distance normalize rms_norm
+    interpolate grid_sample scaled_dot_product_attention
     """.split()
 )
 NAMESPACES: dict[str, frozenset[str]] = {

@@ -48,7 +48,9 @@ ParamKind = Literal[
     "int?",
     "float",
     "float?",  # a number or None (clamp's min and max)
+    "floats?",  # a number, a list of numbers or None (interpolate's scale_factor)
     "bool",
+    "bool?",  # True, False or None (interpolate's align_corners)
     "str",
     "dims",  # None, an int, or a list of ints (reductions)
     "ints",  # an int or a list of ints (shapes, permutations, kernel sizes)
