@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from runner.cli import main
 from runner.loader import UsageError
@@ -323,6 +324,17 @@ def test_golden_float32_writes_the_shortest_float32_decimal(
     path = write_case("dtype: float32\ninputs:\n  a: [0.1, 0.2]\ngraph:\n  c: a * 3\n")
     assert run(capsys, "golden", str(path))[0] == 0
     assert "    c: [0.3, 0.6]" in path.read_text().splitlines()
+
+
+def test_golden_leaves_out_a_gradient_torch_does_not_give(
+    write_case: WriteCase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A reaches the output only through slogdet's sign, which has no gradient: torch gives A
+    none (it raised KeyError here before), so the golden has no entry for A."""
+    path = write_case("inputs:\n  A: [[2.0, 1.0], [0.5, 3.0]]\ngraph:\n  s: slogdet(A).sign\n")
+    assert run(capsys, "golden", str(path))[0] == 0
+    written = yaml.safe_load(path.read_text())["expect"]
+    assert written == {"value": {"s": 1.0}, "grad": {"s": 1.0}}
 
 
 def test_golden_refuses_where_manual_and_torch_disagree(
