@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from runner.dtypes import BFLOAT16, is_half, opmath
 from runner.graph import Graph, Node, Ref
 from runner.ops.spec import Array, Op, Param, Shape
 from runner.ops.spec import sum_to as reduce_to
@@ -72,8 +73,30 @@ def _operands(arg: Any) -> list[Any]:
 
 def floating_array(value: Any) -> bool:
     """A floating-point array: the operands that get a gradient."""
-    # dtype.kind "f" is np.issubdtype(dtype, np.floating), at a twentieth of its cost.
-    return isinstance(value, np.ndarray) and value.dtype.kind == "f"
+    # dtype.kind "f" is np.issubdtype(dtype, np.floating), at a twentieth of its cost;
+    # ml_dtypes' bfloat16 is kind "V".
+    return isinstance(value, np.ndarray) and (value.dtype.kind == "f" or value.dtype == BFLOAT16)
+
+
+def half_dtype(args: Mapping[str, Any], op: Op) -> np.dtype[Any] | None:
+    """The half-precision dtype (float16 or bfloat16) a node's floating result has when its
+    floating tensor operands promote to one (torch's promotion: half with half; with float32 or
+    the other half type it is float32), else None. Such a node is computed in float32 from its
+    operands' stored values and its results are rounded to this dtype, as torch's CPU kernels
+    do (their ``opmath_type``)."""
+    found: np.dtype[Any] | None = None
+    for p in op.tensor_params:
+        for v in _operands(args[p.name]):
+            if floating_array(v):
+                if found is not None and v.dtype != found:
+                    return None
+                found = v.dtype
+    return found if found is not None and is_half(found) else None
+
+
+def _rounded(value: Any, dtype: np.dtype[Any] | None) -> Any:
+    """A floating result stored in the half dtype ``dtype`` (None: as it is)."""
+    return value.astype(dtype) if dtype is not None and floating_array(value) else value
 
 
 def apply_vjp(
@@ -214,11 +237,15 @@ def forward(graph: Graph, inputs: Mapping[str, Array]) -> dict[str, Array]:
     env: dict[str, Array] = dict(inputs)
     for node in graph.nodes:
         args = node.bind(env)
+        half = half_dtype(args, node.op)
+        if half is not None:
+            args = {k: opmath(v) for k, v in args.items()}
         try:
             # inf and NaN are legitimate values here (torch computes them too); the comparison
             # judges them, numpy's warnings would only be noise.
             with np.errstate(all="ignore"):
-                env[node.name] = value = np.asarray(node.op.forward(**args))
+                value = _rounded(np.asarray(node.op.forward(**args)), half)
+                env[node.name] = value
             if value.shape != node.shape:
                 raise ValueError(
                     f"it returned shape {value.shape}, the op's shape rule says {node.shape}"
@@ -259,14 +286,29 @@ def node_vjp(
             given[key] = _user_grads(rule_set, node, wanted[key], value, args[key])
             sources[key] = rule_set.source
     if len(given) < len(wanted):
-        catalogue = apply_vjp(op, op.vjp, g, out, args, where=f"node '{node.name}'")
+        # Half precision: the rule in float32 on the stored values, each gradient rounded to
+        # its operand's dtype, as torch's kernels compute and store it.
+        half = half_dtype(args, op)
+        wide = {k: opmath(v) for k, v in args.items()} if half is not None else args
+        catalogue = apply_vjp(
+            op, op.vjp, opmath(g), opmath(out), wide, where=f"node '{node.name}'"
+        )
         for key in wanted:
             if key not in given:
-                given[key] = catalogue[key]
+                given[key] = _round_like(catalogue[key], args[key])
                 sources[key] = CATALOGUE
     for p in op.tensor_params:
         given.setdefault(p.name, None)
     return given, sources
+
+
+def _round_like(grad: Any, operand: Any) -> Any:
+    """``grad`` (an array, a list for a list parameter, or None) in ``operand``'s dtype."""
+    if isinstance(grad, list):
+        return [_round_like(gi, vi) for gi, vi in zip(grad, operand, strict=True)]
+    if grad is None or not floating_array(operand) or grad.dtype == operand.dtype:
+        return grad
+    return grad.astype(operand.dtype)
 
 
 def _any_wanted(arg: Any) -> bool:
