@@ -289,10 +289,11 @@ def node_vjp(
         # Half precision: the rule in float32 on the stored values, each gradient rounded to
         # its operand's dtype, as torch's kernels compute and store it.
         half = half_dtype(args, op)
-        wide = {k: opmath(v) for k, v in args.items()} if half is not None else args
-        catalogue = apply_vjp(
-            op, op.vjp, opmath(g), opmath(out), wide, where=f"node '{node.name}'"
-        )
+        wide, out_wide = args, opmath(out)
+        if half is not None:
+            wide = {k: opmath(v) for k, v in args.items()}
+            out_wide = _forward_wide(op, wide, out_wide)
+        catalogue = apply_vjp(op, op.vjp, opmath(g), out_wide, wide, where=f"node '{node.name}'")
         for key in wanted:
             if key not in given:
                 given[key] = _round_like(catalogue[key], args[key])
@@ -300,6 +301,19 @@ def node_vjp(
     for p in op.tensor_params:
         given.setdefault(p.name, None)
     return given, sources
+
+
+def _forward_wide(op: Op, wide: Mapping[str, Any], out: Array) -> Array:
+    """The node's forward value in float32 from its float32 operands, for its catalogue rule:
+    a rule that recomputes part of the forward and compares it with ``out`` (the ties of a
+    p=inf norm of a difference: ``|x - y| == out``) needs both in one precision. ``out`` (the
+    stored value, in float32) where the forward fails or gives another shape."""
+    try:
+        with np.errstate(all="ignore"):
+            value = np.asarray(op.forward(**wide))
+    except Exception:
+        return out
+    return value if value.shape == out.shape and value.dtype == out.dtype else out
 
 
 def _round_like(grad: Any, operand: Any) -> Any:

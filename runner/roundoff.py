@@ -40,11 +40,18 @@ EPS: dict[str, float] = _EPS
 # operations' worth, far below any error a wrong rule makes (a 1% error at any scale).
 EPS_FACTOR = 16.0
 # The same in half precision, where 16 units would be 1.6% (float16) or 12.5% (bfloat16) of the
-# scale and hide a wrong rule: 2 units (0.2%, 1.6%), the measured floors do the rest.
+# scale and hide a wrong rule: 2 units (0.2%, 1.6%) of the reference's own scale, not of its
+# computation's: torch's half kernels sum in float32 and round once, at the result, so a sum
+# whose terms cancel has the result's round-off; what earlier nodes' rounding leaves (the terms
+# themselves rounded) is measured (`tensor_floors`).
 HALF_EPS_FACTOR = 2.0
 # The measured float32 error of the reference, times this: the manual side rounds differently
 # (another summation order, another formula), with an error of the same size, not the same sign.
 MEASURED_FACTOR = 4.0
+# The same in half precision: two roundings at different places (torch's composite formulas
+# round every intermediate to half, the manual side only each node's results) differ by about
+# the reference's own error; 4x that would hide a 5% wrong rule in bfloat16 (tests/test_half.py).
+HALF_MEASURED_FACTOR = 2.0
 # The seed of the random signs put on the upstream gradient to find each gradient's scale.
 SIGN_SEED = 0
 # The relative change of the upstream gradient that tells a gradient from round-off: a gradient
@@ -90,26 +97,32 @@ def floors(
     measured: Sequence[Measured] = (),
 ) -> dict[tuple[str, str], float]:
     """The floor of every tensor, keyed by (kind, tensor name) with kind "value" or "grad", for
-    a case of ``dtype``: the largest of `EPS_FACTOR` units of ``dtype``'s round-off of the
+    a case of ``dtype``: the largest of `eps_factor` units of ``dtype``'s round-off of the
     tensor's computation scale (``scales[kind][name]``, `computation_scales`, or the
-    reference's own largest magnitude when larger) and each measurement.
+    reference's own largest magnitude when larger; in half precision the reference's own
+    alone, see `HALF_EPS_FACTOR`) and each measurement.
 
     ``references``: kind -> tensor -> the reference array in the case's dtype; ``measured``:
     (low, high, factor) triples, kind -> tensor -> one computation in a low and a high precision;
     `measured_floor` of the two, times ``factor`` (1 when the low precision is the case's own;
-    the ratio of the machine epsilons when it is coarser, to bring its error to the case's).
+    the ratio of the machine epsilons when it is coarser, to bring its error to the case's);
+    in half precision times `HALF_MEASURED_FACTOR` / `MEASURED_FACTOR`.
     """
     out: dict[tuple[str, str], float] = {}
-    eps, factor = EPS.get(dtype, EPS["float32"]), eps_factor(dtype)
+    eps, units = EPS.get(dtype, EPS["float32"]), eps_factor(dtype)
+    # `measured_floor`'s factor brought to the dtype's
+    times = HALF_MEASURED_FACTOR / MEASURED_FACTOR if is_half(dtype) else 1.0
     for kind, tensors in references.items():
         for name, ref in tensors.items():
             if not _floating(ref):
                 continue
-            scale = max(scale_of(ref), scales.get(kind, {}).get(name, 0.0))
-            found = [factor * eps * scale]
+            scale = scale_of(ref)
+            if not is_half(dtype):
+                scale = max(scale, scales.get(kind, {}).get(name, 0.0))
+            found = [units * eps * scale]
             for low, high, factor in measured:
                 pair = low.get(kind, {}).get(name), high.get(kind, {}).get(name)
-                found.append(factor * measured_floor(*pair))
+                found.append(factor * times * measured_floor(*pair))
             out[(kind, name)] = max(found)
     return out
 

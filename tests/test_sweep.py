@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from runner.compare import DEFAULT_TOLERANCE, compare
+from runner.dtypes import is_floating
 from runner.engine import run_manual
 from runner.graph import Graph, Node, Ref
 from runner.ops import REGISTRY
@@ -33,7 +34,7 @@ def single_op_graph(op: Op, sample: Sample, dtype: str) -> tuple[Graph, dict[str
         if np.issubdtype(value.dtype, np.floating):
             value = value.astype(dtype)
         inputs[name] = value
-        requires[name] = param in grad_params and np.issubdtype(value.dtype, np.floating)
+        requires[name] = param in grad_params and is_floating(value.dtype)
         return Ref(name)
 
     args: dict[str, Any] = {}
