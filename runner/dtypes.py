@@ -38,7 +38,7 @@ def is_floating(dtype: Any) -> bool:
     """Whether ``dtype`` (a numpy dtype or its name) is one of the floating dtypes, bfloat16
     included."""
     d = np.dtype(dtype)
-    return d.kind == "f" or d == BFLOAT16
+    return bool(d.kind == "f" or d == BFLOAT16)
 
 
 def is_half(dtype: Any) -> bool:
@@ -54,8 +54,3 @@ def opmath(value: Any) -> Any:
     if isinstance(value, np.ndarray) and value.dtype in _HALF:
         return value.astype(np.float32)
     return value
-
-
-def finfo(dtype: Any) -> Any:
-    """numpy's finfo, which for bfloat16 is ml_dtypes'."""
-    return ml_dtypes.finfo(np.dtype(dtype))

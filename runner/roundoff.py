@@ -139,9 +139,10 @@ def tensor_floors(
     """Every tensor's floor (see `floors`) for ``graph`` on ``inputs`` under ``upstream``:
     ``references`` (kind -> tensor -> array) are the oracle's, ``torch_high`` the same computed
     by torch in float64 (a float32 or half case), measured against them; the catalogue's
-    formulas are measured in float32 (half: the case's dtype) against float64; scales from `computation_scales`. ``catalogue64``:
-    `catalogue_in` in float64 when the caller has it already (the manual side of a float64 case
-    that no user rule changed: the same forwards and rules on the same arrays), not run again."""
+    formulas are measured in float32 (half: the case's dtype) against float64; scales from
+    `computation_scales`. ``catalogue64``: `catalogue_in` in float64 when the caller has it
+    already (the manual side of a float64 case that no user rule changed: the same forwards
+    and rules on the same arrays), not run again."""
     measured: list[Measured] = []
     if torch_high is not None:
         measured.append((references, torch_high, 1.0))

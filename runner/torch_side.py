@@ -191,9 +191,7 @@ def _run(
 
     values = {k: to_numpy(torch, v) for k, v in env.items()}
     grads = {
-        k: to_numpy(torch, v.grad)
-        for k, v in env.items()
-        if getattr(v, "grad", None) is not None
+        k: to_numpy(torch, v.grad) for k, v in env.items() if getattr(v, "grad", None) is not None
     }
     return Result(values=values, grads=grads)
 
