@@ -74,10 +74,6 @@ def to_torch(t: Any, value: Any, device: str, float_dtype: Any = None) -> Any:
     if isinstance(value, np.ndarray):
         return from_numpy(t, value).to(device)
     if isinstance(value, float):
-        # Half precision: torch's kernels read a Python scalar in float32 (their opmath type,
-        # `original_scalar_value`), not rounded to half; a 0-d float32 tensor promotes the same.
-        if float_dtype in (t.float16, t.bfloat16):
-            float_dtype = t.float32
         return t.tensor(value, dtype=float_dtype, device=device)
     if isinstance(value, (bool, int)):
         return t.tensor(value, device=device)
@@ -207,6 +203,15 @@ def torch_args(
         for v in (args[p.name] if isinstance(args[p.name], list) else [args[p.name]])
     ]
     floating = _floating_dtype(torch, operands)
+    if floating in (torch.float16, torch.bfloat16) and any(
+        np.ndim(v) > 0 for v in operands if not isinstance(v, (int, float))
+    ):
+        # torch's half kernels read a Python scalar in float32 (their opmath type:
+        # `original_scalar_value`), not rounded to half, as the manual side does; a 0-d float32
+        # tensor beside a tensor with dims promotes as the scalar does (to the tensor's dtype).
+        # Beside 0-d operands only it would promote them to float32: there the scalar is
+        # rounded to half (a difference of half an ulp, within the half tolerances).
+        floating = torch.float32
     for p in node.op.tensor_params:
         value = args[p.name]
         if isinstance(value, list):
