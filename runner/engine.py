@@ -273,26 +273,31 @@ def node_vjp(
     wanted = {p.name: p for p in op.tensor_params if p.grad and _any_wanted(args[p.name])}
     given: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    # Half precision: every rule gets the stored values in float32 (torch's opmath type, what
+    # its kernels compute in) and each gradient it gives is rounded to its operand's dtype, as
+    # torch stores it; a user's rule may return float32 or the operand's own dtype.
+    half = half_dtype(args, op)
+    wide = {k: opmath(v) for k, v in args.items()} if half is not None else args
     for rule_set in rules:
         fn = rule_set.rules.get(op.name)
         if fn is None or len(given) == len(wanted):
             continue
-        answer = _call_user(rule_set, fn, node, g, out, args)
+        if half is None:
+            answer = _call_user(rule_set, fn, node, g, out, args)
+        else:
+            answer = _call_user(rule_set, fn, node, opmath(g), opmath(out), wide)
         if silent is not None and all(answer.get(k) is None for k in wanted):
             silent.append(rule_set.source)
         for key, value in answer.items():
             if key in given or key not in wanted or value is None:
                 continue
-            given[key] = _user_grads(rule_set, node, wanted[key], value, args[key])
+            if half is not None:
+                value = opmath(list(value) if isinstance(value, tuple) else value)
+            grads = _user_grads(rule_set, node, wanted[key], value, wide[key])
+            given[key] = _round_like(grads, args[key])
             sources[key] = rule_set.source
     if len(given) < len(wanted):
-        # Half precision: the rule in float32 on the stored values, each gradient rounded to
-        # its operand's dtype, as torch's kernels compute and store it.
-        half = half_dtype(args, op)
-        wide, out_wide = args, opmath(out)
-        if half is not None:
-            wide = {k: opmath(v) for k, v in args.items()}
-            out_wide = _forward_wide(op, wide, out_wide)
+        out_wide = opmath(out) if half is None else _forward_wide(op, wide, opmath(out))
         catalogue = apply_vjp(op, op.vjp, opmath(g), out_wide, wide, where=f"node '{node.name}'")
         for key in wanted:
             if key not in given:
