@@ -16,6 +16,10 @@ An element agrees when ``|left - right| <= rtol * |right| + atol * scale + floor
 NaN equals NaN unless ``equal_nan`` is False (and the count is reported either way); an infinity
 equals only the same infinity; NaN or an infinity on one side only is a failure that names the
 side. A case's explicit ``tolerance: {atol: ...}`` is torch.testing's absolute atol instead.
+
+Per dtype (`DEFAULT_TOLERANCE`): float64 rtol 1e-7, atol 1e-7; float32 rtol 1.3e-6, atol 1e-5;
+float16 rtol 1e-3, atol 1e-5; bfloat16 rtol 1.6e-2, atol 1e-5 (torch.testing's rtols), each
+atol times the scale; in half precision the floor (2 eps of the scale, and measured) dominates.
 """
 
 from __future__ import annotations
