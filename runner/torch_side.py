@@ -99,10 +99,11 @@ def to_numpy(t: Any, tensor: Any) -> Array:
 
 
 def refused(node: Node, exc: Exception, dtype: Any) -> str:
-    """The message of torch refusing ``node``'s op: node, op, and for a dtype torch has no
-    kernel for (``"addmm_impl_cpu_" not implemented for 'Half'``), the dtype, in words."""
+    """The message of torch refusing ``node``'s op: node, op, and for a half dtype torch has no
+    kernel for (``"multi_margin_loss_cpu_kernel" not implemented for 'Half'``), the dtype, in
+    words."""
     text = f"node '{node.name}': torch's {node.op.name} raised {type(exc).__name__}: {exc}"
-    if "not implemented for" in str(exc) and dtype is not None:
+    if "not implemented for" in str(exc) and str(dtype) in ("torch.float16", "torch.bfloat16"):
         name = str(dtype).removeprefix("torch.")
         text = (
             f"node '{node.name}': torch has no kernel for {node.op.name} in {name} on this "
