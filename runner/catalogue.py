@@ -33,7 +33,9 @@ def markdown() -> str:
         "`tests/test_catalogue.py` fails when this file is out of date.",
         "",
         f"{len(ops)} ops. Names and parameters are torch's; every op's manual rule is swept "
-        "against torch autograd in float32 and float64 (`tests/test_sweep.py`). The convention "
+        "against torch autograd in float32 and float64, and in float16 and bfloat16 where "
+        "torch's CPU has a kernel (`tests/test_sweep.py`; half precision computes each node in "
+        "float32 and rounds what it stores, as torch's CPU kernels do). The convention "
         "column states torch's choice at points where the derivative is not defined (ties, "
         "kinks, zeros).",
         "",

@@ -16,6 +16,10 @@ An element agrees when ``|left - right| <= rtol * |right| + atol * scale + floor
 NaN equals NaN unless ``equal_nan`` is False (and the count is reported either way); an infinity
 equals only the same infinity; NaN or an infinity on one side only is a failure that names the
 side. A case's explicit ``tolerance: {atol: ...}`` is torch.testing's absolute atol instead.
+
+Per dtype (`DEFAULT_TOLERANCE`): float64 rtol 1e-7, atol 1e-7; float32 rtol 1.3e-6, atol 1e-5;
+float16 rtol 1e-3, atol 1e-5; bfloat16 rtol 1.6e-2, atol 1e-5 (torch.testing's rtols), each
+atol times the scale; in half precision the floor (2 eps of the scale, and measured) dominates.
 """
 
 from __future__ import annotations
@@ -48,10 +52,16 @@ class Tolerance:
 
 
 # torch.testing.assert_close's rtol for the dtype; atol as a fraction of the tensor's scale. A
-# 1% error fails at every scale, and so does 1e-5 relative to the largest element.
+# 1% error fails at every scale, and so does 1e-5 relative to the largest element. Half
+# precision: torch.testing's rtol (float16 1e-3, bfloat16 1.6e-2) and atol 1e-5, plus the
+# round-off floor of `runner.roundoff` at the dtype's eps (float16 2^-10, bfloat16 2^-7), which
+# there dominates: a 1% wrong rule fails in float16 and a 5% one in bfloat16 (tests/
+# test_half.py), and two computations that round at different places agree.
 DEFAULT_TOLERANCE: dict[str, Tolerance] = {
     "float64": Tolerance(rtol=1e-7, atol=1e-7),
     "float32": Tolerance(rtol=1.3e-6, atol=1e-5),
+    "float16": Tolerance(rtol=1e-3, atol=1e-5),
+    "bfloat16": Tolerance(rtol=1.6e-2, atol=1e-5),
 }
 # Golden values are typed by hand, often from a printout: a value rounded to 4 significant digits
 # is within 5e-4 of itself (rtol); an element typed with fewer digits than the tensor's largest

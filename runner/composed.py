@@ -30,6 +30,7 @@ import numpy as np
 
 from runner.binding import check_attr, match, resolve_overload
 from runner.diagnostics import Problem, did_you_mean
+from runner.dtypes import is_floating
 from runner.expr import Call, Const, Expr, ExprError, ListOf, Name, parse
 from runner.graph import Graph, Node, Ref
 from runner.ops import REGISTRY, public_ops
@@ -450,7 +451,7 @@ def _body_kinks(
 
 
 def _floating(value: Any) -> bool:
-    return isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating)
+    return isinstance(value, np.ndarray) and is_floating(value.dtype)
 
 
 def _refs(arg: Any) -> list[Ref]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from runner.dtypes import BFLOAT16, is_half, opmath
 from runner.graph import Graph, Node, Ref
 from runner.ops.spec import Array, Op, Param, Shape
 from runner.ops.spec import sum_to as reduce_to
@@ -72,8 +73,30 @@ def _operands(arg: Any) -> list[Any]:
 
 def floating_array(value: Any) -> bool:
     """A floating-point array: the operands that get a gradient."""
-    # dtype.kind "f" is np.issubdtype(dtype, np.floating), at a twentieth of its cost.
-    return isinstance(value, np.ndarray) and value.dtype.kind == "f"
+    # dtype.kind "f" is np.issubdtype(dtype, np.floating), at a twentieth of its cost;
+    # ml_dtypes' bfloat16 is kind "V".
+    return isinstance(value, np.ndarray) and (value.dtype.kind == "f" or value.dtype == BFLOAT16)
+
+
+def half_dtype(args: Mapping[str, Any], op: Op) -> np.dtype[Any] | None:
+    """The half-precision dtype (float16 or bfloat16) a node's floating result has when its
+    floating tensor operands promote to one (torch's promotion: half with half; with float32 or
+    the other half type it is float32), else None. Such a node is computed in float32 from its
+    operands' stored values and its results are rounded to this dtype, as torch's CPU kernels
+    do (their ``opmath_type``)."""
+    found: np.dtype[Any] | None = None
+    for p in op.tensor_params:
+        for v in _operands(args[p.name]):
+            if floating_array(v):
+                if found is not None and v.dtype != found:
+                    return None
+                found = v.dtype
+    return found if found is not None and is_half(found) else None
+
+
+def _rounded(value: Any, dtype: np.dtype[Any] | None) -> Any:
+    """A floating result stored in the half dtype ``dtype`` (None: as it is)."""
+    return value.astype(dtype) if dtype is not None and floating_array(value) else value
 
 
 def apply_vjp(
@@ -214,11 +237,15 @@ def forward(graph: Graph, inputs: Mapping[str, Array]) -> dict[str, Array]:
     env: dict[str, Array] = dict(inputs)
     for node in graph.nodes:
         args = node.bind(env)
+        half = half_dtype(args, node.op)
+        if half is not None:
+            args = {k: opmath(v) for k, v in args.items()}
         try:
             # inf and NaN are legitimate values here (torch computes them too); the comparison
             # judges them, numpy's warnings would only be noise.
             with np.errstate(all="ignore"):
-                env[node.name] = value = np.asarray(node.op.forward(**args))
+                value = _rounded(np.asarray(node.op.forward(**args)), half)
+                env[node.name] = value
             if value.shape != node.shape:
                 raise ValueError(
                     f"it returned shape {value.shape}, the op's shape rule says {node.shape}"
@@ -246,27 +273,61 @@ def node_vjp(
     wanted = {p.name: p for p in op.tensor_params if p.grad and _any_wanted(args[p.name])}
     given: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    # Half precision: every rule gets the stored values in float32 (torch's opmath type, what
+    # its kernels compute in) and each gradient it gives is rounded to its operand's dtype, as
+    # torch stores it; a user's rule may return float32 or the operand's own dtype.
+    half = half_dtype(args, op)
+    wide = {k: opmath(v) for k, v in args.items()} if half is not None else args
     for rule_set in rules:
         fn = rule_set.rules.get(op.name)
         if fn is None or len(given) == len(wanted):
             continue
-        answer = _call_user(rule_set, fn, node, g, out, args)
+        if half is None:
+            answer = _call_user(rule_set, fn, node, g, out, args)
+        else:
+            answer = _call_user(rule_set, fn, node, opmath(g), opmath(out), wide)
         if silent is not None and all(answer.get(k) is None for k in wanted):
             silent.append(rule_set.source)
         for key, value in answer.items():
             if key in given or key not in wanted or value is None:
                 continue
-            given[key] = _user_grads(rule_set, node, wanted[key], value, args[key])
+            if half is not None:
+                value = opmath(list(value) if isinstance(value, tuple) else value)
+            grads = _user_grads(rule_set, node, wanted[key], value, wide[key])
+            given[key] = _round_like(grads, args[key])
             sources[key] = rule_set.source
     if len(given) < len(wanted):
-        catalogue = apply_vjp(op, op.vjp, g, out, args, where=f"node '{node.name}'")
+        out_wide = opmath(out) if half is None else _forward_wide(op, wide, opmath(out))
+        catalogue = apply_vjp(op, op.vjp, opmath(g), out_wide, wide, where=f"node '{node.name}'")
         for key in wanted:
             if key not in given:
-                given[key] = catalogue[key]
+                given[key] = _round_like(catalogue[key], args[key])
                 sources[key] = CATALOGUE
     for p in op.tensor_params:
         given.setdefault(p.name, None)
     return given, sources
+
+
+def _forward_wide(op: Op, wide: Mapping[str, Any], out: Array) -> Array:
+    """The node's forward value in float32 from its float32 operands, for its catalogue rule:
+    a rule that recomputes part of the forward and compares it with ``out`` (the ties of a
+    p=inf norm of a difference: ``|x - y| == out``) needs both in one precision. ``out`` (the
+    stored value, in float32) where the forward fails or gives another shape."""
+    try:
+        with np.errstate(all="ignore"):
+            value = np.asarray(op.forward(**wide))
+    except Exception:
+        return out
+    return value if value.shape == out.shape and value.dtype == out.dtype else out
+
+
+def _round_like(grad: Any, operand: Any) -> Any:
+    """``grad`` (an array, a list for a list parameter, or None) in ``operand``'s dtype."""
+    if isinstance(grad, list):
+        return [_round_like(gi, vi) for gi, vi in zip(grad, operand, strict=True)]
+    if grad is None or not floating_array(operand) or grad.dtype == operand.dtype:
+        return grad
+    return grad.astype(operand.dtype)
 
 
 def _any_wanted(arg: Any) -> bool:

@@ -217,6 +217,7 @@ def _run_case(
         status="passed",
         duration=0.0,
         tags=list(case.model.tags),
+        dtype=case.model.dtype,
     )
     # An oracle without a reference for an op of the case (torch for a RULES module's op)
     # stands aside; the case needs another reference then: an oracle or golden values.

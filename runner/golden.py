@@ -20,6 +20,7 @@ import numpy as np
 
 from runner.compile import CompiledCase
 from runner.diagnostics import CaseInvalid, Problem
+from runner.dtypes import is_floating
 from runner.loader import _display, compile_document, default_stem, discover
 from runner.rules import RuleSet
 from runner.rules.modules import module_ops
@@ -124,10 +125,11 @@ def _literal(array: Any) -> Any:
     """A nested list of Python numbers (a number for 0-d) that reads back to ``array``'s exact
     elements in its dtype."""
     a = np.asarray(array)
-    if np.issubdtype(a.dtype, np.floating):
+    if is_floating(a.dtype):
         if a.dtype == np.float64:
             return a.tolist()
-        # The shortest decimal that is the same float32 (0.1, not 0.10000000149011612).
+        # The shortest decimal that is the same float32, float16 or bfloat16 (0.1, not
+        # 0.10000000149011612).
         return np.vectorize(lambda x: float(str(a.dtype.type(x))), otypes=[object])(a).tolist()
     return a.tolist()
 

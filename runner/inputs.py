@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from runner.dtypes import is_floating
 from runner.limits import FLOAT64_MAX, INT64_MAX, INT64_MIN, MAX_ELEMENTS, shape_problem
 from runner.ops.spec import Array, Shape
 from schemas.case import FillInput, RandomInput, RandomUpstream, ValuesInput, literal_shape
@@ -60,7 +61,7 @@ def plan_input(
         dtype, shape = _literal_dtype(spec, case_dtype), literal_shape(spec)
     if as_int64:
         dtype = "int64"
-    floating = dtype.startswith("float")
+    floating = is_floating(dtype)
     explicit = getattr(spec, "requires_grad", None)
     problems = []
     if explicit and not floating:
@@ -101,7 +102,7 @@ def _values_problems(values: Any, dtype: str) -> list[str]:
 
 def _random_problems(spec: RandomInput, dtype: str) -> list[str]:
     low, high = spec.low, spec.high
-    if spec.random != "integers" and not dtype.startswith("float"):
+    if spec.random != "integers" and not is_floating(dtype):
         return [
             f"random: {spec.random} makes floats, which dtype {dtype} would truncate "
             "(use random: integers, or values:)"
@@ -158,6 +159,8 @@ def written_as_integers(spec: Any) -> bool:
 
 
 def make_input(plan: InputPlan) -> Array:
+    """The input's array: random data drawn in float64 (or int64) as for every dtype, literal
+    values as written, then cast to the plan's dtype (float16/bfloat16: rounded to nearest)."""
     spec = plan.spec
     if isinstance(spec, RandomInput):
         rng = np.random.default_rng(spec.seed)
@@ -180,7 +183,9 @@ def make_input(plan: InputPlan) -> Array:
 
 
 def make_upstream(spec: Any, shape: Shape, dtype: np.dtype[Any]) -> Array:
-    """A number fills ``shape``; a literal is the gradient itself; a random spec draws one."""
+    """A number fills ``shape``; a literal is the gradient itself; a random spec draws one
+    (in float64, then rounded to ``dtype``, the output's: a half-precision case's upstream is
+    half precision, as torch's ``out.backward(grad)`` needs it)."""
     if isinstance(spec, RandomUpstream):
         rng = np.random.default_rng(spec.seed)
         data = rng.normal(size=shape) if spec.random == "normal" else rng.uniform(size=shape)

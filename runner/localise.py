@@ -21,6 +21,7 @@ import numpy as np
 from runner.compare import Tolerance, compare
 from runner.compile import CompiledCase
 from runner.diagnose import diagnose, named
+from runner.dtypes import is_floating
 from runner.engine import RuleError, floating_array, node_vjp
 from runner.graph import Graph, Node, Ref
 from runner.ops.spec import Array
@@ -103,7 +104,7 @@ def _draw(rng: np.random.Generator, kind: str, shape: tuple[int, ...]) -> Array:
 
 def _finite(value: Any) -> bool:
     a = np.asarray(value)
-    return not np.issubdtype(a.dtype, np.floating) or bool(np.all(np.isfinite(a)))
+    return not is_floating(a.dtype) or bool(np.all(np.isfinite(a)))
 
 
 def probe(

@@ -36,7 +36,9 @@ float64 ``rtol 1e-6, atol 1e-6`` of the largest element, scale-aware as every de
 (`runner.compare`; the reference's own error is far below; looser than torch's 1e-7 because a
 float64 rule's rounding adds up over long sums); float32 ``rtol 1e-4, atol 1e-4``
 (a float32 gradient against an exact one: float32's eps 1.2e-7 grown by sums and cancellation;
-torch's 1.3e-6 is for two float32 computations of one formula). A projection allows what the
+torch's 1.3e-6 is for two float32 computations of one formula); float16 ``rtol 5e-3, atol
+5e-3`` and bfloat16 ``rtol 4e-2, atol 4e-2`` (5 eps of the dtype: a gradient rounded to half at
+every node, against the exact one of the same stored half inputs). A projection allows what the
 elementwise tolerance allows summed: ``(atol * max|g| + floor) * sum|u| + rtol * sum|u * g|``
 (``g``: the other side's gradient, whose scale stands for the reference's). A case's own
 ``tolerance`` replaces these, as for every comparison.
@@ -76,7 +78,14 @@ from runner.unchecked import Unchecked
 from schemas.report import Comparison
 
 STEP = 1e-6  # the same for both dtypes: the differences are float64's
-TOLERANCE = {"float64": Tolerance(rtol=1e-6, atol=1e-6), "float32": Tolerance(rtol=1e-4, atol=1e-4)}
+TOLERANCE = {
+    "float64": Tolerance(rtol=1e-6, atol=1e-6),
+    "float32": Tolerance(rtol=1e-4, atol=1e-4),
+    # Half precision: the differences are still float64's, of the half inputs as stored; the
+    # gradient under test is rounded at every node (5 eps of the dtype).
+    "float16": Tolerance(rtol=5e-3, atol=5e-3),
+    "bfloat16": Tolerance(rtol=4e-2, atol=4e-2),
+}
 # Tensors up to this size get their whole gradient (2 forwards per element); larger ones one
 # projection (2 forwards). A node judged alone (fault localisation) is differenced up to
 # NODE_JACOBIAN_MAX elements per operand.

@@ -28,18 +28,30 @@ from typing import Any
 import numpy as np
 
 from runner.compare import scale_of
+from runner.dtypes import EPS as _EPS
+from runner.dtypes import is_half
 from runner.engine import backward, floating_array, forward
 from runner.graph import Graph, Node, Ref
 from runner.ops.spec import Array
 
-# Unit round-off of each case dtype (np.finfo(dtype).eps).
-EPS: dict[str, float] = {"float64": 2.220446049250313e-16, "float32": 1.1920929e-07}
+# Machine epsilon of each case dtype (np.finfo(dtype).eps; bfloat16: ml_dtypes').
+EPS: dict[str, float] = _EPS
 # Units of round-off of the computation's scale that any comparison allows: a handful of
 # operations' worth, far below any error a wrong rule makes (a 1% error at any scale).
 EPS_FACTOR = 16.0
+# The same in half precision, where 16 units would be 1.6% (float16) or 12.5% (bfloat16) of the
+# scale and hide a wrong rule: 2 units (0.2%, 1.6%) of the reference's own scale, not of its
+# computation's: torch's half kernels sum in float32 and round once, at the result, so a sum
+# whose terms cancel has the result's round-off; what earlier nodes' rounding leaves (the terms
+# themselves rounded) is measured (`tensor_floors`).
+HALF_EPS_FACTOR = 2.0
 # The measured float32 error of the reference, times this: the manual side rounds differently
 # (another summation order, another formula), with an error of the same size, not the same sign.
 MEASURED_FACTOR = 4.0
+# The same in half precision: two roundings at different places (torch's composite formulas
+# round every intermediate to half, the manual side only each node's results) differ by about
+# the reference's own error; 4x that would hide a 5% wrong rule in bfloat16 (tests/test_half.py).
+HALF_MEASURED_FACTOR = 2.0
 # The seed of the random signs put on the upstream gradient to find each gradient's scale.
 SIGN_SEED = 0
 # The relative change of the upstream gradient that tells a gradient from round-off: a gradient
@@ -47,11 +59,16 @@ SIGN_SEED = 0
 LINEARITY_STEP = 1e-3
 
 
-def eps_floor(eps: float, arrays: Iterable[Any]) -> float:
-    """`EPS_FACTOR` units of round-off ``eps`` of the largest finite magnitude among ``arrays``
+def eps_factor(dtype: str) -> float:
+    """`EPS_FACTOR`, or `HALF_EPS_FACTOR` for float16 and bfloat16."""
+    return HALF_EPS_FACTOR if is_half(dtype) else EPS_FACTOR
+
+
+def eps_floor(eps: float, arrays: Iterable[Any], factor: float = EPS_FACTOR) -> float:
+    """``factor`` units of round-off ``eps`` of the largest finite magnitude among ``arrays``
     (in their units; 0.0 when there is none)."""
     scale = max((scale_of(a) for a in arrays if _floating(a)), default=0.0)
-    return EPS_FACTOR * eps * scale
+    return factor * eps * scale
 
 
 def measured_floor(low: Any, high: Any) -> float:
@@ -80,26 +97,32 @@ def floors(
     measured: Sequence[Measured] = (),
 ) -> dict[tuple[str, str], float]:
     """The floor of every tensor, keyed by (kind, tensor name) with kind "value" or "grad", for
-    a case of ``dtype``: the largest of `EPS_FACTOR` units of ``dtype``'s round-off of the
+    a case of ``dtype``: the largest of `eps_factor` units of ``dtype``'s round-off of the
     tensor's computation scale (``scales[kind][name]``, `computation_scales`, or the
-    reference's own largest magnitude when larger) and each measurement.
+    reference's own largest magnitude when larger; in half precision the reference's own
+    alone, see `HALF_EPS_FACTOR`) and each measurement.
 
     ``references``: kind -> tensor -> the reference array in the case's dtype; ``measured``:
     (low, high, factor) triples, kind -> tensor -> one computation in a low and a high precision;
     `measured_floor` of the two, times ``factor`` (1 when the low precision is the case's own;
-    the ratio of the machine epsilons when it is coarser, to bring its error to the case's).
+    the ratio of the machine epsilons when it is coarser, to bring its error to the case's);
+    in half precision times `HALF_MEASURED_FACTOR` / `MEASURED_FACTOR`.
     """
     out: dict[tuple[str, str], float] = {}
-    eps = EPS.get(dtype, EPS["float32"])
+    eps, units = EPS.get(dtype, EPS["float32"]), eps_factor(dtype)
+    # `measured_floor`'s factor brought to the dtype's
+    times = HALF_MEASURED_FACTOR / MEASURED_FACTOR if is_half(dtype) else 1.0
     for kind, tensors in references.items():
         for name, ref in tensors.items():
             if not _floating(ref):
                 continue
-            scale = max(scale_of(ref), scales.get(kind, {}).get(name, 0.0))
-            found = [EPS_FACTOR * eps * scale]
+            scale = scale_of(ref)
+            if not is_half(dtype):
+                scale = max(scale, scales.get(kind, {}).get(name, 0.0))
+            found = [units * eps * scale]
             for low, high, factor in measured:
                 pair = low.get(kind, {}).get(name), high.get(kind, {}).get(name)
-                found.append(factor * measured_floor(*pair))
+                found.append(factor * times * measured_floor(*pair))
             out[(kind, name)] = max(found)
     return out
 
@@ -115,18 +138,22 @@ def tensor_floors(
 ) -> dict[tuple[str, str], float]:
     """Every tensor's floor (see `floors`) for ``graph`` on ``inputs`` under ``upstream``:
     ``references`` (kind -> tensor -> array) are the oracle's, ``torch_high`` the same computed
-    by torch in float64 (a float32 case), measured against them; the catalogue's formulas are
-    measured in float32 against float64; scales from `computation_scales`. ``catalogue64``:
-    `catalogue_in` in float64 when the caller has it already (the manual side of a float64 case
-    that no user rule changed: the same forwards and rules on the same arrays), not run again."""
+    by torch in float64 (a float32 or half case), measured against them; the catalogue's
+    formulas are measured in float32 (half: the case's dtype) against float64; scales from
+    `computation_scales`. ``catalogue64``: `catalogue_in` in float64 when the caller has it
+    already (the manual side of a float64 case that no user rule changed: the same forwards
+    and rules on the same arrays), not run again."""
     measured: list[Measured] = []
     if torch_high is not None:
         measured.append((references, torch_high, 1.0))
-    low = catalogue_in(graph, inputs, upstream, "float32")
+    # Half precision: the catalogue rounding as torch does (`runner.engine`), in the case's own
+    # dtype; float32 scaled up by eps16/eps32 = 8192 would be far looser than that.
+    coarse = dtype if is_half(dtype) else "float32"
+    low = catalogue_in(graph, inputs, upstream, coarse)
     high = (
         catalogue64 if catalogue64 is not None else catalogue_in(graph, inputs, upstream, "float64")
     )
-    measured.append((low, high, EPS.get(dtype, EPS["float32"]) / EPS["float32"]))
+    measured.append((low, high, EPS.get(dtype, EPS["float32"]) / EPS[coarse]))
     values = high.get("value") or {k: _float64(v) for k, v in inputs.items()}
     return floors(dtype, references, computation_scales(graph, values, upstream), measured)
 
@@ -240,11 +267,11 @@ def _float64(a: Any) -> Any:
 
 
 def _floating(a: Any) -> bool:
-    return a is not None and np.asarray(a).dtype.kind == "f"  # np.issubdtype(., np.floating)
+    return a is not None and floating_array(np.asarray(a))
 
 
 def node_floor(dtype: str, upstream: Any, reference: Any) -> float:
     """The floor of one node judged alone (fault localisation and the probes), where no float64
     measurement is at hand: `EPS_FACTOR` units of ``dtype``'s round-off of the largest magnitude
     of the node's upstream gradient and the reference gradient."""
-    return eps_floor(EPS.get(dtype, EPS["float32"]), [upstream, reference])
+    return eps_floor(EPS.get(dtype, EPS["float32"]), [upstream, reference], eps_factor(dtype))

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from runner.engine import Result
+from runner.dtypes import BFLOAT16
+from runner.engine import Result, floating_array
 from runner.graph import Graph, Node
 from runner.ops.spec import Array
 
@@ -72,17 +73,49 @@ def to_torch(t: Any, value: Any, device: str, float_dtype: Any = None) -> Any:
     (``x - 0.1`` in float64 subtracts 0.1, not float32(0.1), and a 0-d float32 operand stays
     float32), or the default dtype beside integer ones."""
     if isinstance(value, np.ndarray):
-        # Shared with numpy where it can be (a large case's inputs are not held twice): torch
-        # never writes to an operand here (the catalogue's references are out of place, and a
-        # leaf that requires grad refuses in-place ops); copied when not C-ordered or read-only.
-        # copy(), not ascontiguousarray: a 0-d array stays 0-d.
-        shared = value.flags.c_contiguous and value.flags.writeable
-        return t.from_numpy(value if shared else value.copy()).to(device)
+        return from_numpy(t, value).to(device)
     if isinstance(value, float):
         return t.tensor(value, dtype=float_dtype, device=device)
     if isinstance(value, (bool, int)):
         return t.tensor(value, device=device)
     return value
+
+
+def from_numpy(t: Any, value: Array) -> Any:
+    """A CPU tensor of ``value``'s dtype and values; bfloat16 (ml_dtypes') through its bits,
+    which torch.from_numpy does not take."""
+    # Shared with numpy where it can be (a large case's inputs are not held twice): torch
+    # never writes to an operand here (the catalogue's references are out of place, and a leaf
+    # that requires grad refuses in-place ops); copied when not C-ordered or read-only. copy(),
+    # not ascontiguousarray: a 0-d array stays 0-d.
+    if not (value.flags.c_contiguous and value.flags.writeable):
+        value = value.copy()
+    if value.dtype == BFLOAT16:
+        return t.from_numpy(value.view(np.uint16)).view(t.bfloat16)
+    return t.from_numpy(value)
+
+
+def to_numpy(t: Any, tensor: Any) -> Array:
+    """A tensor's values as a numpy array of its dtype (bfloat16: ml_dtypes', through its bits,
+    which Tensor.numpy() does not give)."""
+    tensor = tensor.detach().cpu()
+    if tensor.dtype == t.bfloat16:
+        return np.asarray(tensor.view(t.uint16).numpy().view(BFLOAT16))
+    return np.asarray(tensor.numpy())
+
+
+def refused(node: Node, exc: Exception, dtype: Any) -> str:
+    """The message of torch refusing ``node``'s op: node, op, and for a half dtype torch has no
+    kernel for (``"multi_margin_loss_cpu_kernel" not implemented for 'Half'``), the dtype, in
+    words."""
+    text = f"node '{node.name}': torch's {node.op.name} raised {type(exc).__name__}: {exc}"
+    if "not implemented for" in str(exc) and str(dtype) in ("torch.float16", "torch.bfloat16"):
+        name = str(dtype).removeprefix("torch.")
+        text = (
+            f"node '{node.name}': torch has no kernel for {node.op.name} in {name} on this "
+            f"device ({type(exc).__name__}: {exc})"
+        )
+    return text
 
 
 def seeded(out: Any, upstream: Any) -> Any:
@@ -144,9 +177,7 @@ def _run(
         try:
             out = node.op.torch(torch, **args)
         except Exception as exc:  # torch refusing what the static checks let through
-            error = TorchError(
-                f"node '{node.name}': torch's {node.op.name} raised {type(exc).__name__}: {exc}"
-            )
+            error = TorchError(refused(node, exc, _floating_dtype(torch, operands)))
             error.node = node.name
             raise error from exc
         if any(out is v for v in operands):
@@ -159,13 +190,11 @@ def _run(
 
     out = env[graph.output]
     if upstream is not None and out.requires_grad:
-        seeded(out, torch.from_numpy(np.array(upstream)).to(out.device, out.dtype)).backward()
+        seeded(out, from_numpy(torch, np.asarray(upstream)).to(out.device, out.dtype)).backward()
 
-    values = {k: v.detach().cpu().numpy() for k, v in env.items()}
+    values = {k: to_numpy(torch, v) for k, v in env.items()}
     grads = {
-        k: v.grad.detach().cpu().numpy()
-        for k, v in env.items()
-        if getattr(v, "grad", None) is not None
+        k: to_numpy(torch, v.grad) for k, v in env.items() if getattr(v, "grad", None) is not None
     }
     return Result(values=values, grads=grads)
 
@@ -180,19 +209,16 @@ def torch_args(
         for p in node.op.tensor_params
         for v in (args[p.name] if isinstance(args[p.name], list) else [args[p.name]])
     ]
-    floating = next(
-        (v.dtype for v in operands if isinstance(v, torch.Tensor) and v.is_floating_point()),
-        None,
-    )
-    if floating is None:
-        floating = next(
-            (
-                getattr(torch, str(v.dtype))
-                for v in operands
-                if isinstance(v, np.ndarray) and np.issubdtype(v.dtype, np.floating)
-            ),
-            None,
-        )
+    floating = _floating_dtype(torch, operands)
+    if floating in (torch.float16, torch.bfloat16) and any(
+        np.ndim(v) > 0 for v in operands if not isinstance(v, (int, float))
+    ):
+        # torch's half kernels read a Python scalar in float32 (their opmath type:
+        # `original_scalar_value`), not rounded to half, as the manual side does; a 0-d float32
+        # tensor beside a tensor with dims promotes as the scalar does (to the tensor's dtype).
+        # Beside 0-d operands only it would promote them to float32: there the scalar is
+        # rounded to half (a difference of half an ulp, within the half tolerances).
+        floating = torch.float32
     for p in node.op.tensor_params:
         value = args[p.name]
         if isinstance(value, list):
@@ -200,6 +226,17 @@ def torch_args(
         else:
             args[p.name] = to_torch(torch, value, device, floating)
     return args, operands
+
+
+def _floating_dtype(torch: Any, operands: list[Any]) -> Any:
+    """The torch dtype of the first floating operand (a tensor or a numpy array), or None."""
+    for v in operands:
+        if isinstance(v, torch.Tensor) and v.is_floating_point():
+            return v.dtype
+    for v in operands:
+        if isinstance(v, np.ndarray) and floating_array(v):
+            return getattr(torch, str(v.dtype))
+    return None
 
 
 def node_vjp(
@@ -234,16 +271,14 @@ def node_vjp(
                     slots[p.name].append(None)
         try:
             out = node.op.torch(torch, **targs)
-            upstream = torch.from_numpy(np.array(grad)).to(out.device, out.dtype)
+            upstream = from_numpy(torch, np.asarray(grad)).to(out.device, out.dtype)
             found = torch.autograd.grad(
                 seeded(out, upstream), leaves, allow_unused=True, materialize_grads=True
             )
         except Exception as exc:
-            raise TorchError(
-                f"node '{node.name}': torch's {node.op.name} raised {type(exc).__name__}: {exc}"
-            ) from exc
+            raise TorchError(refused(node, exc, _floating_dtype(torch, leaves))) from exc
     result: dict[str, Any] = {}
     for name, indices in slots.items():
-        arrays = [None if i is None else found[i].detach().cpu().numpy() for i in indices]
+        arrays = [None if i is None else to_numpy(torch, found[i]) for i in indices]
         result[name] = arrays if isinstance(args[name], list) else arrays[0]
     return result

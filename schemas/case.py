@@ -23,9 +23,10 @@ from typing_extensions import TypeAliasType
 
 from schemas.defaults import empty_dict, empty_list, empty_model
 
-FloatDType = Literal["float64", "float32"]
+# float16 and bfloat16 are computed as torch's CPU kernels do (runner/dtypes.py).
+FloatDType = Literal["float64", "float32", "float16", "bfloat16"]
 OracleName = Literal["torch", "numeric"]
-DType = Literal["float64", "float32", "int64", "bool"]
+DType = Literal["float64", "float32", "float16", "bfloat16", "int64", "bool"]
 Number = float | int | bool
 
 

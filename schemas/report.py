@@ -135,6 +135,9 @@ class CaseResult(_Model):
     # What the reader should know even when the case passed (a user's rule that gave nothing).
     notes: list[str] = empty_list()
     tags: list[str] = empty_list()
+    # The case's floating dtype (float64, float32, float16, bfloat16); None for a case refused
+    # before it ran.
+    dtype: str | None = None
     # The case validated but its data was refused when it ran (an index or class target out of
     # range, an input numpy could not make): an error of the case file, so the run exits 2.
     invalid_input: bool = False

@@ -188,9 +188,9 @@ BAD_INPUTS: dict[str, tuple[str, tuple[int, int], str]] = {
         "only ops can be called",
     ),
     "wrong-dtype-value": (
-        "dtype: float16\ninputs: {a: [1.0]}\ngraph: {c: relu(a)}\n",
+        "dtype: float8\ninputs: {a: [1.0]}\ngraph: {c: relu(a)}\n",
         (1, 8),
-        "dtype: input should be 'float64' or 'float32'",
+        "dtype: input should be 'float64', 'float32', 'float16' or 'bfloat16'",
     ),
     "requires-grad-on-int": (
         "inputs:\n  i: {values: [1, 2], dtype: int64, requires_grad: true}\n"

@@ -80,7 +80,7 @@ BAD = [
     ),
     ("an expression as an input", "inputs:\n  a: [1.0]\n  b: a * 2\ngraph: {c: b}\n"),
     ("a literal of strings", "inputs:\n  a: [x, y]\ngraph: {c: a}\n"),
-    ("unknown case dtype", BASE + "dtype: float16\n"),
+    ("unknown case dtype", BASE + "dtype: float8\n"),
     ("long-form node, misspelt args", BASE.replace("c: a * 2", "c: {op: mul, arg: [a, 2]}")),
     ("long-form node without op", BASE.replace("c: a * 2", "c: {args: [a, 2]}")),
     ("a number as a node", BASE.replace("c: a * 2", "c: 2")),

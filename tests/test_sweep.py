@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from runner.compare import DEFAULT_TOLERANCE, compare
+from runner.dtypes import is_floating
 from runner.engine import run_manual
 from runner.graph import Graph, Node, Ref
 from runner.ops import REGISTRY
 from runner.ops.spec import Op, Sample
 from runner.roundoff import as_dtype, tensor_floors
-from runner.torch_side import run_torch
+from runner.torch_side import TorchError, run_torch
 
 DTYPES = ("float64", "float32")
 
@@ -33,7 +34,7 @@ def single_op_graph(op: Op, sample: Sample, dtype: str) -> tuple[Graph, dict[str
         if np.issubdtype(value.dtype, np.floating):
             value = value.astype(dtype)
         inputs[name] = value
-        requires[name] = param in grad_params and np.issubdtype(value.dtype, np.floating)
+        requires[name] = param in grad_params and is_floating(value.dtype)
         return Ref(name)
 
     args: dict[str, Any] = {}
@@ -185,3 +186,105 @@ def _infinite_upstream(op: Op, index: int, sample: Sample) -> None:
                     tol=DEFAULT_TOLERANCE["float64"],
                 )
                 assert c.ok, f"{op.name} sample {index} ({sample.note}) {name}: {c}"
+
+
+# --- half precision ----------------------------------------------------------------------------
+
+HALF_DTYPES = ("float16", "bfloat16")
+
+
+def _beyond_range(low: Any, high: Any) -> bool:
+    """torch's result in half precision is NaN or infinite where its float64 result on the same
+    inputs is finite: the sample's point is outside the dtype's range (an eps of 1e-12 that
+    float16 rounds to 0, an exp that overflows 65504), where torch's composite ops round an
+    intermediate the manual side keeps in float32 (runner/dtypes.py)."""
+    if low is None or high is None:
+        return False
+    a, b = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+    return a.shape == b.shape and bool(np.any(~np.isfinite(a) & np.isfinite(b)))
+
+
+def half_sweep(op: Op, dtype: str) -> tuple[int, list[str]]:
+    """Every sample of ``op`` in ``dtype`` against torch, as `test_op_matches_torch` (values and
+    gradients under a random upstream, floors as `gradcase run` measures them). Returns the
+    number of samples compared and the reasons of those skipped; raises AssertionError at the
+    first disagreement and `TorchError` when torch has no kernel for the op in ``dtype``."""
+    compared, skipped = 0, []
+    for index, sample in enumerate(op.samples(np.random.default_rng(0))):
+        for one in outputs_of(op, sample):
+            with np.errstate(over="ignore"):  # a sample's 1e38 is inf in float16, on both sides
+                graph, inputs = single_op_graph(one, sample, dtype)
+            torch_result = run_torch(graph, inputs, None)
+            out_dtype = torch_result.values["out"].dtype
+            rng = np.random.default_rng(index + 1)
+            upstream = rng.normal(size=graph.shapes["out"]).astype(out_dtype)
+            ref = run_torch(graph, inputs, upstream) if graph.requires_grad["out"] else torch_result
+            wide = {k: as_dtype(v, "float64") for k, v in inputs.items()}
+            ran = run_torch(
+                graph, wide, upstream.astype(np.float64) if ref is not torch_result else None
+            )
+            where = f"{one.name} sample {index} ({sample.note}) {dtype}"
+            pairs = [(ref.values["out"], ran.values["out"])]
+            pairs += [(ref.grads.get(n), ran.grads.get(n)) for n in inputs]
+            if any(_beyond_range(lo, hi) for lo, hi in pairs):
+                skipped.append(f"{where}: beyond {dtype}'s range (torch: not finite)")
+                continue
+            manual = run_manual(graph, inputs, upstream)
+            high = {"value": ran.values, "grad": ran.grads}
+            references = {"value": ref.values, "grad": ref.grads}
+            floor = tensor_floors(dtype, graph, inputs, upstream, references, high)
+            assert manual.values["out"].dtype == ref.values["out"].dtype, where
+            checks = [("value", "out", manual.values["out"], ref.values["out"])]
+            checks += [
+                ("grad", n, manual.grads.get(n), ref.grads.get(n))
+                for n in inputs
+                if graph.requires_grad[n]
+            ]
+            for kind, name, left, right in checks:
+                at = DEFAULT_TOLERANCE[dtype].with_floor(floor.get((kind, name), 0.0))
+                c = compare(left, right, sources=("manual", "torch"), tol=at)
+                assert c.ok, f"{where}: {kind} {name}: {c.model_dump(exclude_none=True)}"
+            compared += 1
+    return compared, skipped
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES)
+@pytest.mark.parametrize("op", list(REGISTRY.values()), ids=lambda op: op.name)
+def test_op_matches_torch_in_half_precision(op: Op, dtype: str) -> None:
+    """Every op in float16 and bfloat16 (all its samples in one test, to keep the sweep's
+    time small), or skipped with the reason: torch has no CPU kernel for it in the dtype.
+    Samples beyond the dtype's range are skipped alone; bfloat16 has float32's range."""
+    try:
+        compared, skipped = half_sweep(op, dtype)
+    except TorchError as exc:
+        if "torch has no kernel" not in str(exc):
+            raise
+        pytest.skip(str(exc))
+    assert compared, f"{op.name}: no sample compared in {dtype}: {skipped}"
+    assert not skipped or dtype == "float16", skipped
+
+
+def refused_in(dtype: str) -> list[str]:
+    """The ops torch has no CPU kernel for in ``dtype`` (forward of each op's first sample)."""
+    names = []
+    for op in REGISTRY.values():
+        sample = op.samples(np.random.default_rng(0))[0]
+        graph, inputs = single_op_graph(outputs_of(op, sample)[0], sample, dtype)
+        try:
+            run_torch(graph, inputs, None)
+        except TorchError as exc:
+            assert "torch has no kernel" in str(exc) and dtype in str(exc), str(exc)
+            names.append(op.name)
+    return names
+
+
+def test_half_precision_covers_most_ops() -> None:
+    """torch's CPU has half kernels for most ops of the catalogue (all elementwise, reduction,
+    matmul, convolution and loss ops but multi_margin_loss with torch 2.13): the ops it refuses
+    are skipped above with torch's message, naming the op and the dtype."""
+    for dtype in HALF_DTYPES:
+        names = refused_in(dtype)
+        assert len(REGISTRY) - len(names) >= 0.8 * len(REGISTRY), f"{dtype}: refused {names}"
+        assert "multi_margin_loss" in names, names
+        for name in ("matmul", "sum", "softmax", "layer_norm", "conv2d", "cross_entropy"):
+            assert name not in names, f"{dtype}: {name} refused"

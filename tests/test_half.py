@@ -1,0 +1,120 @@
+"""float16 and bfloat16 cases: inputs rounded to the dtype, the manual side rounding where torch
+does, and tolerances tight enough to catch a wrong rule (1% in float16, 5% in bfloat16; scaled,
+negated) and loose enough for a right one written in the rule language."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runner.dtypes import BFLOAT16, is_floating, opmath
+from runner.engine import backward, forward
+from runner.graph import Graph, Node, Ref
+from runner.inputs import make_input, make_upstream, plan_input
+from runner.ops import REGISTRY
+from schemas.case import RandomInput
+from tests.conftest import run_cli as run
+
+CASE = """\
+name: t/{name}
+dtype: {dtype}
+inputs:
+  a: {{random: normal, shape: [4, 16], seed: 1}}
+  b: {{random: normal, shape: [16, 5], seed: 2}}
+  x: {{random: normal, shape: [4, 5], seed: 3}}
+graph:
+  c: a @ b
+  s: softmax(c + x, dim=-1)
+  t: tanh(s * c)
+upstream: {{random: normal, seed: 4}}
+rules:
+  {op}:
+    {arg}: "{rule}"
+"""
+
+RIGHT = {
+    ("matmul", "input"): "grad @ other.T",
+    ("softmax", "input"): "out * (grad - (grad * out).sum(axis=dim, keepdims=True))",
+}
+TANH = "grad * (1 - out ** 2)"
+
+
+def _run(write_case, capsys, dtype: str, op: str, arg: str, rule: str) -> tuple[int, str]:
+    text = CASE.format(name=f"{op}-{dtype}", dtype=dtype, op=op, arg=arg, rule=rule)
+    return run(capsys, "run", str(write_case(text)))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize(("op", "arg"), list(RIGHT))
+def test_a_right_rule_passes_and_a_wrong_one_fails_in_half_precision(
+    write_case, capsys: pytest.CaptureFixture[str], dtype: str, op: str, arg: str
+) -> None:
+    right = RIGHT[(op, arg)]
+    code, out = _run(write_case, capsys, dtype, op, arg, right)
+    assert code == 0, out
+    factor = "1.01" if dtype == "float16" else "1.05"
+    for wrong in (f"({right}) * {factor}", f"-({right})"):
+        code, out = _run(write_case, capsys, dtype, op, arg, wrong)
+        assert code == 1, f"{wrong} passed in {dtype}:\n{out}"
+        assert "FAILED" in out, out
+
+
+def test_random_inputs_are_drawn_as_in_float64_then_rounded() -> None:
+    spec = RandomInput(random="normal", shape=[3, 4], seed=5)
+    wide = make_input(plan_input("x", spec, "float64")[0])
+    for dtype in ("float16", "bfloat16"):
+        plan, problems = plan_input("x", spec, dtype)
+        assert not problems and plan.requires_grad
+        x = make_input(plan)
+        assert x.dtype == np.dtype(dtype)
+        assert np.array_equal(x, wide.astype(dtype))
+    ints = RandomInput(random="integers", shape=[3], seed=1, high=5)
+    assert make_input(plan_input("i", ints, "bfloat16")[0]).dtype == np.int64
+    up = make_upstream(0.1, (2,), BFLOAT16)
+    assert up.dtype == BFLOAT16 and float(up[0]) == float(np.float32(0.1).astype(BFLOAT16))
+
+
+def test_the_manual_side_computes_in_float32_and_rounds_each_node() -> None:
+    """A sum of 1000 x bfloat16(0.01): float32 accumulation, one rounding (10.0), not the 4.0
+    that adding in bfloat16 gives; the gradient of a node rounds to the operand's dtype."""
+    x = np.full(1000, 0.01).astype(BFLOAT16)
+    node = Node("s", REGISTRY["sum"], {"input": Ref("x")}, ())
+    graph = Graph((node,), "s", {"x": (1000,), "s": ()}, {"x": True, "s": True})
+    values = forward(graph, {"x": x})
+    assert values["s"].dtype == BFLOAT16 and float(values["s"]) == 10.0
+    grads = backward(graph, values, np.asarray(0.1).astype(BFLOAT16)).grads
+    assert grads["x"].dtype == BFLOAT16
+    assert np.all(opmath(grads["x"]) == np.float32(np.asarray(0.1).astype(BFLOAT16)))
+    assert is_floating(BFLOAT16) and not is_floating(np.int64)
+
+
+def test_an_op_torch_has_no_half_kernel_for_is_an_error_naming_node_op_and_dtype(
+    write_case, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = """\
+name: t/mml
+dtype: float16
+inputs:
+  x: {random: normal, shape: [3, 4], seed: 1}
+  y: [0, 3, 1]
+graph:
+  loss: multi_margin_loss(x, y)
+"""
+    code, out = run(capsys, "run", str(write_case(text)))
+    assert code in (1, 2), out
+    assert "node 'loss'" in out and "multi_margin_loss" in out and "float16" in out, out
+    assert "Traceback" not in out
+
+
+def test_half_cases_show_their_dtype_in_the_report(
+    write_case, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    text = CASE.format(name="r", dtype="bfloat16", op="tanh", arg="input", rule=TANH)
+    code, out = run(
+        capsys, "run", str(write_case(text)), "-v", "--report", str(tmp_path / "r.json")
+    )
+    assert code == 0, out
+    assert "bfloat16" in out
+    assert "bfloat16" in (tmp_path / "r.json").read_text()
