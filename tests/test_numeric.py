@@ -229,6 +229,23 @@ def test_every_op_is_classified_kinked_or_smooth() -> None:
             "1 slice",
         ),
         (
+            "max_pool3d",
+            {"input": np.array([[[[[1.0, 3.0], [3.0, 0.0]]]]]), "kernel_size": [1, 2, 2]},
+            "1 slice",
+        ),
+        # windows [0, 2) and [1, 3): only the second holds the tie
+        (
+            "adaptive_max_pool1d",
+            {"input": np.array([[1.0, 3.0, 3.0]]), "output_size": 2},
+            "1 slice",
+        ),
+        ("adaptive_max_pool1d", {"input": np.array([[1.0, 3.0, 2.0]]), "output_size": 2}, None),
+        (
+            "adaptive_max_pool2d",
+            {"input": np.array([[[2.0, 0.0, 2.0], [1.0, 0.0, 1.0]]]), "output_size": [1, 2]},
+            None,
+        ),
+        (
             "embedding",
             {"input": np.array([0, 1]), "weight": np.ones((3, 2)), "padding_idx": 1},
             "padding_idx",

@@ -60,6 +60,9 @@ PAIRS = [
     ("torch.linalg.vector_norm(x, ord=3, dim=1)", "vector_norm(x, ord=3, dim=1)"),
     ("torch.linalg.norm(x)", "norm(x)"),
     ("torch.linalg.matmul(x, w)", "matmul(x, w)"),
+    ("F.adaptive_avg_pool1d(x, 3)", "adaptive_avg_pool1d(x, 3)"),
+    ("torch.adaptive_avg_pool1d(x, output_size=3)", "adaptive_avg_pool1d(x, 3)"),
+    ("F.unfold(x[None], [2, 1])", "unfold(x[None], [2, 1])"),
     # torch's aliases, and clamp with tensor bounds (clamp.Tensor) in every spelling
     ("clip(x, 0.0, 1.0)", "clamp(x, 0.0, 1.0)"),
     ("x.clip(min=w)", "clamp(x, min=w)"),
@@ -93,6 +96,7 @@ def test_a_spelling_compiles_to_its_canonical_graph(
         ("x.frobnicate()", ".frobnicate() is not a tensor method gradcase knows"),
         ("x.shape", "attribute .shape is not allowed in a graph: the attributes are .T and .mT"),
         ("torch.frobnicate(x)", "torch.frobnicate is not in gradcase's catalogue"),
+        ("x.unfold(0, 2, 1)", ".unfold() is not a tensor method gradcase knows"),
         ("torch.layer_norm(x, [4])", "nn ops are spelled F.<name>"),
         ("torch.linalg.norm(x, 2)", "write torch.linalg.vector_norm(x, ord, dim)"),
         ("sum(reshape(x, [3, 2, 2]).T)", "write x.mT (transpose(x, -2, -1))"),
@@ -130,13 +134,16 @@ def test_the_spelling_tables_match_torch() -> None:
     import torch
 
     from runner.ops import public_ops
-    from runner.ops.meaning import NAMESPACES, TENSOR_METHODS
+    from runner.ops.meaning import NAMESPACES, OTHER_METHODS, TENSOR_METHODS
 
     names = {op.name for op in public_ops()}
     assert TENSOR_METHODS <= names
-    # torch.Tensor.solve is a stub that raises (removed in torch 1.9; torch.linalg.solve is it).
+    # torch.Tensor.solve is a stub that raises (removed in torch 1.9; torch.linalg.solve is it);
+    # OTHER_METHODS are Tensor methods of another op of the same name (Tensor.unfold).
     removed = {"solve"}
-    assert TENSOR_METHODS == {n for n in names if hasattr(torch.Tensor, n)} - removed
+    assert (
+        TENSOR_METHODS == {n for n in names if hasattr(torch.Tensor, n)} - removed - OTHER_METHODS
+    )
     modules = {
         "torch": torch,
         "torch.nn.functional": torch.nn.functional,

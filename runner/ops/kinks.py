@@ -230,6 +230,24 @@ def _max_pool(nd: int) -> Kinks:
     return kinks
 
 
+def _adaptive_max(nd: int) -> Kinks:
+    def kinks(h: float, input: Any, output_size: Any, moved: Any = None, **_: Any) -> str | None:
+        from runner.ops.nn_adaptive import adaptive_taps
+        from runner.ops.nn_windows import batched
+
+        x = _f(input)
+        flat, real = adaptive_taps(batched(x, nd), output_size, nd)
+        taps = np.where(real, flat, -np.inf)
+        if moved is not None:
+            m = adaptive_taps(
+                batched(np.broadcast_to(moved, x.shape).astype(float), nd), output_size, nd
+            )[0]
+            moved = (m != 0) & real
+        return _ties(taps, (taps.ndim - 1,), h, "window maxima", moved)
+
+    return kinks
+
+
 def _embedding(
     h: float,
     input: Any,
@@ -439,6 +457,9 @@ KINKS: dict[str, Kinks] = {
     # --- nn ---
     "max_pool1d": _max_pool(1),
     "max_pool2d": _max_pool(2),
+    "max_pool3d": _max_pool(3),
+    "adaptive_max_pool1d": _adaptive_max(1),
+    "adaptive_max_pool2d": _adaptive_max(2),
     "l1_loss": _elementwise(lambda h, input, target, **_: _pair_ties(h, input, target)),
     "smooth_l1_loss": _elementwise(
         lambda h, input, target, beta=1.0, **_: _pair_ties(h, input, target) if beta == 0 else None
@@ -499,5 +520,7 @@ SMOOTH = frozenset(
     rms_norm
     matrix_exp
     scaled_dot_product_attention
+    conv3d conv_transpose1d conv_transpose2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d
+    pixel_shuffle pixel_unshuffle unfold fold
     """.split()
 )

@@ -36,11 +36,6 @@ NOT_IN_CATALOGUE: dict[str, str] = {
     "(x - mean(x, dim=0, keepdim=True)) / sqrt(var(x, dim=0, keepdim=True, correction=0) + 1e-5)",
     "group_norm": "not in the catalogue yet; layer_norm normalises over the trailing dims",
     "instance_norm": "not in the catalogue yet; layer_norm normalises over the trailing dims",
-    "conv_transpose1d": "not in the catalogue yet (conv1d and conv2d are)",
-    "conv_transpose2d": "not in the catalogue yet (conv1d and conv2d are)",
-    "conv3d": "not in the catalogue yet (conv1d and conv2d are)",
-    "max_pool3d": "not in the catalogue yet (max_pool1d and max_pool2d are)",
-    "avg_pool3d": "not in the catalogue yet (avg_pool1d and avg_pool2d are)",
     "dropout": "random, so not checkable against torch: multiply by a fixed mask input instead",
     "cross": "not in the catalogue yet",
     "svd": _SEVERAL_OUTPUTS,
@@ -120,6 +115,9 @@ TENSOR_METHODS = frozenset(
     cholesky cholesky_solve det logdet matrix_exp matrix_power slogdet
     """.split()
 )
+# Catalogue ops whose torch.Tensor method of the same name is another op: Tensor.unfold(dimension,
+# size, step) is a sliding view, not F.unfold's im2col.
+OTHER_METHODS = frozenset({"unfold"})
 # The namespaces a graph may call ops through, with the catalogue ops each has under the same
 # name and meaning (checked against torch by tests/test_spellings.py). torch.embedding,
 # torch.layer_norm and the like are left out: their signatures there are torch's internal ones;
@@ -134,6 +132,8 @@ _TORCH = TENSOR_METHODS - {"expand", "repeat"} | {
     "pairwise_distance",
     "var_mean",
     "std_mean",
+    *"conv3d conv_transpose1d conv_transpose2d adaptive_avg_pool1d".split(),
+    *"pixel_shuffle pixel_unshuffle".split(),
 }
 _F = frozenset(
     """
@@ -147,6 +147,9 @@ _F = frozenset(
     multi_margin_loss multilabel_soft_margin_loss poisson_nll_loss soft_margin_loss
     cosine_similarity pairwise_distance normalize rms_norm
     interpolate grid_sample scaled_dot_product_attention
+    conv3d conv_transpose1d conv_transpose2d max_pool3d avg_pool3d adaptive_avg_pool1d
+    adaptive_avg_pool2d adaptive_max_pool1d adaptive_max_pool2d pixel_shuffle pixel_unshuffle
+    unfold fold
     """.split()
 )
 NAMESPACES: dict[str, frozenset[str]] = {

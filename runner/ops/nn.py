@@ -1,6 +1,7 @@
 """Neural-network ops: softmax over a dim, linear, embedding. layer_norm lives in nn_norm.py, the
-losses in nn_loss.py and nn_loss_pointwise.py, convolution and pooling in nn_conv.py; `OPS` gathers
-them all."""
+losses in nn_loss.py and nn_loss_pointwise.py, convolution and pooling in nn_conv.py,
+nn_conv_transpose.py, nn_pool.py and nn_adaptive.py, pixel_shuffle and unfold/fold in
+nn_fold.py; `OPS` gathers them all."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from runner.ops.nn_adaptive import OPS as ADAPTIVE_OPS
 from runner.ops.nn_conv import OPS as CONV_OPS
+from runner.ops.nn_conv_transpose import OPS as CONV_TRANSPOSE_OPS
+from runner.ops.nn_fold import OPS as FOLD_OPS
 from runner.ops.nn_loss import OPS as LOSS_OPS
 from runner.ops.nn_loss import log_softmax, softmax
 from runner.ops.nn_loss_pointwise import OPS as POINTWISE_LOSS_OPS
@@ -249,6 +253,9 @@ def _embedding_torch(t: Any, input: Any, weight: Any, max_norm: float | None, **
 
 OPS: list[Op] = [
     *CONV_OPS,
+    *CONV_TRANSPOSE_OPS,
+    *ADAPTIVE_OPS,
+    *FOLD_OPS,
     *POOL_OPS,
     # --- softmax over a dim ---
     Op(

@@ -1,4 +1,4 @@
-"""Convolution (part of the nn family): conv1d and conv2d, a grouped einsum over the input's
+"""Convolution (part of the nn family): conv1d, conv2d and conv3d, a grouped einsum over the input's
 windows (`runner.ops.nn_windows`); the input's gradient is the transposed contraction scattered
 back through the windows."""
 
@@ -195,6 +195,16 @@ CONV2D_SAMPLES = _conv_rows(
     ]
 )
 
+CONV3D_SAMPLES = _conv_rows(
+    [
+        ((2, 2, 4, 3, 4), (3, 2, 2, 2, 3), True, {}),
+        ((1, 2, 5, 4, 4), (2, 2, 3, 2, 2), False, {"stride": [2, 1, 3], "padding": [1, 0, 1]}),
+        ((1, 4, 4, 5, 3), (4, 2, 2, 2, 2), True, {"groups": 2, "dilation": [2, 1, 1]}),
+        ((2, 3, 4, 4), (2, 2, 3, 2, 2), True, {"padding": "same", "dilation": [1, 2, 1]}),
+        ((1, 2, 3, 4, 3), (2, 2, 2, 3, 1), False, {"padding": "valid", "stride": 2}),
+    ]
+)
+
 # --- ops ---
 
 
@@ -227,4 +237,5 @@ def _conv_op(nd: int, samples: SampleFn) -> Op:
 OPS: list[Op] = [
     _conv_op(1, CONV1D_SAMPLES),
     _conv_op(2, CONV2D_SAMPLES),
+    _conv_op(3, CONV3D_SAMPLES),
 ]

@@ -1,4 +1,4 @@
-"""Pooling (part of the nn family): max_pool and avg_pool over 1 and 2 spatial dims, read
+"""Pooling (part of the nn family): max_pool and avg_pool over 1, 2 and 3 spatial dims, read
 through the windows of `runner.ops.nn_windows`."""
 
 from __future__ import annotations
@@ -258,6 +258,27 @@ AVG_POOL1D_SAMPLES = sample_rows(
     ({"input": (1, 2, 6)}, {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
     ({"input": (3, 8)}, {"kernel_size": 2, "stride": 1}),
 )
+TIES3D = (np.arange(2 * 4 * 4 * 5) % 3).reshape(1, 2, 4, 4, 5).astype(np.float64)
+MAX_POOL3D_SAMPLES = sample_rows(
+    ({"input": (2, 2, 4, 4, 4)}, {"kernel_size": 2}),
+    ({"input": TIES3D}, {"kernel_size": [2, 3, 2], "stride": 1}),
+    ({"input": -TIES3D - 1}, {"kernel_size": 3, "stride": [2, 2, 3], "padding": 1}),
+    ({"input": (1, 1, 5, 6, 5)}, {"kernel_size": 2, "stride": [1, 2, 1], "dilation": [2, 1, 2]}),
+    (
+        {"input": TIES3D[0]},
+        {"kernel_size": 3, "stride": 2, "padding": [1, 0, 1], "ceil_mode": True},
+    ),
+)
+AVG_POOL3D_SAMPLES = sample_rows(
+    ({"input": (2, 2, 4, 4, 4)}, {"kernel_size": 2}),
+    ({"input": (1, 2, 5, 4, 5)}, {"kernel_size": 3, "stride": [2, 1, 2], "padding": 1}),
+    (
+        {"input": (1, 2, 5, 4, 5)},
+        {"kernel_size": [3, 2, 3], "stride": 2, "padding": [1, 1, 0], "count_include_pad": False},
+    ),
+    ({"input": (2, 5, 4, 5)}, {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
+    ({"input": (1, 1, 3, 4, 4)}, {"kernel_size": 2, "stride": 1, "divisor_override": 5}),
+)
 
 
 def _pool_op(kind: str, nd: int, samples: SampleFn) -> Op:
@@ -274,7 +295,7 @@ def _pool_op(kind: str, nd: int, samples: SampleFn) -> Op:
         else (
             Param("ceil_mode", "bool", False),
             Param("count_include_pad", "bool", True),
-            *([Param("divisor_override", "int?", None)] if nd == 2 else []),
+            *([Param("divisor_override", "int?", None)] if nd >= 2 else []),
         )
     )
 
@@ -318,4 +339,6 @@ OPS: list[Op] = [
     _pool_op("max", 2, MAX_POOL2D_SAMPLES),
     _pool_op("avg", 1, AVG_POOL1D_SAMPLES),
     _pool_op("avg", 2, AVG_POOL2D_SAMPLES),
+    _pool_op("max", 3, MAX_POOL3D_SAMPLES),
+    _pool_op("avg", 3, AVG_POOL3D_SAMPLES),
 ]
