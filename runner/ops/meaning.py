@@ -31,10 +31,6 @@ NOT_IN_CATALOGUE: dict[str, str] = {
     "split": f"{_SEVERAL_OUTPUTS}; narrow(x, dim, start, length) takes one piece",
     "chunk": f"{_SEVERAL_OUTPUTS}; narrow(x, dim, start, length) takes one piece",
     "unbind": f"{_SEVERAL_OUTPUTS}; select(x, dim, index) takes one slice",
-    "batch_norm": "not in the catalogue yet; as a graph: "
-    "(x - mean(x, dim=0, keepdim=True)) / sqrt(var(x, dim=0, keepdim=True, correction=0) + 1e-5)",
-    "group_norm": "not in the catalogue yet; layer_norm normalises over the trailing dims",
-    "instance_norm": "not in the catalogue yet; layer_norm normalises over the trailing dims",
     "conv_transpose1d": "not in the catalogue yet (conv1d and conv2d are)",
     "conv_transpose2d": "not in the catalogue yet (conv1d and conv2d are)",
     "conv3d": "not in the catalogue yet (conv1d and conv2d are)",
@@ -134,6 +130,8 @@ _TORCH = TENSOR_METHODS - {"expand", "repeat"} | {
     "pairwise_distance",
     "var_mean",
     "std_mean",
+    "cdist",
+    "pdist",
 }
 _F = frozenset(
     """
@@ -146,6 +144,7 @@ _F = frozenset(
     cosine_embedding_loss gaussian_nll_loss hinge_embedding_loss margin_ranking_loss
     multi_margin_loss multilabel_soft_margin_loss poisson_nll_loss soft_margin_loss
     cosine_similarity pairwise_distance normalize rms_norm
+    batch_norm group_norm instance_norm local_response_norm pdist triplet_margin_loss
     """.split()
 )
 NAMESPACES: dict[str, frozenset[str]] = {
