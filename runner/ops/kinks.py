@@ -513,6 +513,9 @@ KINKS: dict[str, Kinks] = {
     "cdist": _cdist,
     "pdist": _pdist,
     "triplet_margin_loss": _triplet,
+    # torch's gradient adds exp(log_probs) * grad to the derivative (right only through
+    # log_softmax): a finite difference of the loss is not torch's gradient anywhere
+    "ctc_loss": lambda h, **_: "torch's ctc_loss gradient is not the derivative (see its note)",
     "scatter": _overwritten,
     "index_copy": _overwritten,
 }

@@ -144,7 +144,7 @@ _F = frozenset(
     cosine_embedding_loss gaussian_nll_loss hinge_embedding_loss margin_ranking_loss
     multi_margin_loss multilabel_soft_margin_loss poisson_nll_loss soft_margin_loss
     cosine_similarity pairwise_distance normalize rms_norm
-    batch_norm group_norm instance_norm local_response_norm pdist triplet_margin_loss
+    batch_norm group_norm instance_norm local_response_norm pdist triplet_margin_loss ctc_loss
     """.split()
 )
 NAMESPACES: dict[str, frozenset[str]] = {
