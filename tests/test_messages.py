@@ -64,8 +64,6 @@ def test_a_node_under_inputs_says_it_belongs_under_graph(
     ("op", "said"),
     [
         ("svd", "'svd' is an op with several outputs, not in the catalogue yet"),
-        ("batch_norm", "'batch_norm' is not in the catalogue yet; as a graph:"),
-        ("group_norm", "'group_norm' is not in the catalogue yet; layer_norm normalises"),
         ("dropout", "'dropout' is random, so not checkable against torch"),
         ("swish", "'swish' is 'silu' here: write silu(...)"),
         ("matmull", "did you mean 'matmul'?"),

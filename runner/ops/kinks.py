@@ -409,6 +409,55 @@ def _resampling(name: str) -> Kinks:
         return RESAMPLING[name](h, **args)
 
     return kinks
+def _pair_kinks(d: Array, p: Any, h: float) -> str | None:
+    """Pairs of rows whose differences ``d`` (pairs, coordinates; each moves by up to 2h) lie
+    near a point of torch's pair gradient: a zero coordinate (p <= 1), a zero distance, a tie
+    of the largest |d| (p = inf)."""
+    p = float(p)
+    if d.size == 0:
+        return None
+    a = np.abs(d.reshape(-1, d.shape[-1]))
+    zero_coord = np.any(a <= 2 * h, axis=-1)
+    if p <= 1:
+        return _count(zero_coord, f"pair(s) with a coordinate difference within {2 * h:.2g} of 0")
+    if np.isinf(p):
+        return _ties(a, (1,), 2 * h, "|difference| of a pair") or _count(
+            np.all(a <= 2 * h, axis=-1), "coincident pair(s)"
+        )
+    near = np.sqrt(np.sum(a * a, axis=-1)) <= 2 * h * np.sqrt(a.shape[-1])
+    return _count(near, "pair(s) at zero distance (coincident points)")
+
+
+def _cdist(h: float, x1: Any, x2: Any, p: Any = 2.0, **_: Any) -> str | None:
+    a, b = _f(x1), _f(x2)
+    return _pair_kinks(a[..., :, None, :] - b[..., None, :, :], p, h)
+
+
+def _pdist(h: float, input: Any, p: Any = 2.0, **_: Any) -> str | None:
+    x = _f(input)
+    i, j = np.triu_indices(x.shape[0], 1)
+    return _pair_kinks(x[i] - x[j], p, h)
+
+
+def _triplet(
+    h: float, anchor: Any, positive: Any, negative: Any, margin: float = 1.0, p: Any = 2.0,
+    eps: float = 1e-6, swap: bool = False, **_: Any,
+) -> str | None:  # fmt: skip
+    from runner.ops.losses_triplet import distances
+
+    a, pos, neg = (_f(v) for v in (anchor, positive, negative))
+    dp, dn, ds = distances(a, pos, neg, float(p), eps)
+    # each distance moves by at most 2h per coordinate, summed: a generous slack
+    slack = 4 * h * max(a.shape[-1] if a.ndim else 1, 1)
+    dmin = np.minimum(dn, ds) if swap else dn
+    found = [
+        _count(np.abs(margin + dp - dmin) <= 2 * slack, "triplet(s) at the hinge's kink (0)"),
+        _count(np.abs(dn - ds) <= 2 * slack, "triplet(s) with swap's min tied") if swap else None,
+        _pairwise_distance(h, a, pos, p, eps),
+        _pairwise_distance(h, a, neg, p, eps),
+        _pairwise_distance(h, pos, neg, p, eps) if swap else None,
+    ]
+    return "; ".join(f for f in found if f) or None
 
 
 # --- elementwise: asked only about the elements that moved ---
@@ -492,6 +541,12 @@ KINKS: dict[str, Kinks] = {
     "dist": _dist,
     "pairwise_distance": _pairwise_distance,
     "normalize": _normalize,
+    "cdist": _cdist,
+    "pdist": _pdist,
+    "triplet_margin_loss": _triplet,
+    # torch's gradient adds exp(log_probs) * grad to the derivative (right only through
+    # log_softmax): a finite difference of the loss is not torch's gradient anywhere
+    "ctc_loss": lambda h, **_: "torch's ctc_loss gradient is not the derivative (see its note)",
     "scatter": _overwritten,
     "index_copy": _overwritten,
     **LINALG_DECOMP_KINKS,
@@ -522,5 +577,6 @@ SMOOTH = frozenset(
     scaled_dot_product_attention
     conv3d conv_transpose1d conv_transpose2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d
     pixel_shuffle pixel_unshuffle unfold fold
+    rms_norm batch_norm group_norm instance_norm local_response_norm
     """.split()
 )

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from runner.ops.losses_ctc import OPS as CTC_OPS
+from runner.ops.losses_triplet import OPS as TRIPLET_OPS
 from runner.ops.nn_loss import _ftype, _reduce, _reduced, _reduction, _spread
 from runner.ops.spec import (
     Array,
@@ -701,3 +703,4 @@ OPS: list[Op] = [
         "is 0 (z = 0 included) no gradient; weight is not differentiated",
     ),
 ]
+OPS += TRIPLET_OPS + CTC_OPS

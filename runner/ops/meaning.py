@@ -32,10 +32,6 @@ NOT_IN_CATALOGUE: dict[str, str] = {
     "split": f"{_SEVERAL_OUTPUTS}; narrow(x, dim, start, length) takes one piece",
     "chunk": f"{_SEVERAL_OUTPUTS}; narrow(x, dim, start, length) takes one piece",
     "unbind": f"{_SEVERAL_OUTPUTS}; select(x, dim, index) takes one slice",
-    "batch_norm": "not in the catalogue yet; as a graph: "
-    "(x - mean(x, dim=0, keepdim=True)) / sqrt(var(x, dim=0, keepdim=True, correction=0) + 1e-5)",
-    "group_norm": "not in the catalogue yet; layer_norm normalises over the trailing dims",
-    "instance_norm": "not in the catalogue yet; layer_norm normalises over the trailing dims",
     "dropout": "random, so not checkable against torch: multiply by a fixed mask input instead",
     "cross": "not in the catalogue yet",
     "svd": _SEVERAL_OUTPUTS,
@@ -134,6 +130,8 @@ _TORCH = TENSOR_METHODS - {"expand", "repeat"} | {
     "std_mean",
     *"conv3d conv_transpose1d conv_transpose2d adaptive_avg_pool1d".split(),
     *"pixel_shuffle pixel_unshuffle".split(),
+    "cdist",
+    "pdist",
 }
 _F = frozenset(
     """
@@ -150,6 +148,7 @@ _F = frozenset(
     conv3d conv_transpose1d conv_transpose2d max_pool3d avg_pool3d adaptive_avg_pool1d
     adaptive_avg_pool2d adaptive_max_pool1d adaptive_max_pool2d pixel_shuffle pixel_unshuffle
     unfold fold
+    batch_norm group_norm instance_norm local_response_norm pdist triplet_margin_loss ctc_loss
     """.split()
 )
 NAMESPACES: dict[str, frozenset[str]] = {

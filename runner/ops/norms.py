@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from runner.ops.nn_loss import _ftype
+from runner.ops.norms_pairs import OPS as PAIR_OPS
 from runner.ops.norms_vector import OPS as VECTOR_OPS
 from runner.ops.spec import Array, Op, Param, Sample, Shape, broadcast_shapes, norm_dim
 
@@ -93,3 +94,4 @@ OPS: list[Op] = [
     ),
 ]
 OPS += VECTOR_OPS
+OPS += PAIR_OPS
