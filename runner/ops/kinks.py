@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from runner.ops.kinks_spectral import SPECTRAL_KINKS
 from runner.ops.spec import Array, norm_dims
 
 Kinks = Callable[..., str | None]
@@ -461,6 +462,7 @@ KINKS: dict[str, Kinks] = {
     "normalize": _normalize,
     "scatter": _overwritten,
     "index_copy": _overwritten,
+    **SPECTRAL_KINKS,
 }
 
 # Differentiable wherever the forward is finite (linear, bilinear, polynomial or analytic), or
@@ -481,5 +483,6 @@ SMOOTH = frozenset(
     multilabel_soft_margin_loss soft_margin_loss
     masked_fill scatter_add index_add index_fill take take_along_dim
     rms_norm
+    kron cross tensordot diag diag_embed
     """.split()
 )

@@ -17,8 +17,6 @@ SAME_AS: dict[str, str] = {
     "swish": "silu",
     "view": "reshape",
     "broadcast_to": "expand",
-    "tensordot": "einsum",
-    "matrix_norm": "norm",
     "logaddexp": "logsumexp",
 }
 
@@ -41,10 +39,8 @@ NOT_IN_CATALOGUE: dict[str, str] = {
     "max_pool3d": "not in the catalogue yet (max_pool1d and max_pool2d are)",
     "avg_pool3d": "not in the catalogue yet (avg_pool1d and avg_pool2d are)",
     "dropout": "random, so not checkable against torch: multiply by a fixed mask input instead",
-    "cross": "not in the catalogue yet",
     "det": "not in the catalogue yet",
     "inverse": "not in the catalogue yet",
-    "svd": _SEVERAL_OUTPUTS,
     "eig": _SEVERAL_OUTPUTS,
 }
 
@@ -118,8 +114,13 @@ TENSOR_METHODS = frozenset(
     permute pow prelu prod reciprocal relu repeat reshape roll round rsqrt scatter scatter_add
     select sigmoid sign sin sinh softmax sort sqrt square squeeze std sub sum t take
     take_along_dim tan tanh trace transpose tril triu trunc unsqueeze var where
+    kron diag diag_embed
     """.split()
 )
+# Tensor methods named as a catalogue op but meaning something else, so not spellings of it:
+# Tensor.svd is torch.svd (some=True, V rather than Vh), Tensor.qr takes some=, and Tensor.cross's
+# dim defaults to the first dim of size 3 (the catalogue's cross is torch.linalg.cross, dim=-1).
+OTHER_METHODS = frozenset({"svd", "qr", "cross"})
 # The namespaces a graph may call ops through, with the catalogue ops each has under the same
 # name and meaning (checked against torch by tests/test_spellings.py). torch.embedding,
 # torch.layer_norm and the like are left out: their signatures there are torch's internal ones;
@@ -134,6 +135,7 @@ _TORCH = TENSOR_METHODS - {"expand", "repeat"} | {
     "pairwise_distance",
     "var_mean",
     "std_mean",
+    "tensordot",
 }
 _F = frozenset(
     """
@@ -154,7 +156,8 @@ NAMESPACES: dict[str, frozenset[str]] = {
     "torch.special": frozenset(
         "erf erfc exp2 expm1 log1p log_softmax logsumexp round softmax".split()
     ),
-    "torch.linalg": frozenset({"matmul", "norm", "vector_norm"}),
+    "torch.linalg": frozenset({"matmul", "norm", "vector_norm"})
+    | frozenset("eigh svdvals svd qr pinv matrix_norm cross".split()),
 }
 # Other spellings of those namespaces.
 NAMESPACE_ALIASES: dict[str, str] = {
