@@ -24,6 +24,7 @@ KIND_TEXT = {
     "dims": "None, an int or a list of ints",
     "ints": "an int or a list of ints",
     "ints?": "an int, a list of ints or None",
+    "axes": "an int or a pair of lists of ints",
     "index": "a subscript",
 }
 
@@ -156,6 +157,12 @@ def check_attr(p: Param, v: Any) -> str:
         ok = isinstance(v, str)
     elif base in ("dims", "ints"):
         ok = is_int(v) or isinstance(v, list) and all(is_int(i) for i in v)
+    elif base == "axes":
+        ok = is_int(v) or (
+            isinstance(v, list)
+            and len(v) == 2
+            and all(isinstance(d, list) and all(is_int(i) for i in d) for d in v)
+        )
     else:
         ok = True
     return "" if ok else f"must be {KIND_TEXT[kind]}, got {v!r}"

@@ -63,7 +63,7 @@ def test_a_node_under_inputs_says_it_belongs_under_graph(
 @pytest.mark.parametrize(
     ("op", "said"),
     [
-        ("svd", "'svd' is an op with several outputs, not in the catalogue yet"),
+        ("eig", "'eig' is an op with several outputs, not in the catalogue yet"),
         ("dropout", "'dropout' is random, so not checkable against torch"),
         ("swish", "'swish' is 'silu' here: write silu(...)"),
         ("matmull", "did you mean 'matmul'?"),

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from runner.ops.kinks_spectral import SPECTRAL_KINKS
 from runner.ops.linalg_decomp_kinks import LINALG_DECOMP_KINKS
 from runner.ops.spec import Array, norm_dims
 
@@ -409,6 +410,8 @@ def _resampling(name: str) -> Kinks:
         return RESAMPLING[name](h, **args)
 
     return kinks
+
+
 def _pair_kinks(d: Array, p: Any, h: float) -> str | None:
     """Pairs of rows whose differences ``d`` (pairs, coordinates; each moves by up to 2h) lie
     near a point of torch's pair gradient: a zero coordinate (p <= 1), a zero distance, a tie
@@ -553,6 +556,7 @@ KINKS: dict[str, Kinks] = {
     # --- resampling ---
     "interpolate": _resampling("interpolate"),
     "grid_sample": _resampling("grid_sample"),
+    **SPECTRAL_KINKS,
 }
 
 # Differentiable wherever the forward is finite (linear, bilinear, polynomial or analytic), or
@@ -578,5 +582,6 @@ SMOOTH = frozenset(
     conv3d conv_transpose1d conv_transpose2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d
     pixel_shuffle pixel_unshuffle unfold fold
     rms_norm batch_norm group_norm instance_norm local_response_norm
+    kron cross tensordot diag diag_embed
     """.split()
 )

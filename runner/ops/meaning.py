@@ -17,8 +17,6 @@ SAME_AS: dict[str, str] = {
     "swish": "silu",
     "view": "reshape",
     "broadcast_to": "expand",
-    "tensordot": "einsum",
-    "matrix_norm": "norm",
     "logaddexp": "logsumexp",
     "inverse": "inv",
 }
@@ -33,8 +31,6 @@ NOT_IN_CATALOGUE: dict[str, str] = {
     "chunk": f"{_SEVERAL_OUTPUTS}; narrow(x, dim, start, length) takes one piece",
     "unbind": f"{_SEVERAL_OUTPUTS}; select(x, dim, index) takes one slice",
     "dropout": "random, so not checkable against torch: multiply by a fixed mask input instead",
-    "cross": "not in the catalogue yet",
-    "svd": _SEVERAL_OUTPUTS,
     "eig": _SEVERAL_OUTPUTS,
 }
 
@@ -109,11 +105,14 @@ TENSOR_METHODS = frozenset(
     select sigmoid sign sin sinh softmax sort sqrt square squeeze std sub sum t take
     take_along_dim tan tanh trace transpose tril triu trunc unsqueeze var where
     cholesky cholesky_solve det logdet matrix_exp matrix_power slogdet
+    kron diag diag_embed
     """.split()
 )
-# Catalogue ops whose torch.Tensor method of the same name is another op: Tensor.unfold(dimension,
-# size, step) is a sliding view, not F.unfold's im2col.
-OTHER_METHODS = frozenset({"unfold"})
+# Tensor methods named as a catalogue op but meaning something else, so not spellings of it:
+# Tensor.unfold(dimension, size, step) is a sliding view, not F.unfold's im2col; Tensor.svd is
+# torch.svd (some=True, V rather than Vh), Tensor.qr takes some=, and Tensor.cross's dim
+# defaults to the first dim of size 3 (the catalogue's cross is torch.linalg.cross, dim=-1).
+OTHER_METHODS = frozenset({"unfold", "svd", "qr", "cross"})
 # The namespaces a graph may call ops through, with the catalogue ops each has under the same
 # name and meaning (checked against torch by tests/test_spellings.py). torch.embedding,
 # torch.layer_norm and the like are left out: their signatures there are torch's internal ones;
@@ -132,6 +131,7 @@ _TORCH = TENSOR_METHODS - {"expand", "repeat"} | {
     *"pixel_shuffle pixel_unshuffle".split(),
     "cdist",
     "pdist",
+    "tensordot",
 }
 _F = frozenset(
     """
@@ -158,7 +158,8 @@ NAMESPACES: dict[str, frozenset[str]] = {
         "erf erfc exp2 expm1 log1p log_softmax logsumexp round softmax".split()
     ),
     "torch.linalg": frozenset({"matmul", "norm", "vector_norm"})
-    | frozenset("inv det slogdet solve solve_triangular cholesky matrix_power matrix_exp".split()),
+    | frozenset("inv det slogdet solve solve_triangular cholesky matrix_power matrix_exp".split())
+    | frozenset("eigh svdvals svd qr pinv matrix_norm cross".split()),
 }
 # Other spellings of those namespaces.
 NAMESPACE_ALIASES: dict[str, str] = {

@@ -55,6 +55,7 @@ ParamKind = Literal[
     "dims",  # None, an int, or a list of ints (reductions)
     "ints",  # an int or a list of ints (shapes, permutations, kernel sizes)
     "ints?",  # the same or None (pooling's stride)
+    "axes",  # an int or a pair of lists of ints (tensordot's dims)
     "index",  # internal: a subscript, a tuple of int | slice | None | Ellipsis (getitem)
 ]
 
