@@ -104,12 +104,31 @@ def to_numpy(t: Any, tensor: Any) -> Array:
     return np.asarray(tensor.numpy())
 
 
+# How torch 2.13 says it has no kernel in a dtype: the dispatcher ("..._cpu" not implemented for
+# 'Half'), torch.linalg's checks (Low precision dtypes not supported. Got Half) and LAPACK-backed
+# ops (expected a tensor ... of float, double, cfloat or cdouble types).
+_NO_HALF_KERNEL = (
+    "not implemented for",
+    "Low precision dtypes not supported",
+    "of float, double, cfloat or cdouble types",
+)
+
+
 def refused(node: Node, exc: Exception, dtype: Any) -> str:
     """The message of torch refusing ``node``'s op: node, op, and for a half dtype torch has no
     kernel for (``"multi_margin_loss_cpu_kernel" not implemented for 'Half'``), the dtype, in
     words."""
     text = f"node '{node.name}': torch's {node.op.name} raised {type(exc).__name__}: {exc}"
-    if "not implemented for" in str(exc) and str(dtype) in ("torch.float16", "torch.bfloat16"):
+    half = str(dtype) in ("torch.float16", "torch.bfloat16")
+    if half and node.op.wrong_in_half:
+        name = str(dtype).removeprefix("torch.")
+        return (
+            f"node '{node.name}': torch has no kernel for {node.op.name} in {name} that can be "
+            f"trusted: {node.op.wrong_in_half}"
+        )
+    if str(dtype) in ("torch.float16", "torch.bfloat16") and any(
+        said in str(exc) for said in _NO_HALF_KERNEL
+    ):
         name = str(dtype).removeprefix("torch.")
         text = (
             f"node '{node.name}': torch has no kernel for {node.op.name} in {name} on this "
@@ -175,6 +194,7 @@ def _run(
     for node in graph.nodes:
         args, operands = torch_args(torch, node, node.bind(env), device)
         try:
+            _trusted_in(torch, node, operands)
             out = node.op.torch(torch, **args)
         except Exception as exc:  # torch refusing what the static checks let through
             error = TorchError(refused(node, exc, _floating_dtype(torch, operands)))
@@ -226,6 +246,14 @@ def torch_args(
         else:
             args[p.name] = to_torch(torch, value, device, floating)
     return args, operands
+
+
+def _trusted_in(torch: Any, node: Node, operands: list[Any]) -> None:
+    """Raise NotImplementedError, as torch does for a dtype it has no kernel for, where the
+    op's torch kernel is known to be wrong in the operands' half dtype (`Op.wrong_in_half`)."""
+    dtype = _floating_dtype(torch, operands)
+    if node.op.wrong_in_half and dtype in (torch.float16, torch.bfloat16):
+        raise NotImplementedError(node.op.wrong_in_half)
 
 
 def _floating_dtype(torch: Any, operands: list[Any]) -> Any:

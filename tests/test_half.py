@@ -108,6 +108,26 @@ graph:
     assert "Traceback" not in out
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_torchs_half_matrix_exp_is_wrong_and_a_case_asking_for_it_says_so(
+    write_case, capsys: pytest.CaptureFixture[str], dtype: str
+) -> None:
+    """torch 2.13's CPU matrix_exp in half precision is wrong (the sweep found it): the op says
+    so (`Op.wrong_in_half`) and a case in half is an error naming the bug, not a comparison
+    against garbage. When torch fixes it, the first assertion fails: drop wrong_in_half."""
+    import torch
+
+    a = torch.tensor([[0.1, 0.2], [0.3, -0.1]])
+    exact = torch.linalg.matrix_exp(a.double())
+    half = torch.linalg.matrix_exp(a.to(getattr(torch, dtype))).double()
+    assert not torch.allclose(half, exact, rtol=0.05, atol=0.05), "torch fixed matrix_exp"
+    text = f"dtype: {dtype}\ninputs:\n  A: [[0.1, 0.2], [0.3, -0.1]]\ngraph:\n  E: matrix_exp(A)\n"
+    code, out = run(capsys, "run", str(write_case(text)))
+    assert code == 1, out
+    assert f"matrix_exp in {dtype} that can be trusted" in out and "wrong in half" in out, out
+    assert REGISTRY["matrix_exp"].wrong_in_half
+
+
 def test_half_cases_show_their_dtype_in_the_report(
     write_case, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

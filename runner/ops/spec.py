@@ -198,6 +198,10 @@ class Op:
     # Why torch cannot compute the op (a RULES module's op, or a case's op built on one); empty
     # when torch is its reference.
     no_torch: str = ""
+    # Where torch's own kernel in float16 and bfloat16 is wrong (a torch bug, found by the
+    # sweep), so there is nothing to check a half-precision case against: what is wrong, said
+    # when a case asks for it.
+    wrong_in_half: str = ""
     # Where the op comes from, for messages: "" for the catalogue, "module rules.py" for a
     # RULES module's.
     source: str = ""
