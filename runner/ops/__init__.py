@@ -18,6 +18,7 @@ from runner.ops import (
     norms,
     reductions,
     shape,
+    sorting,
 )
 from runner.ops.kinks import KINKS
 from runner.ops.spec import Op
@@ -34,6 +35,7 @@ FAMILIES: tuple[tuple[str, Sequence[Op]], ...] = (
     ("norms", norms.OPS),
     ("indexing", indexing.OPS),
     ("normalization", normalization.OPS),
+    ("sorting", sorting.OPS),
 )
 
 # The op of a graph node that only names another tensor (``d: c``): a copy, so ``d`` gets a

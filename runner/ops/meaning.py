@@ -25,9 +25,6 @@ SAME_AS: dict[str, str] = {
 _SEVERAL_OUTPUTS = "an op with several outputs, not in the catalogue yet"
 # torch ops people reach for that the catalogue does not have: why, and what to write instead.
 NOT_IN_CATALOGUE: dict[str, str] = {
-    "topk": _SEVERAL_OUTPUTS,
-    "kthvalue": _SEVERAL_OUTPUTS,
-    "median": _SEVERAL_OUTPUTS,
     "split": f"{_SEVERAL_OUTPUTS}; narrow(x, dim, start, length) takes one piece",
     "chunk": f"{_SEVERAL_OUTPUTS}; narrow(x, dim, start, length) takes one piece",
     "unbind": f"{_SEVERAL_OUTPUTS}; select(x, dim, index) takes one slice",
@@ -118,6 +115,7 @@ TENSOR_METHODS = frozenset(
     permute pow prelu prod reciprocal relu repeat reshape roll round rsqrt scatter scatter_add
     select sigmoid sign sin sinh softmax sort sqrt square squeeze std sub sum t take
     take_along_dim tan tanh trace transpose tril triu trunc unsqueeze var where
+    topk kthvalue median nanmedian msort argsort scatter_reduce
     """.split()
 )
 # The namespaces a graph may call ops through, with the catalogue ops each has under the same
