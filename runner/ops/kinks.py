@@ -149,7 +149,7 @@ def _scatter_extremum(h: float, input: Any, dim: int, index: Any, src: Any, redu
     sign = 1.0 if reduce == "amax" else -1.0
     x, s = sign * _f(_1d(input)), sign * _f(_source(src, index))
     try:
-        at, _ = _scatter_at(input, dim, index, "scatter_reduce")
+        at = _scatter_at(input, dim, index, "scatter_reduce")[0]
     except ValueError:
         return None
     flat = np.ravel_multi_index(np.broadcast_arrays(*at), x.shape).reshape(-1)
