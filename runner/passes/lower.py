@@ -202,7 +202,8 @@ class _Lowering:
             )
             return None
         # A subscript or an output's name (runner.expr spells both as a subscript).
-        if expr.via == "subscript" or any(k == "output" for k, _, _ in expr.kwargs):
+        subscript = expr.via == "subscript" and expr.op == "getitem"
+        if subscript or any(k == "output" for k, _, _ in expr.kwargs):
             picked = self.pick(expr, path, target)
             if picked is not _TENSOR:
                 return picked
