@@ -362,7 +362,7 @@ class _Lower:
 
     def subscript(self, node: ast.Subscript, col: int) -> Call:
         """``x[1:, None]`` is a getitem; with integer tensors among the items (``x[idx]``,
-        ``x[:, i, j]``) it is the op `index` (torch's advanced indexing), the tensors its
+        ``x[:, i, j]``) it is the op `index_tensor` (torch's advanced indexing), the tensors its
         ``indices`` and the rest a template with `TENSOR_SLOT` where each tensor stands."""
         items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
         tensors = [i for i in items if self.is_tensor_item(i)]
@@ -378,7 +378,7 @@ class _Lower:
                 raise ExprError(MASK_REFUSED, self.col(item))
         template = tuple(TENSOR_SLOT if i in tensors else self.index_item(i) for i in items)
         return Call(
-            "index",
+            "index_tensor",
             (self.expr(node.value), ListOf(tuple(self.expr(i) for i in tensors), at)),
             (("index", Const(template, at), col),),
             col,

@@ -69,7 +69,7 @@ def test_subscript_shapes_are_torchs(
     loaded = _load(write_case, graph)
     assert not loaded.problems, loaded.problems
     node = loaded.cases[0].graph.node("a")
-    assert node.op.name == "index" and node.shape == shape
+    assert node.op.name == "index_tensor" and node.shape == shape
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,7 @@ def test_repeated_indices_accumulate_and_a_mask_is_refused_at_run_time() -> None
     from runner.ops import REGISTRY
     from runner.ops.spec import ShapeError
 
-    op = REGISTRY["index"]
+    op = REGISTRY["index_tensor"]
     x = np.arange(6.0).reshape(3, 2)
     idx = np.array([2, 0, -1])
     assert op.forward(input=x, indices=[idx], index=("tensor",)).tolist() == [

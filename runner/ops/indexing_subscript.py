@@ -1,6 +1,7 @@
 """Subscripts with integer tensors (torch's advanced indexing): ``x[idx]``, ``x[idx, :]``,
-``x[:, idx]``, ``x[i, 1:, j]``, the op `index` that such a subscript lowers to (part of the
-indexing family; a subscript of ints, slices, None and ... alone stays a getitem).
+``x[:, idx]``, ``x[i, 1:, j]``, the op `index_tensor` (aten's ``index.Tensor``) that such a
+subscript lowers to (part of the indexing family; a subscript of ints, slices, None and ...
+alone stays a getitem).
 
 torch applies a subscript in two steps (``applySlicing`` then ``index``, TensorIndexing.h): the
 ints, slices, None and ... first, as views (an int selects, so its dim is gone before any tensor
@@ -23,7 +24,7 @@ import numpy as np
 from runner.ops.shape_rearrange import randn, view_of
 from runner.ops.spec import Array, Op, Param, Sample, Shape, ShapeError
 
-# Stands in a subscript's template for the next index tensor (`index`'s ``indices``).
+# Stands in a subscript's template for the next index tensor (`index_tensor`'s ``indices``).
 TENSOR_SLOT = "tensor"
 MASK_REFUSED = (
     "a bool mask subscript (x[mask]) has a shape that depends on the mask's values, which a "
@@ -157,7 +158,7 @@ def _samples(rng: np.random.Generator) -> list[Sample]:
 
 
 INDEX = Op(
-    name="index",
+    name="index_tensor",
     family="indexing",
     hidden=True,
     by_name=False,

@@ -508,7 +508,7 @@ SMOOTH = frozenset(
     cumprod cumsum logsumexp mean nanmean nansum prod sum var var_mean
     bmm dot einsum inner matmul mm mv outer trace
     cat diagonal expand flatten flip gather index_select movedim narrow pad permute repeat reshape
-    roll select squeeze stack transpose tril triu unsqueeze getitem clone index
+    roll select squeeze stack transpose tril triu unsqueeze getitem clone index_tensor
     avg_pool1d avg_pool2d binary_cross_entropy_with_logits conv1d conv2d cross_entropy
     huber_loss kl_div layer_norm linear log_softmax mse_loss nll_loss softmax
     celu glu logsigmoid mish softmin softsign tanhshrink
