@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from runner.ops import REGISTRY
+from runner.ops.indexing_subscript import MASK_REFUSED, TENSOR_SLOT
 from runner.ops.meaning import (
     NAMESPACE_ALIASES,
     NAMESPACES,
@@ -206,13 +207,7 @@ class _Lower:
         if isinstance(node, ast.Attribute):
             return self.attribute(node, col)
         if isinstance(node, ast.Subscript):
-            return Call(
-                "getitem",
-                (self.expr(node.value),),
-                (("index", Const(self.index(node.slice), self.col(node.slice)), col),),
-                col,
-                via="subscript",
-            )
+            return self.subscript(node, col)
         if isinstance(node, ast.Compare):
             return self.compare(node, col)
         raise ExprError(f"{type(node).__name__} is not allowed in a graph expression", col)
@@ -365,9 +360,40 @@ class _Lower:
             col,
         )
 
-    def index(self, node: ast.expr) -> tuple[Any, ...]:
-        items = node.elts if isinstance(node, ast.Tuple) else [node]
-        return tuple(self.index_item(i) for i in items)
+    def subscript(self, node: ast.Subscript, col: int) -> Call:
+        """``x[1:, None]`` is a getitem; with integer tensors among the items (``x[idx]``,
+        ``x[:, i, j]``) it is the op `index_tensor` (torch's advanced indexing), the tensors its
+        ``indices`` and the rest a template with `TENSOR_SLOT` where each tensor stands."""
+        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        tensors = [i for i in items if self.is_tensor_item(i)]
+        at = self.col(node.slice)
+        if not tensors:
+            template = tuple(self.index_item(i) for i in items)
+            return Call(
+                "getitem", (self.expr(node.value),), (("index", Const(template, at), col),), col,
+                via="subscript",
+            )  # fmt: skip
+        for item in tensors:
+            if _is_mask(item):
+                raise ExprError(MASK_REFUSED, self.col(item))
+        template = tuple(TENSOR_SLOT if i in tensors else self.index_item(i) for i in items)
+        return Call(
+            "index_tensor",
+            (self.expr(node.value), ListOf(tuple(self.expr(i) for i in tensors), at)),
+            (("index", Const(template, at), col),),
+            col,
+            via="subscript",
+        )
+
+    def is_tensor_item(self, node: ast.expr) -> bool:
+        """A subscript item that is an index tensor: anything but a slice, None, ..., or an
+        int (or float / bool literal, refused by `int_literal`)."""
+        if isinstance(node, ast.Slice):
+            return False
+        if isinstance(node, ast.Constant) and (node.value is Ellipsis or node.value is None):
+            return False
+        value = self.expr(node)
+        return not (isinstance(value, Const) and not isinstance(value.value, list))
 
     def index_item(self, node: ast.expr) -> Any:
         if isinstance(node, ast.Slice):
@@ -389,10 +415,30 @@ class _Lower:
         ):
             return value.value
         raise ExprError(
-            "only basic indexing is supported: integers, slices, ..., None "
-            "(use gather or index_select for tensor indices)",
+            "a subscript item is an integer, a slice, ..., None or an integer tensor",
             self.col(node),
         )
+
+
+_MASKS = frozenset(
+    "eq ne lt le gt ge logical_and logical_or logical_not logical_xor isnan isinf".split()
+)
+
+
+def _is_mask(node: ast.expr) -> bool:
+    """A subscript item that is surely a bool tensor: a comparison, ~, &, |, ^ or a logical
+    call (an input of dtype bool is refused when the forward meets it)."""
+    if isinstance(node, ast.Compare):
+        return True
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Invert):
+        return True
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitAnd | ast.BitOr | ast.BitXor):
+        return True
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name | ast.Attribute)
+        and (node.func.id if isinstance(node.func, ast.Name) else node.func.attr) in _MASKS
+    )
 
 
 _SYMBOL = {

@@ -23,6 +23,7 @@ from runner.ops import (
     reductions,
     resampling,
     shape,
+    sorting,
 )
 from runner.ops.kinks import KINKS
 from runner.ops.spec import Op
@@ -44,6 +45,7 @@ FAMILIES: tuple[tuple[str, Sequence[Op]], ...] = (
     ("normalization", normalization.OPS),
     ("resampling", resampling.OPS),
     ("attention", attention.OPS),
+    ("sorting", sorting.OPS),
 )
 
 # The op of a graph node that only names another tensor (``d: c``): a copy, so ``d`` gets a

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from runner.ops.indexing_subscript import INDEX
 from runner.ops.shape_rearrange import randn
 from runner.ops.spec import (
     Array,
@@ -572,4 +573,5 @@ OPS: list[Op] = [
         "the flattened input); a negative index wraps along a dim, but torch refuses one with "
         "dim None; repeats accumulate",
     ),
+    INDEX,  # a subscript with integer tensors (runner/ops/indexing_subscript.py)
 ]

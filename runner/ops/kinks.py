@@ -132,6 +132,36 @@ def _any_ties(h: float, input: Any, dim: int = -1, **_: Any) -> str | None:
     return _count(np.any(close, axis=-1), f"slice(s) with two values within {2 * h:.2g}")
 
 
+def _ranked(h: float, input: Any, dim: Any = None, **_: Any) -> str | None:
+    """topk, kthvalue, median, nanmedian, msort, argsort: two elements of a slice within ``2h``
+    may swap ranks, and the gradient goes where the index goes (dim None: the flattened input,
+    whose tied elements split the full median's gradient); argsort's indices jump there."""
+    x = _f(input)
+    return _any_ties(h, x.reshape(-1) if dim is None else x, -1 if dim is None else dim)
+
+
+def _scatter_extremum(h: float, input: Any, dim: int, index: Any, src: Any, reduce: str,
+                      **_: Any) -> str | None:  # fmt: skip
+    """scatter_reduce amax/amin: a place whose result has a runner-up within ``2h`` among its
+    src elements and input's (counted even with include_self=False: torch splits with it)."""
+    if reduce not in ("amax", "amin"):
+        return None
+    from runner.ops.indexing import _1d, _scatter_at, _source
+
+    sign = 1.0 if reduce == "amax" else -1.0
+    x, s = sign * _f(_1d(input)), sign * _f(_source(src, index))
+    try:
+        at = _scatter_at(input, dim, index, "scatter_reduce")[0]
+    except ValueError:
+        return None
+    flat = np.ravel_multi_index(np.broadcast_arrays(*at), x.shape).reshape(-1)
+    tied = 0
+    for place in np.unique(flat):
+        group = np.sort(np.concatenate([x.reshape(-1)[[place]], s.reshape(-1)[flat == place]]))
+        tied += bool(group.size > 1 and group[-1] - group[-2] <= 2 * h)
+    return f"{tied} place(s) with a tied {reduce} (within {2 * h:.2g})" if tied else None
+
+
 def _pair_ties(h: float, input: Any, other: Any, **_: Any) -> str | None:
     return _count(np.abs(_f(input) - _f(other)) <= 2 * h, f"tied within {2 * h:.2g}")
 
@@ -557,6 +587,10 @@ KINKS: dict[str, Kinks] = {
     "interpolate": _resampling("interpolate"),
     "grid_sample": _resampling("grid_sample"),
     **SPECTRAL_KINKS,
+    # --- sorting ---
+    **{n: _ranked for n in "topk kthvalue median nanmedian argsort".split()},
+    "msort": lambda h, input, **_: _ranked(h, input, 0),
+    "scatter_reduce": _scatter_extremum,
 }
 
 # Differentiable wherever the forward is finite (linear, bilinear, polynomial or analytic), or
@@ -570,7 +604,7 @@ SMOOTH = frozenset(
     cumprod cumsum logsumexp mean nanmean nansum prod sum var var_mean
     bmm dot einsum inner matmul mm mv outer trace
     cat diagonal expand flatten flip gather index_select movedim narrow pad permute repeat reshape
-    roll select squeeze stack transpose tril triu unsqueeze getitem clone
+    roll select squeeze stack transpose tril triu unsqueeze getitem clone index_tensor
     avg_pool1d avg_pool2d binary_cross_entropy_with_logits conv1d conv2d cross_entropy
     huber_loss kl_div layer_norm linear log_softmax mse_loss nll_loss softmax
     celu glu logsigmoid mish softmin softsign tanhshrink

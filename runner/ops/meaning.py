@@ -24,9 +24,6 @@ SAME_AS: dict[str, str] = {
 _SEVERAL_OUTPUTS = "an op with several outputs, not in the catalogue yet"
 # torch ops people reach for that the catalogue does not have: why, and what to write instead.
 NOT_IN_CATALOGUE: dict[str, str] = {
-    "topk": _SEVERAL_OUTPUTS,
-    "kthvalue": _SEVERAL_OUTPUTS,
-    "median": _SEVERAL_OUTPUTS,
     "split": f"{_SEVERAL_OUTPUTS}; narrow(x, dim, start, length) takes one piece",
     "chunk": f"{_SEVERAL_OUTPUTS}; narrow(x, dim, start, length) takes one piece",
     "unbind": f"{_SEVERAL_OUTPUTS}; select(x, dim, index) takes one slice",
@@ -106,6 +103,7 @@ TENSOR_METHODS = frozenset(
     take_along_dim tan tanh trace transpose tril triu trunc unsqueeze var where
     cholesky cholesky_solve det logdet matrix_exp matrix_power slogdet
     kron diag diag_embed
+    topk kthvalue median nanmedian msort argsort scatter_reduce
     """.split()
 )
 # Tensor methods named as a catalogue op but meaning something else, so not spellings of it:

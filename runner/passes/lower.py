@@ -202,7 +202,10 @@ class _Lowering:
             )
             return None
         # A subscript or an output's name (runner.expr spells both as a subscript).
-        if expr.via == "subscript" or any(k == "output" for k, _, _ in expr.kwargs):
+        # A basic subscript has one operand (it may select an output); one with index
+        # tensors has them as a second operand, and is always a tensor's.
+        subscript = expr.via == "subscript" and len(expr.args) == 1
+        if subscript or any(k == "output" for k, _, _ in expr.kwargs):
             picked = self.pick(expr, path, target)
             if picked is not _TENSOR:
                 return picked

@@ -1,0 +1,180 @@
+"""Subscripts with integer tensors (torch's advanced indexing): ``x[idx]``, ``x[idx, :]``,
+``x[:, idx]``, ``x[i, 1:, j]``, the op `index_tensor` (aten's ``index.Tensor``) that such a
+subscript lowers to (part of the indexing family; a subscript of ints, slices, None and ...
+alone stays a getitem).
+
+torch applies a subscript in two steps (``applySlicing`` then ``index``, TensorIndexing.h): the
+ints, slices, None and ... first, as views (an int selects, so its dim is gone before any tensor
+is applied), then the index tensors at the dims they stand at, broadcast together; the result's
+indexed dims take the broadcast shape, in place when the tensors stand next to each other, else
+first (numpy's rule, which torch follows). numpy would treat an int next to a tensor as one more
+advanced index and so move the dims elsewhere (``x[0, :, idx]``), so both steps are done here as
+torch does them. Negative indices wrap; an index out of range is refused. The VJP is index_put
+with accumulate=True: a repeated index adds its gradients.
+
+A bool mask (``x[mask]``) has a shape that depends on the mask's values, which a static shape
+cannot know: it is refused with what to write instead (where / masked_fill)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from runner.ops.shape_rearrange import randn, view_of
+from runner.ops.spec import Array, Op, Param, Sample, Shape, ShapeError
+
+# Stands in a subscript's template for the next index tensor (`index_tensor`'s ``indices``).
+TENSOR_SLOT = "tensor"
+MASK_REFUSED = (
+    "a bool mask subscript (x[mask]) has a shape that depends on the mask's values, which a "
+    "graph's static shapes cannot know: write where(mask, x, 0.0) or masked_fill(x, ~mask, 0.0) "
+    "(then sum) to keep the shape, or index with integer positions (x[idx]) where they are known"
+)
+
+
+def _steps(
+    template: tuple[Any, ...], indices: list[Any], ndim: int
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """(the basic subscript torch applies first, the advanced one it applies to that result):
+    each tensor's place keeps its dim (``slice(None)``) in the first and holds the tensor at
+    the dim it stands at in the second."""
+    consumed = sum(item is not None and item is not Ellipsis for item in template)
+    basic: list[Any] = []
+    at: list[tuple[int, Any]] = []
+    tensors = iter(indices)
+    dim = 0
+    for item in template:
+        if isinstance(item, str):  # TENSOR_SLOT
+            basic.append(slice(None))
+            at.append((dim, next(tensors)))
+            dim += 1
+        elif item is Ellipsis:
+            basic.append(item)
+            dim += max(ndim - consumed, 0)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            basic.append(item)
+        else:  # a slice or None: one dim of the result
+            basic.append(item)
+            dim += 1
+    advanced: list[Any] = [slice(None)] * (max(d for d, _ in at) + 1 if at else 0)
+    for d, tensor in at:
+        advanced[d] = tensor
+    return tuple(basic), tuple(advanced)
+
+
+def _checked(indices: list[Any]) -> list[Array]:
+    out = []
+    for idx in indices:
+        a = np.asarray(idx)
+        if a.dtype == np.bool_:
+            raise ShapeError(MASK_REFUSED)
+        if not np.issubdtype(a.dtype, np.integer):
+            raise ShapeError(f"a subscript's index tensor must be an integer tensor, got {a.dtype}")
+        out.append(a.astype(np.int64))
+    return out
+
+
+def _bounds(view: Array, advanced: tuple[Any, ...]) -> None:
+    """torch refuses an index outside [-n, n) (numpy would raise IndexError)."""
+    for d, idx in enumerate(advanced):
+        if isinstance(idx, np.ndarray) and idx.size:
+            n = view.shape[d]
+            bad = idx[(idx < -n) | (idx >= n)]
+            if bad.size:
+                raise ShapeError(
+                    f"subscript: index {bad.flat[0]} is out of range for dim {d} of size {n} "
+                    f"(expected {-n} to {n - 1})"
+                )
+
+
+def _index(input: Any, indices: list[Any], index: tuple[Any, ...]) -> Array:
+    x = np.asarray(input)
+    basic, advanced = _steps(index, _checked(indices), x.ndim)
+    view = x[basic]
+    _bounds(view, advanced)
+    return np.array(view[advanced])
+
+
+def _index_vjp(
+    g: Array, out: Array, input: Any, indices: list[Any], index: tuple[Any, ...]
+) -> tuple[Any, ...]:
+    x = np.asarray(input)
+    basic, advanced = _steps(index, _checked(indices), x.ndim)
+    grad = np.zeros(x.shape, g.dtype)
+    view = grad[basic]  # a view: writing into it writes into grad
+    np.add.at(view, advanced, g)  # index_put(accumulate=True)
+    return grad, [None] * len(indices)
+
+
+def _index_shape(input: Shape, indices: list[Shape], index: tuple[Any, ...]) -> Shape:
+    slots = sum(isinstance(item, str) for item in index)
+    if slots != len(indices):
+        raise ShapeError(f"subscript: {slots} tensor place(s) for {len(indices)} index tensor(s)")
+    try:
+        zeros = [np.zeros(s, np.int64) for s in indices]
+        basic, advanced = _steps(index, zeros, len(input))
+        view = view_of(tuple(input))[basic]
+        for d, idx in enumerate(advanced):
+            if isinstance(idx, np.ndarray) and idx.size and view.shape[d] == 0:
+                raise ShapeError(f"subscript: an index into dim {d} of size 0")
+        return tuple(view[advanced].shape)
+    except IndexError as exc:
+        raise ShapeError(f"subscript of a tensor of shape {tuple(input)}: {exc}") from None
+    except ValueError as exc:  # index tensors that do not broadcast
+        raise ShapeError(f"subscript: the index tensors do not broadcast: {exc}") from None
+
+
+def _torch(t: Any, input: Any, indices: list[Any], index: tuple[Any, ...]) -> Any:
+    tensors = iter(indices)
+    return input[tuple(next(tensors) if isinstance(i, str) else i for i in index)]
+
+
+def _i(values: Any) -> Array:
+    return np.asarray(values, dtype=np.int64)
+
+
+S, E, T = slice, Ellipsis, TENSOR_SLOT
+
+
+def _samples(rng: np.random.Generator) -> list[Sample]:
+    rows = [
+        ((4, 3), [_i([2, 0, 2, -1])], (T,), "x[idx]: repeated and negative rows"),
+        ((4, 3), [_i([[1, 1], [3, 0]])], (T, S(None)), "x[idx, :], a 2-d index"),
+        ((2, 5), [_i([4, 4, -5])], (S(None), T), "x[:, idx]"),
+        ((3, 4), [_i([2, 2, 0]), _i([1, 1, 3])], (T, T), "x[i, j]: repeated pairs"),
+        ((3, 4), [_i([[0], [2]]), _i([1, 3, 3])], (T, T), "x[i, j] broadcast"),
+        ((2, 3, 4), [_i([1, 0, 1]), _i([3, 3, 0])], (T, S(None), T), "separated: dims first"),
+        ((2, 3, 4), [_i([2, 2])], (0, S(None), T), "an int then a tensor: the int selects"),
+        ((2, 3, 4), [_i([1, 1, 0])], (E, T), "x[..., idx]"),
+        ((2, 3, 4), [_i([0, 2])], (S(1, None), T, None), "slice, tensor, None"),
+        ((3,), [_i(1)], (T,), "a 0-d index"),
+        ((3, 2), [_i([])], (T,), "an empty index"),
+    ]
+    return [
+        Sample({"input": randn(rng, *shape), "indices": idx, "index": template}, note)
+        for shape, idx, template, note in rows
+    ]
+
+
+INDEX = Op(
+    name="index_tensor",
+    family="indexing",
+    hidden=True,
+    by_name=False,
+    params=(
+        Param("input", "tensor"),
+        Param("indices", "tensors", grad=False, integer=True),
+        Param("index", "index"),
+    ),
+    forward=_index,
+    vjp=_index_vjp,
+    torch=_torch,
+    shape=_index_shape,
+    samples=_samples,
+    note="a subscript with integer tensors (torch's advanced indexing): ints, slices, None and "
+    "... apply first (an int selects), then the tensors, broadcast together, at the dims they "
+    "stand at (their dims in place when the tensors are adjacent, else first); negative indices "
+    "wrap; repeated indices accumulate their gradients (index_put with accumulate=True). A bool "
+    "mask is refused: its result's shape depends on its values",
+)
