@@ -297,7 +297,18 @@ def _find_fault(
     except (KeyboardInterrupt, CaseTimeout):
         raise
     except BaseException as exc:  # telling which rule is wrong must never lose the verdict
-        result.notes.append(f"the probes or the fault search stopped: {type(exc).__name__}: {exc}")
+        said = f"{type(exc).__name__}: {exc}"
+        if result.status == "passed" and (case.rules or rules):
+            # The probe is what catches a user's rule that holds only on the case's own data
+            # and upstream: a pass it could not check is not a pass.
+            result.status = "error"
+            result.messages.append(
+                f"the probe of the user's rules could not run ({said}); the case's own "
+                "comparisons agree, but a rule right only on this data would go unseen: this is "
+                "gradcase's fault, please report it (probe: false skips the probe)"
+            )
+        else:
+            result.notes.append(f"the probes or the fault search stopped: {said}")
     return sources
 
 

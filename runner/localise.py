@@ -377,12 +377,15 @@ def _diagnosis(
     """What a wrong gradient ``mine`` looks like next to the oracle's ``theirs`` (see
     `runner.diagnose`): tried first against the upstream and the gradient under ones, then as
     a transpose."""
-    ones = _under_ones(oracle, node, args, g, pname, argument)
-    diagnosis = diagnose(mine, theirs, upstream=g, ones_reference=ones, oracle=oracle.name)
-    return diagnosis or named(
-        _transposed(oracle, node, args, g, mine, theirs, pname, argument),
-        oracle.name,
-    )
+    try:
+        ones = _under_ones(oracle, node, args, g, pname, argument)
+        diagnosis = diagnose(mine, theirs, upstream=g, ones_reference=ones, oracle=oracle.name)
+        return diagnosis or named(
+            _transposed(oracle, node, args, g, mine, theirs, pname, argument),
+            oracle.name,
+        )
+    except Exception:  # a hint is a bonus: failing to find one must not lose the fault itself
+        return None
 
 
 def _is_array(v: Any) -> bool:
@@ -428,7 +431,9 @@ def _transposed(
 
         if close(mine, found) and not close(found, theirs):
             return f"torch's gradient with {what} transposed (a transpose on the wrong side)"
-        swapped = np.swapaxes(found, -1, -2) if found.ndim >= 2 else None
+        # Only a square gradient can equal its own transpose's shape (mine is found's shape).
+        square_found = found.ndim >= 2 and found.shape[-1] == found.shape[-2]
+        swapped = np.swapaxes(found, -1, -2) if square_found else None
         if swapped is not None and close(mine, swapped) and not close(swapped, theirs):
             return (
                 f"the transpose of torch's gradient with {what} transposed (the factors of a "

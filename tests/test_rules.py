@@ -1017,3 +1017,47 @@ def test_composed_op_parameters_named_like_the_torch_module_work_and_rule_names_
     assert code == 0, out
     code, out, _ = run_yaml(write_case, tmp_path, capsys, ok.replace("t: tensor", "out: tensor"))
     assert code == 2 and "a parameter cannot be named 'out'" in out
+
+
+def test_a_non_square_wrong_rule_is_still_named_and_probed(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The transpose hint compared a non-square gradient with its own transpose and raised,
+    which stopped the fault search: a wrong qr rule on a 4x3 matrix, right only under the case's
+    own upstream (gR = 2R), passed; a wrong matmul rule on 4x5 operands was left unnamed."""
+    qr = (
+        "inputs:\n  A: {random: normal, shape: [4, 3], seed: 1}\ngraph:\n  r: qr(A).R\n"
+        "  y: sum(r * r)\nrules:\n  qr:\n"
+        '    A: "0 * A if grads[1] is None else outs[0] @ grads[1]"\n'
+    )
+    code, out, _ = run_yaml(write_case, tmp_path, capsys, qr)
+    assert code == 1, out
+    assert "the rule of node 'r' (qr) is wrong for 'A'" in out and "found by the probe" in out
+    mm = (
+        "inputs:\n  a: {random: normal, shape: [4, 5], seed: 1}\n"
+        "  b: {random: normal, shape: [5, 4], seed: 2}\ngraph:\n  c: a @ b\n"
+        "upstream: {random: normal, seed: 3}\nrules:\n  matmul:\n    input: grad @ other.T + 1.0\n"
+    )
+    code, out, _ = run_yaml(write_case, tmp_path, capsys, mm)
+    assert code == 1 and "the rule of node 'c' (matmul) is wrong for 'input'" in out, out
+    assert "stopped" not in out
+
+
+def test_a_probe_that_cannot_run_is_not_a_pass(
+    write_case: WriteCase,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With user rules, the probe is what catches a rule right only on the case's data: when
+    it raises (a gradcase bug), the case is an error that says so, never a clean pass."""
+    import runner.execute
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("operands could not be broadcast")
+
+    monkeypatch.setattr(runner.execute, "probe", broken)
+    text = "inputs: {a: [1.0, 2.0], b: [3.0, 4.0]}\ngraph: {c: a * b}\nrules: {mul: {input: grad * other}}\n"
+    code, out, _ = run_yaml(write_case, tmp_path, capsys, text)
+    assert code == 1 and "1 case: 0 passed, 0 failed, 1 error" in out, out
+    assert "the probe of the user's rules could not run (ValueError: operands could not" in out
