@@ -1057,7 +1057,10 @@ def test_a_probe_that_cannot_run_is_not_a_pass(
         raise ValueError("operands could not be broadcast")
 
     monkeypatch.setattr(runner.execute, "probe", broken)
-    text = "inputs: {a: [1.0, 2.0], b: [3.0, 4.0]}\ngraph: {c: a * b}\nrules: {mul: {input: grad * other}}\n"
+    text = (
+        "inputs: {a: [1.0, 2.0], b: [3.0, 4.0]}\ngraph: {c: a * b}\n"
+        "rules: {mul: {input: grad * other}}\n"
+    )
     code, out, _ = run_yaml(write_case, tmp_path, capsys, text)
     assert code == 1 and "1 case: 0 passed, 0 failed, 1 error" in out, out
     assert "the probe of the user's rules could not run (ValueError: operands could not" in out
