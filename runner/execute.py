@@ -38,7 +38,7 @@ from runner.oracles import (
     usable,
 )
 from runner.report import failure_messages, fault_message, tensor_unchecked
-from runner.roundoff import as_dtype, tensor_floors
+from runner.roundoff import HALF_FLOOR_CAP, HALF_MEASURED_FACTOR, as_dtype, tensor_floors
 from runner.rules import RuleSet
 from runner.rules.budget import CaseTimeout, case_budget, case_timeout
 from runner.torch_side import TorchError
@@ -86,7 +86,8 @@ def run_sources(
             ref.skipped,
         )
         sources.declined[oracle.name] = ref.unchecked
-    sources.floors.defer(lambda: _floors(case, sources, oracles))
+    capped: dict[tuple[str, str], float] = {}
+    sources.floors.defer(lambda: _floors(case, sources, oracles, capped), capped)
     sources.unchecked.update(unchecked_grads(graph, values))
     expect = case.model.expect
     golden = random_upstream is None
@@ -100,19 +101,30 @@ def run_sources(
 
 
 def _floors(
-    case: CompiledCase, sources: Sources, oracles: Sequence[Oracle]
+    case: CompiledCase,
+    sources: Sources,
+    oracles: Sequence[Oracle],
+    capped: dict[tuple[str, str], float] | None = None,
 ) -> dict[tuple[str, str], float]:
     """The round-off floor of every tensor (`runner.roundoff.tensor_floors`) on the first
-    oracle's references; in a float32 case torch runs again in float64 to measure its own."""
+    oracle's references; torch runs again to measure its own: in float64 for a float32 or half
+    case, in float32 for a float64 case. ``capped``: see `runner.roundoff.floors`."""
     if not oracles:
         return {}
     oracle = oracles[0]
     references = {"value": sources.values[oracle.name], "grad": sources.grads[oracle.name]}
-    high = None
-    if case.model.dtype != "float64" and oracle.name == TORCH.name:
-        wide = {k: as_dtype(v, "float64") for k, v in sources.inputs.items()}
-        ran = oracle.run(case.graph, wide, as_dtype(sources.upstream, "float64"))
-        high = {"value": ran.values, "grad": ran.grads}
+    high = low = None
+    if oracle.name == TORCH.name:
+        other = "float32" if case.model.dtype == "float64" else "float64"
+        cast = {k: as_dtype(v, other) for k, v in sources.inputs.items()}
+        try:
+            ran = oracle.run(case.graph, cast, as_dtype(sources.upstream, other))
+        except TorchError:  # torch refuses the other dtype: nothing measured
+            ran = None
+        if ran is not None and other == "float64":
+            high = {"value": ran.values, "grad": ran.grads}
+        elif ran is not None:
+            low = {"value": ran.values, "grad": ran.grads}
     # A float64 case that no user rule changed: the manual side is the catalogue in float64.
     same = case.model.dtype == "float64" and not sources.rule_sets
     catalogue64 = {"value": sources.values[MANUAL], "grad": sources.grads[MANUAL]} if same else None
@@ -124,6 +136,8 @@ def _floors(
         references,
         high,
         catalogue64,
+        low,
+        capped,
     )
 
 
@@ -591,7 +605,21 @@ def _pair(
     floor = sources.floors.get((kind, tensor), 0.0)
     if floor <= tol.floor:
         return first
-    return _judge_pair(sources, table, tensor, kind, names, case, skip, tol.with_floor(floor))
+    found = _judge_pair(sources, table, tensor, kind, names, case, skip, tol.with_floor(floor))
+    measured = sources.floors.capped((kind, tensor))
+    if found.ok or measured is None:
+        return found
+    dtype = case.model.dtype
+    return found.model_copy(
+        update={
+            "conditioning": f"torch's own {dtype} result differs from float64 by up to "
+            f"{measured / HALF_MEASURED_FACTOR:.2g} here, more than the floor allows "
+            f"({HALF_FLOOR_CAP:g} units of {dtype}'s round-off of the tensor's scale): the "
+            f"tensor is ill-conditioned in {dtype} (a selection or a cancellation that "
+            "rounding moves), so this may be the dtype's doing, not the rule's; check the rule "
+            "in float32"
+        }
+    )
 
 
 def _judge_pair(

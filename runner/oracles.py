@@ -110,10 +110,23 @@ class Floors:
     def __init__(self, floors: Mapping[tuple[str, str], float] | None = None) -> None:
         self._floors: dict[tuple[str, str], float] | None = None if floors is None else dict(floors)
         self._compute: Callable[[], Mapping[tuple[str, str], float]] | None = None
+        self._capped: Mapping[tuple[str, str], float] = {}
 
-    def defer(self, compute: Callable[[], Mapping[tuple[str, str], float]]) -> None:
-        """Measure the floors with ``compute`` when one is first asked for."""
+    def defer(
+        self,
+        compute: Callable[[], Mapping[tuple[str, str], float]],
+        capped: Mapping[tuple[str, str], float] | None = None,
+    ) -> None:
+        """Measure the floors with ``compute`` when one is first asked for; ``capped`` is
+        where it puts the measurements a cap held down (`runner.roundoff.floors`)."""
         self._floors, self._compute = None, compute
+        self._capped = {} if capped is None else capped
+
+    def capped(self, key: tuple[str, str]) -> float | None:
+        """The measured floor of tensor ``key`` where `runner.roundoff.HALF_FLOOR_CAP` held its
+        floor below it (the tensor is ill-conditioned in its half dtype), else None."""
+        self.get(key)
+        return self._capped.get(key)
 
     def get(self, key: tuple[str, str], default: float = 0.0) -> float:
         """The floor of tensor ``key`` (measuring every floor on the first call), else

@@ -40,6 +40,7 @@ def describe(case: str, check: TensorCheck, c: Comparison) -> str:
             f"{_num(c.right_value)}; abs error {_num(c.abs_err)} ({c.projection}){_by(check, c)}"
         )
     sided = f"; {c.one_sided}" if c.one_sided else ""
+    sided += f"; {c.conditioning}" if c.conditioning else ""
     return f"{what} {_worst(c)}{sided}{_by(check, c)}"
 
 

@@ -52,6 +52,11 @@ MEASURED_FACTOR = 4.0
 # round every intermediate to half, the manual side only each node's results) differ by about
 # the reference's own error; 4x that would hide a 5% wrong rule in bfloat16 (tests/test_half.py).
 HALF_MEASURED_FACTOR = 2.0
+# In half precision no floor exceeds this many units of the dtype's round-off of the reference's
+# largest magnitude (0.4% in float16, 3.1% in bfloat16): where rounding the inputs of a selection
+# (a max, a median, a tie) makes torch's half result pick another element than float64 does,
+# their measured difference is the whole gradient, and a floor that large lets any rule pass.
+HALF_FLOOR_CAP = 8.0
 # The seed of the random signs put on the upstream gradient to find each gradient's scale.
 SIGN_SEED = 0
 # The relative change of the upstream gradient that tells a gradient from round-off: a gradient
@@ -95,6 +100,7 @@ def floors(
     references: Mapping[str, Mapping[str, Any]],
     scales: Mapping[str, Mapping[str, float]],
     measured: Sequence[Measured] = (),
+    capped: dict[tuple[str, str], float] | None = None,
 ) -> dict[tuple[str, str], float]:
     """The floor of every tensor, keyed by (kind, tensor name) with kind "value" or "grad", for
     a case of ``dtype``: the largest of `eps_factor` units of ``dtype``'s round-off of the
@@ -106,7 +112,10 @@ def floors(
     (low, high, factor) triples, kind -> tensor -> one computation in a low and a high precision;
     `measured_floor` of the two, times ``factor`` (1 when the low precision is the case's own;
     the ratio of the machine epsilons when it is coarser, to bring its error to the case's);
-    in half precision times `HALF_MEASURED_FACTOR` / `MEASURED_FACTOR`.
+    in half precision times `HALF_MEASURED_FACTOR` / `MEASURED_FACTOR`, and at most
+    `HALF_FLOOR_CAP` units of the dtype's round-off of the reference's largest magnitude; a
+    tensor whose measured floor was larger goes into ``capped`` with that measurement (the
+    comparison says so when it fails: the tensor is ill-conditioned in that dtype).
     """
     out: dict[tuple[str, str], float] = {}
     eps, units = EPS.get(dtype, EPS["float32"]), eps_factor(dtype)
@@ -123,7 +132,13 @@ def floors(
             for low, high, factor in measured:
                 pair = low.get(kind, {}).get(name), high.get(kind, {}).get(name)
                 found.append(factor * times * measured_floor(*pair))
-            out[(kind, name)] = max(found)
+            floor = max(found)
+            cap = HALF_FLOOR_CAP * eps * scale_of(ref)
+            if is_half(dtype) and floor > cap:
+                if capped is not None:
+                    capped[(kind, name)] = floor
+                floor = cap
+            out[(kind, name)] = floor
     return out
 
 
@@ -135,10 +150,15 @@ def tensor_floors(
     references: Mapping[str, Mapping[str, Any]],
     torch_high: Mapping[str, Mapping[str, Any]] | None = None,
     catalogue64: Mapping[str, Mapping[str, Any]] | None = None,
+    torch_low: Mapping[str, Mapping[str, Any]] | None = None,
+    capped: dict[tuple[str, str], float] | None = None,
 ) -> dict[tuple[str, str], float]:
     """Every tensor's floor (see `floors`) for ``graph`` on ``inputs`` under ``upstream``:
     ``references`` (kind -> tensor -> array) are the oracle's, ``torch_high`` the same computed
-    by torch in float64 (a float32 or half case), measured against them; the catalogue's
+    by torch in float64 (a float32 or half case), measured against them; ``torch_low``, in a
+    float64 case, the same computed by torch in float32, whose difference from the references
+    times eps64/eps32 is torch's own float64 round-off where the formulas amplify it (a norm
+    over one element divides by sqrt(eps): 1e-14 where the exact gradient is 0); the catalogue's
     formulas are measured in float32 (half: the case's dtype) against float64; scales from
     `computation_scales`. ``catalogue64``: `catalogue_in` in float64 when the caller has it
     already (the manual side of a float64 case that no user rule changed: the same forwards
@@ -146,6 +166,8 @@ def tensor_floors(
     measured: list[Measured] = []
     if torch_high is not None:
         measured.append((references, torch_high, 1.0))
+    if torch_low is not None:
+        measured.append((torch_low, references, EPS["float64"] / EPS["float32"]))
     # Half precision: the catalogue rounding as torch does (`runner.engine`), in the case's own
     # dtype; float32 scaled up by eps16/eps32 = 8192 would be far looser than that.
     coarse = dtype if is_half(dtype) else "float32"
@@ -155,7 +177,8 @@ def tensor_floors(
     )
     measured.append((low, high, EPS.get(dtype, EPS["float32"]) / EPS[coarse]))
     values = high.get("value") or {k: _float64(v) for k, v in inputs.items()}
-    return floors(dtype, references, computation_scales(graph, values, upstream), measured)
+    scales = computation_scales(graph, values, upstream)
+    return floors(dtype, references, scales, measured, capped)
 
 
 def computation_scales(

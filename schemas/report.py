@@ -59,6 +59,10 @@ class Comparison(_Model):
     projection: str | None = None
     # Set when an oracle declined this tensor (ok is then True): why, e.g. a node at a kink.
     skipped: str | None = None
+    # Set on a failure in float16 or bfloat16 where torch's own result is further from float64
+    # than any floor allows (runner.roundoff.HALF_FLOOR_CAP): why the failure may be the
+    # dtype's, not the rule's.
+    conditioning: str | None = None
 
 
 class RuleUse(_Model):

@@ -138,3 +138,34 @@ def test_half_cases_show_their_dtype_in_the_report(
     assert code == 0, out
     assert "bfloat16" in out
     assert "bfloat16" in (tmp_path / "r.json").read_text()
+
+
+def test_a_floor_never_lets_a_wrong_rule_pass_where_rounding_moves_a_selection(
+    write_case, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rounding x + y to float16 ties the row's maximum that float64 does not: torch's half
+    result differs from float64 by the whole gradient there, and that measured floor (2.0 on a
+    gradient of 1) let `1.5 * grad` pass. The floor is capped (8 units of float16's round-off
+    of the tensor's scale) and the failure says the tensor is ill-conditioned in float16."""
+    text = """\
+name: t/max-tie
+dtype: float16
+probe: false
+inputs:
+  x: [[1.0, 1.0, 0.0], [2.0, 3.0, 4.0]]
+  y: [[0.0, 0.000244140625, 0.0], [0.0, 0.0, 0.0]]
+graph:
+  b: x + y
+  m: max(b, 1).values
+upstream: [1.0, 1.0]
+rules:
+  add:
+    input: 1.5 * grad
+"""
+    code, out = run(capsys, "run", str(write_case(text)))
+    assert code == 1, out
+    assert "grad of 'x': manual vs torch differ" in out
+    assert "ill-conditioned in float16" in out and "check the rule in float32" in out
+    right = text.replace("1.5 * grad", "grad").replace("t/max-tie", "t/max-tie-right")
+    code, out = run(capsys, "run", str(write_case(right, name="right.yaml")))
+    assert code == 0, out

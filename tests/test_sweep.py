@@ -233,7 +233,8 @@ def half_sweep(op: Op, dtype: str) -> tuple[int, list[str]]:
             manual = run_manual(graph, inputs, upstream)
             high = {"value": ran.values, "grad": ran.grads}
             references = {"value": ref.values, "grad": ref.grads}
-            floor = tensor_floors(dtype, graph, inputs, upstream, references, high)
+            capped: dict[tuple[str, str], float] = {}
+            floor = tensor_floors(dtype, graph, inputs, upstream, references, high, capped=capped)
             assert manual.values["out"].dtype == ref.values["out"].dtype, where
             checks = [("value", "out", manual.values["out"], ref.values["out"])]
             checks += [
@@ -241,11 +242,18 @@ def half_sweep(op: Op, dtype: str) -> tuple[int, list[str]]:
                 for n in inputs
                 if graph.requires_grad[n]
             ]
+            ill = []
             for kind, name, left, right in checks:
                 at = DEFAULT_TOLERANCE[dtype].with_floor(floor.get((kind, name), 0.0))
                 c = compare(left, right, sources=("manual", "torch"), tol=at)
+                if not c.ok and (kind, name) in capped:
+                    # torch's own half result is further from float64 than any floor allows:
+                    # `gradcase run` says the tensor is ill-conditioned in the dtype.
+                    ill.append(f"{where}: {kind} {name} ill-conditioned in {dtype}")
+                    continue
                 assert c.ok, f"{where}: {kind} {name}: {c.model_dump(exclude_none=True)}"
-            compared += 1
+            skipped += ill
+            compared += not ill
     return compared, skipped
 
 
@@ -262,7 +270,9 @@ def test_op_matches_torch_in_half_precision(op: Op, dtype: str) -> None:
             raise
         pytest.skip(str(exc))
     assert compared, f"{op.name}: no sample compared in {dtype}: {skipped}"
-    assert not skipped or dtype == "float16", skipped
+    # bfloat16 has float32's range; a sample ill-conditioned in half precision is one of few.
+    assert all("ill-conditioned" in s for s in skipped) or dtype == "float16", skipped
+    assert sum("ill-conditioned" in s for s in skipped) <= max(2, compared // 4), skipped
 
 
 def refused_in(dtype: str) -> list[str]:

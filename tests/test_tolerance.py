@@ -342,3 +342,21 @@ def test_a_copy_with_other_manual_gradients_shares_the_cases_floors(
     mutant = replace(sources, grads={**sources.grads, MANUAL: huge})
     assert {k: mutant.floors.get(k) for k in expected} == expected
     assert {k: sources.floors.get(k) for k in expected} == expected
+
+
+def test_round_off_amplified_by_a_norm_over_one_element_passes_in_float64(
+    write_case: WriteCase,
+) -> None:
+    """group_norm with one element per group: the exact gradient is 0, torch's float64 one is
+    about 1e-14 (round-off times rstd = 1/sqrt(eps) = 316), the catalogue's exactly 0. Torch run
+    in float32 measures that amplification (its float32 error times eps64/eps32): the case
+    passes, and the floor it needed is about 1e-14, nowhere near a wrong rule's error."""
+    case = run_one(
+        write_case,
+        "name: t/gn\ninputs:\n  x: [[0.45, 0.1], [2.7, 1.5]]\ngraph:\n  y: F.group_norm(x, 2)\n"
+        "upstream: {random: normal, seed: 7}\n",
+    )
+    assert case.status == "passed", case.messages
+    (grad,) = [t for t in case.tensors if (t.tensor, t.kind) == ("x", "grad")]
+    (c,) = grad.comparisons
+    assert c.floor is not None and 1e-15 < c.floor < 1e-11
