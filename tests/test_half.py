@@ -169,3 +169,27 @@ rules:
     right = text.replace("1.5 * grad", "grad").replace("t/max-tie", "t/max-tie-right")
     code, out = run(capsys, "run", str(write_case(right, name="right.yaml")))
     assert code == 0, out
+
+
+def test_float16_with_bfloat16_promotes_to_float32_as_torch_does(
+    write_case, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No 16-bit type holds both: torch.result_type(float16, bfloat16) is float32. numpy has no
+    common type for them, and the promotion raised KeyError: 'V' (bfloat16's dtype kind)."""
+    from runner.ops.dtypes import result_type
+
+    f16 = np.zeros(2, np.float16)
+    bf16 = np.zeros(2, BFLOAT16)
+    assert result_type(f16, bf16) == result_type(bf16, f16) == np.float32
+    assert result_type(bf16, np.zeros(2, np.float32)) == np.float32
+    assert result_type(bf16, np.zeros((), np.float64)) == BFLOAT16  # a 0-d tensor does not widen
+    text = """\
+name: t/mix
+inputs:
+  x: {random: normal, shape: [3], seed: 1, dtype: float16}
+  y: {random: normal, shape: [3], seed: 2, dtype: bfloat16}
+graph:
+  z: x * y
+"""
+    code, out = run(capsys, "run", str(write_case(text)))
+    assert code == 0, out

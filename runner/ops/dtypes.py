@@ -10,7 +10,15 @@ import numpy as np
 
 from runner.ops.spec import Array
 
-_CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2}
+_CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2, "V": 2}  # "V": ml_dtypes' bfloat16
+
+
+def _widen(a: np.dtype[Any], b: np.dtype[Any]) -> np.dtype[Any]:
+    """Two dtypes of one category, widened as torch does: float16 with bfloat16 is float32 (no
+    common type of 16 bits), which numpy does not know."""
+    if {a.kind, b.kind} == {"f", "V"} and a.itemsize == b.itemsize == 2:
+        return np.dtype(np.float32)
+    return np.promote_types(a, b)
 
 
 def torch_dtype(x: Any) -> np.dtype[Any]:
@@ -31,7 +39,7 @@ def _promote(a: np.dtype[Any] | None, b: np.dtype[Any] | None) -> np.dtype[Any] 
     if a is None or b is None:
         return a if b is None else b
     ca, cb = _CATEGORY[a.kind], _CATEGORY[b.kind]
-    return np.promote_types(a, b) if ca == cb else (a if ca > cb else b)
+    return _widen(a, b) if ca == cb else (a if ca > cb else b)
 
 
 def _combine(higher: np.dtype[Any] | None, lower: np.dtype[Any] | None) -> np.dtype[Any] | None:
