@@ -228,13 +228,41 @@ def _run(
 
     out = env[graph.output]
     if upstream is not None and out.requires_grad:
-        seeded(out, from_numpy(torch, np.asarray(upstream)).to(out.device, out.dtype)).backward()
+        try:
+            seeded(
+                out, from_numpy(torch, np.asarray(upstream)).to(out.device, out.dtype)
+            ).backward()
+        except Exception as exc:  # a backward kernel refusing what its forward took
+            raise _backward_error(torch, graph, env, exc, device) from exc
 
     values = {k: to_numpy(torch, v) for k, v in env.items()}
     grads = {
         k: to_numpy(torch, v.grad) for k, v in env.items() if getattr(v, "grad", None) is not None
     }
     return Result(values=values, grads=grads)
+
+
+def _backward_error(
+    torch: Any, graph: Graph, env: Mapping[str, Any], exc: Exception, device: str
+) -> TorchError:
+    """torch's backward raised ``exc`` after every forward ran: the error at the node whose
+    backward raises it when differentiated alone (`node_vjp` under an upstream of ones, walking
+    back from the output), else at no node."""
+    said = f"{type(exc).__name__}: {exc}"
+    values = {k: to_numpy(torch, v) if isinstance(v, torch.Tensor) else v for k, v in env.items()}
+    for node in reversed(graph.nodes):
+        ones = np.ones(graph.shapes[node.name], values[node.name].dtype)
+        try:
+            node_vjp(node, node.bind(values), ones, device)
+        except TorchError:
+            error = TorchError(
+                f"node '{node.name}': torch's backward of {node.op.name} raised {said}"
+            )
+            error.node = node.name
+            return error
+        except Exception:  # this node's own check failed otherwise: not the culprit
+            continue
+    return TorchError(f"torch's backward raised {said} (no single node's backward raises it)")
 
 
 def torch_args(

@@ -192,6 +192,29 @@ def test_torch_refusing_an_op_is_an_error_at_its_node(tmp_path: object) -> None:
     assert case.locations["c"].endswith("case.yaml:3:6")
 
 
+def test_torch_refusing_a_backward_is_an_error_at_that_node(tmp_path: object) -> None:
+    """A backward kernel that raises after every forward ran (torch 2.13's group_norm with a
+    bias and no weight: "tensor does not have a device") is found by differentiating each node
+    alone and reported at that node's file:line:col, not as a bare RuntimeError."""
+    from pathlib import Path
+
+    from runner.execute import execute
+    from runner.loader import load
+
+    path = Path(str(tmp_path)) / "case.yaml"
+    path.write_text(
+        "inputs:\n  x: {random: normal, shape: [1, 2], seed: 1}\n"
+        "  b: {random: normal, shape: [2], seed: 2}\n"
+        "graph:\n  h: x * 2.0\n  y: F.group_norm(h, 1, bias=b)\n  z: sum(y)\n"
+    )
+    case = load([str(path)]).cases[0]
+    result = execute(case)
+    assert result.status == "error"
+    (message,) = result.messages
+    assert message.startswith(f"{case.locations['y']}: node 'y': torch's backward of group_norm")
+    assert "tensor does not have a device" in message
+
+
 def test_a_value_in_the_wrong_precision_fails_even_when_the_numbers_agree(tmp_path: object) -> None:
     import dataclasses
     from pathlib import Path
