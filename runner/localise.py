@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.compare import Tolerance, compare
+from runner.compare import Tolerance, compare, scale_of
 from runner.compile import CompiledCase
 from runner.diagnose import diagnose, named
 from runner.dtypes import is_floating
@@ -414,7 +414,7 @@ def _transposed(
     ]
     names = [*square, "grad"] if g.ndim >= 2 and g.shape[-1] == g.shape[-2] else square
     tries = [(n,) for n in names] + [("grad", n) for n in square if "grad" in names]
-    scale = float(np.max(np.abs(mine))) if np.size(mine) else 0.0
+    scale = scale_of(mine)  # finite: a NaN in mine must not make allclose's atol NaN
     for flipped in tries:
         moved = {k: np.swapaxes(v, -1, -2) if k in flipped else v for k, v in args.items()}
         upstream = np.swapaxes(g, -1, -2) if "grad" in flipped else g
