@@ -138,7 +138,10 @@ def _ties_hint(m: Array, r: Array, scale: float) -> str | None:
         integral = np.all(np.abs(ratio - counts) <= FIT_RTOL) and np.all(counts >= 1)
         # All elements tied (the notebook's max of a constant tensor): the factor is their count.
         every = np.all(sr) and np.all(counts == sr.sum()) and np.all(r[sr] == r[sr][0])
-        if integral and counts.max() > 1 and (not np.all(sr) or every):
+        # One count everywhere is as well a constant factor (said by `_factor`), unless every
+        # element is one tie; counts that differ are ties of different sizes.
+        varied = np.unique(counts).size > 1
+        if integral and counts.max() > 1 and (varied or every):
             return (
                 "the whole gradient to every tied element: torch splits it evenly over the "
                 f"ties (the rule gives up to {int(counts.max())}x torch's)"

@@ -1064,3 +1064,13 @@ def test_a_probe_that_cannot_run_is_not_a_pass(
     code, out, _ = run_yaml(write_case, tmp_path, capsys, text)
     assert code == 1 and "1 case: 0 passed, 0 failed, 1 error" in out, out
     assert "the probe of the user's rules could not run (ValueError: operands could not" in out
+
+
+def test_a_uniform_multiple_with_zeros_is_a_constant_factor_not_ties() -> None:
+    """A rule giving 2x torch's gradient where torch's has zeros (an index with no repeats)
+    was called "the whole gradient to every tied element"; ties of different sizes still are."""
+    r = np.array([0.0, 1.0, 0.0, 2.0, 0.0])
+    assert diagnose(2 * r, r) == "a constant factor: manual = 2 x torch's"
+    split = np.array([0.5, 0.5, 0.0, 1 / 3, 1 / 3, 1 / 3])
+    whole = np.array([1.0, 1.0, 0.0, 1.0, 1.0, 1.0])
+    assert "every tied element" in str(diagnose(whole, split))
