@@ -139,13 +139,17 @@ def _fit(grad: Any, operand: Any, *, what: str) -> Array | None:
     return sum_to(np.asarray(grad), operand.shape, what=what).astype(operand.dtype, copy=False)
 
 
-def check_user_grad(grad: Any, operand: Array, *, what: str, out_shape: Shape = ()) -> Array:
+def check_user_grad(
+    grad: Any, operand: Array, *, what: str, out_shape: Shape = (), stored: Any = None
+) -> Array:
     """A user's gradient for ``operand``, as an array of exactly its shape and dtype.
 
     Raises `RuleError` (``user=True``) naming both shapes or dtypes, and the likely mistake: a
     gradient at the broadcast shape that was not summed back, one that was not broadcast back
     (a reduction's), or the transpose. Source: torch's engine requires the same of a custom
     ``autograd.Function`` (``validate_outputs``), except that it sums a broadcast shape itself.
+    ``stored``: the operand as the case stores it, when the rule saw it in float32 (half
+    precision): the message names both dtypes.
     """
     try:
         arr = np.asarray(grad)
@@ -162,9 +166,12 @@ def check_user_grad(grad: Any, operand: Array, *, what: str, out_shape: Shape = 
         problem = _shape_problem(arr.shape, operand.shape, tuple(out_shape))
         raise RuleError(f"{what} {problem}", user=True)
     if arr.dtype != operand.dtype:
+        kept = getattr(stored, "dtype", operand.dtype)
+        dtype = f"{kept} (the rule sees it as {operand.dtype}: return either)"
         raise RuleError(
-            f"{what} returned dtype {arr.dtype}, the operand's is {operand.dtype} (compute in "
-            "the operand's dtype: np.*_like, .astype(input.dtype))",
+            f"{what} returned dtype {arr.dtype}, the operand's is "
+            f"{dtype if kept != operand.dtype else operand.dtype} (compute in the operand's "
+            "dtype: np.*_like, .astype(input.dtype))",
             user=True,
         )
     return arr
@@ -293,7 +300,7 @@ def node_vjp(
                 continue
             if half is not None:
                 value = opmath(list(value) if isinstance(value, tuple) else value)
-            grads = _user_grads(rule_set, node, wanted[key], value, wide[key])
+            grads = _user_grads(rule_set, node, wanted[key], value, wide[key], args[key])
             given[key] = _round_like(grads, args[key])
             sources[key] = rule_set.source
     if len(given) < len(wanted):
@@ -402,7 +409,9 @@ def _user_error(
     )
 
 
-def _user_grads(rule_set: RuleSet, node: Node, p: Param, value: Any, operand: Any) -> Any:
+def _user_grads(
+    rule_set: RuleSet, node: Node, p: Param, value: Any, operand: Any, stored: Any = None
+) -> Any:
     try:
         if isinstance(operand, list):
             if not isinstance(value, list | tuple) or len(value) != len(operand):
@@ -412,12 +421,14 @@ def _user_grads(rule_set: RuleSet, node: Node, p: Param, value: Any, operand: An
                     f"{type(value).__name__}{count}"
                 )
             return [
-                check_user_grad(v, o, what=f"[{i}]", out_shape=node.shape)
+                check_user_grad(v, o, what=f"[{i}]", out_shape=node.shape, stored=st)
                 if floating_array(o)
                 else None
-                for i, (v, o) in enumerate(zip(value, operand, strict=True))
+                for i, (v, o, st) in enumerate(
+                    zip(value, operand, stored or [None] * len(operand), strict=True)
+                )
             ]
-        return check_user_grad(value, operand, what="", out_shape=node.shape)
+        return check_user_grad(value, operand, what="", out_shape=node.shape, stored=stored)
     except RuleError as exc:
         raise _user_error(rule_set, node, p.name, str(exc).lstrip(), None) from None
 

@@ -193,3 +193,24 @@ graph:
 """
     code, out = run(capsys, "run", str(write_case(text)))
     assert code == 0, out
+
+
+def test_a_rule_returning_the_wrong_dtype_in_half_precision_names_the_cases_dtype(
+    write_case, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rule sees half operands in float32 (torch's opmath): a float64 result is refused
+    naming the operand's stored dtype and what the rule saw, not float32 alone."""
+    text = """\
+name: t/f16-dtype
+dtype: float16
+inputs:
+  x: {random: normal, shape: [3], seed: 1}
+graph:
+  y: exp(x)
+rules:
+  exp:
+    input: "(grad * out).astype(np.float64)"
+"""
+    code, out = run(capsys, "run", str(write_case(text)))
+    assert code == 1, out
+    assert "returned dtype float64, the operand's is float16 (the rule sees it as float32" in out
