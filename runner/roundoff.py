@@ -296,5 +296,8 @@ def _floating(a: Any) -> bool:
 def node_floor(dtype: str, upstream: Any, reference: Any) -> float:
     """The floor of one node judged alone (fault localisation and the probes), where no float64
     measurement is at hand: `EPS_FACTOR` units of ``dtype``'s round-off of the largest magnitude
-    of the node's upstream gradient and the reference gradient."""
-    return eps_floor(EPS.get(dtype, EPS["float32"]), [upstream, reference], eps_factor(dtype))
+    of the node's upstream gradient and the reference gradient (in half precision of the
+    reference alone, as `floors` has it: torch's half kernels compute in float32 and round the
+    result once, so the result's own scale is the round-off's)."""
+    arrays = [reference] if is_half(dtype) else [upstream, reference]
+    return eps_floor(EPS.get(dtype, EPS["float32"]), arrays, eps_factor(dtype))
