@@ -129,3 +129,53 @@ def test_a_0d_index_selects_first_and_its_range_is_checked() -> None:
     assert grad[1].tolist() == [[0, 3], [3, 9], [6, 15]]
     with pytest.raises(ShapeError, match=r"index -3 is out of range for dim 0 of size 2"):
         op.forward(input=x, indices=[np.array(-3)], index=("tensor",))
+
+
+@pytest.mark.parametrize(
+    ("inputs", "graph", "message", "col"),
+    [
+        ("m: {values: [true, false], dtype: bool}", "y[m]", "a bool mask subscript (x[mask])", 6),
+        ("m: [true, false]", "y[:, m]", "a bool mask subscript (x[mask])", 6),
+        (
+            "f: [0.0, 1.0]",
+            "y[f]",
+            "a subscript's index tensor must be an integer tensor, got 'f' of dtype float64",
+            6,
+        ),
+        ("f: [0.5]", "gather(y, 0, y[:, :, 0:1] * 0.0 + f)", None, 0),
+        (
+            "f: [0.0, 1.0]",
+            "index_select(y, 0, f)",
+            "index_select: 'index' takes an integer tensor, got 'f' of dtype float64",
+            6,
+        ),
+    ],
+)
+def test_a_non_integer_index_input_is_refused_at_validation(
+    write_case: WriteCase, inputs: str, graph: str, message: str | None, col: int
+) -> None:
+    from runner.loader import load
+
+    text = (
+        "inputs:\n  y: {random: normal, shape: [2, 3, 4], seed: 1}\n"
+        f"  {inputs}\n"
+        f"graph:\n  a: {graph}\n"
+    )
+    problems = load([str(write_case(text))]).problems
+    if message is None:  # a float node without grad: its dtype is known only when it runs
+        assert not any("integer tensor" in p.message for p in problems), problems
+        return
+    assert [p.message for p in problems if message in p.message], problems
+    assert any(f":5:{col}" in str(p.where) for p in problems), problems
+
+
+def test_a_named_comparison_used_as_a_subscript_is_refused_at_validation(
+    write_case: WriteCase,
+) -> None:
+    from runner.loader import load
+
+    text = (
+        "inputs:\n  y: {random: normal, shape: [2, 3, 4], seed: 1}\ngraph:\n  m: y > 0\n  a: y[m]\n"
+    )
+    problems = load([str(write_case(text))]).problems
+    assert any("a bool mask subscript" in p.message for p in problems), problems

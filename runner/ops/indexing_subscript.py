@@ -33,6 +33,8 @@ MASK_REFUSED = (
     "(then sum) to keep the shape, or index with integer positions (x[idx]) where they are known"
 )
 
+FLOAT_REFUSED = "a subscript's index tensor must be an integer tensor"
+
 
 def _steps(
     template: tuple[Any, ...], indices: list[Any], shape: Shape
@@ -101,7 +103,7 @@ def _checked(indices: list[Any]) -> list[Array]:
         if a.dtype == np.bool_:
             raise ShapeError(MASK_REFUSED)
         if not np.issubdtype(a.dtype, np.integer):
-            raise ShapeError(f"a subscript's index tensor must be an integer tensor, got {a.dtype}")
+            raise ShapeError(f"{FLOAT_REFUSED}, got {a.dtype}")
         out.append(a.astype(np.int64))
     return out
 
@@ -201,7 +203,14 @@ INDEX = Op(
     by_name=False,
     params=(
         Param("input", "tensor"),
-        Param("indices", "tensors", grad=False, integer=True),
+        Param(
+            "indices",
+            "tensors",
+            grad=False,
+            integer=True,
+            mask_refused=MASK_REFUSED,
+            float_refused=FLOAT_REFUSED,
+        ),
         Param("index", "index"),
     ),
     forward=_index,
