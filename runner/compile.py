@@ -13,7 +13,7 @@ from runner.diagnostics import CaseInvalid
 from runner.graph import Graph
 from runner.inputs import InputPlan
 from runner.ops.spec import Op
-from runner.passes.integers import settle_integers
+from runner.passes.integers import refuse_non_integers, settle_integers
 from runner.passes.lower import lower_case
 from runner.passes.requires import settle_requires
 from runner.passes.resolve import case_output, resolve
@@ -55,6 +55,7 @@ def compile_case(
     lowered = lower_case(case, doc, local, quiet | refused)
     typed = settle_integers(lowered, doc, case.dtype)
     settled = settle_requires(typed.inputs, typed.nodes, lowered.uses, doc)
+    refused_dtypes = refuse_non_integers(lowered.uses, settled.inputs, typed.nodes, doc)
     graph = Graph(typed.nodes, case_output(case), dict(lowered.shapes), dict(settled.requires_grad))
     resolved = resolve(case, doc, graph, settled.inputs, typed.failed)
     problems = [
@@ -62,6 +63,7 @@ def compile_case(
         *lowered.problems,
         *typed.problems,
         *settled.problems,
+        *refused_dtypes,
         *resolved.problems,
     ]
     # Reachability is judged for rules only in an otherwise valid graph.

@@ -420,7 +420,7 @@ class _Lower:
         )
 
 
-_MASKS = frozenset(
+MASK_OPS = frozenset(
     "eq ne lt le gt ge logical_and logical_or logical_not logical_xor isnan isinf".split()
 )
 
@@ -437,7 +437,7 @@ def _is_mask(node: ast.expr) -> bool:
     return (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Name | ast.Attribute)
-        and (node.func.id if isinstance(node.func, ast.Name) else node.func.attr) in _MASKS
+        and (node.func.id if isinstance(node.func, ast.Name) else node.func.attr) in MASK_OPS
     )
 
 

@@ -241,6 +241,17 @@ REFUSED = [
         "no node of this case uses op 'relu' (its ops: matmul)",
         "7:9",
     ),
+    # hidden ops (made by subscripts) are named as catalogue ops are, not called unknown
+    (
+        "rules: {getitem: {input: grad}}",
+        "no node of this case uses op 'getitem' (its ops: matmul)",
+        "7:9",
+    ),
+    (
+        "rules: {index_tensor: {input: grad}}",
+        "no node of this case uses op 'index_tensor' (its ops: matmul)",
+        "7:9",
+    ),
     (
         "rules: {matmul: {inpt: grad}}",
         "matmul has no argument 'inpt'; did you mean 'input'?",

@@ -49,6 +49,7 @@ def _load(write_case: WriteCase, graph: str) -> Any:
     text = (
         "inputs:\n  y: {random: normal, shape: [2, 3, 4], seed: 1}\n"
         "  i: {values: [1, -1], dtype: int64}\n"
+        "  k: {values: 1, dtype: int64}\n"
         f"graph:\n  a: {graph}\n"
     )
     return load([str(write_case(text))])
@@ -61,6 +62,11 @@ def _load(write_case: WriteCase, graph: str) -> Any:
         ("y[i, :, i]", (2, 3)),  # tensors separated by a slice: their dims first
         ("y[:, i]", (2, 2, 4)),
         ("y[..., i, None]", (2, 3, 2, 1)),
+        # A 0-d integer tensor is torch's int: it selects first (numpy: (2, 3), (2, 1, 3)).
+        ("y[k, :, i]", (3, 2)),
+        ("y[None, k, :, i]", (1, 3, 2)),
+        ("y[k, k]", (4,)),
+        ("y[..., k]", (2, 3)),
     ],
 )
 def test_subscript_shapes_are_torchs(
@@ -104,3 +110,72 @@ def test_repeated_indices_accumulate_and_a_mask_is_refused_at_run_time() -> None
     assert grad.tolist() == [[1, 1], [0, 0], [2, 2]]
     with pytest.raises(ShapeError, match="bool mask"):
         op.forward(input=x, indices=[np.array([True, False, True])], index=("tensor",))
+
+
+def test_a_0d_index_selects_first_and_its_range_is_checked() -> None:
+    from runner.ops import REGISTRY
+    from runner.ops.spec import ShapeError
+
+    op = REGISTRY["index_tensor"]
+    x = np.arange(12.0).reshape(2, 3, 2)
+    args = {
+        "indices": [np.array(1), np.array([0, 1, 1])],
+        "index": ("tensor", slice(None), "tensor"),
+    }
+    assert op.forward(input=x, **args).tolist() == [[6, 7, 7], [8, 9, 9], [10, 11, 11]]
+    g = np.arange(9.0).reshape(3, 3)
+    (grad, _) = op.vjp(g, None, input=x, **args)
+    assert grad[0].tolist() == [[0, 0]] * 3
+    assert grad[1].tolist() == [[0, 3], [3, 9], [6, 15]]
+    with pytest.raises(ShapeError, match=r"index -3 is out of range for dim 0 of size 2"):
+        op.forward(input=x, indices=[np.array(-3)], index=("tensor",))
+
+
+@pytest.mark.parametrize(
+    ("inputs", "graph", "message", "col"),
+    [
+        ("m: {values: [true, false], dtype: bool}", "y[m]", "a bool mask subscript (x[mask])", 6),
+        ("m: [true, false]", "y[:, m]", "a bool mask subscript (x[mask])", 6),
+        (
+            "f: [0.0, 1.0]",
+            "y[f]",
+            "a subscript's index tensor must be an integer tensor, got 'f' of dtype float64",
+            6,
+        ),
+        ("f: [0.5]", "gather(y, 0, y[:, :, 0:1] * 0.0 + f)", None, 0),
+        (
+            "f: [0.0, 1.0]",
+            "index_select(y, 0, f)",
+            "index_select: 'index' takes an integer tensor, got 'f' of dtype float64",
+            6,
+        ),
+    ],
+)
+def test_a_non_integer_index_input_is_refused_at_validation(
+    write_case: WriteCase, inputs: str, graph: str, message: str | None, col: int
+) -> None:
+    from runner.loader import load
+
+    text = (
+        "inputs:\n  y: {random: normal, shape: [2, 3, 4], seed: 1}\n"
+        f"  {inputs}\n"
+        f"graph:\n  a: {graph}\n"
+    )
+    problems = load([str(write_case(text))]).problems
+    if message is None:  # a float node without grad: its dtype is known only when it runs
+        assert not any("integer tensor" in p.message for p in problems), problems
+        return
+    assert [p.message for p in problems if message in p.message], problems
+    assert any(f":5:{col}" in str(p.where) for p in problems), problems
+
+
+def test_a_named_comparison_used_as_a_subscript_is_refused_at_validation(
+    write_case: WriteCase,
+) -> None:
+    from runner.loader import load
+
+    text = (
+        "inputs:\n  y: {random: normal, shape: [2, 3, 4], seed: 1}\ngraph:\n  m: y > 0\n  a: y[m]\n"
+    )
+    problems = load([str(write_case(text))]).problems
+    assert any("a bool mask subscript" in p.message for p in problems), problems

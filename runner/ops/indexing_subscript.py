@@ -5,9 +5,10 @@ alone stays a getitem).
 
 torch applies a subscript in two steps (``applySlicing`` then ``index``, TensorIndexing.h): the
 ints, slices, None and ... first, as views (an int selects, so its dim is gone before any tensor
-is applied), then the index tensors at the dims they stand at, broadcast together; the result's
-indexed dims take the broadcast shape, in place when the tensors stand next to each other, else
-first (numpy's rule, which torch follows). numpy would treat an int next to a tensor as one more
+is applied; so does a 0-d integer tensor, which torch reads as an int), then the index tensors
+at the dims they stand at, broadcast together; the result's indexed dims take the broadcast
+shape, in place when the tensors stand next to each other, else first (numpy's rule, which torch
+follows). numpy would treat an int next to a tensor as one more
 advanced index and so move the dims elsewhere (``x[0, :, idx]``), so both steps are done here as
 torch does them. Negative indices wrap; an index out of range is refused. The VJP is index_put
 with accumulate=True: a repeated index adds its gradients.
@@ -32,35 +33,67 @@ MASK_REFUSED = (
     "(then sum) to keep the shape, or index with integer positions (x[idx]) where they are known"
 )
 
+FLOAT_REFUSED = "a subscript's index tensor must be an integer tensor"
+
 
 def _steps(
-    template: tuple[Any, ...], indices: list[Any], ndim: int
+    template: tuple[Any, ...], indices: list[Any], shape: Shape
 ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
     """(the basic subscript torch applies first, the advanced one it applies to that result):
     each tensor's place keeps its dim (``slice(None)``) in the first and holds the tensor at
-    the dim it stands at in the second."""
+    the dim it stands at in the second. A 0-d integer tensor is torch's plain int (applySlicing
+    selects with ``tensor.item()``): it selects in the first step and is no advanced index, so
+    ``x[i, :, j]`` with a 0-d ``i`` is ``x[1][:, j]``, not numpy's broadcast of ``i`` with ``j``.
+
+    Raises:
+        ShapeError: a 0-d index outside [-n, n) of its dim (numpy would raise IndexError).
+    """
     consumed = sum(item is not None and item is not Ellipsis for item in template)
     basic: list[Any] = []
     at: list[tuple[int, Any]] = []
     tensors = iter(indices)
-    dim = 0
+    dim = 0  # of the first step's result
+    source = 0  # of the input
     for item in template:
         if isinstance(item, str):  # TENSOR_SLOT
-            basic.append(slice(None))
-            at.append((dim, next(tensors)))
-            dim += 1
+            tensor = next(tensors)
+            if np.ndim(tensor) == 0:
+                basic.append(_selected(int(tensor), source, shape))
+            else:
+                basic.append(slice(None))
+                at.append((dim, tensor))
+                dim += 1
+            source += 1
         elif item is Ellipsis:
             basic.append(item)
-            dim += max(ndim - consumed, 0)
+            dim += max(len(shape) - consumed, 0)
+            source += max(len(shape) - consumed, 0)
         elif isinstance(item, int) and not isinstance(item, bool):
             basic.append(item)
+            source += 1
         else:  # a slice or None: one dim of the result
             basic.append(item)
             dim += 1
+            source += item is not None
     advanced: list[Any] = [slice(None)] * (max(d for d, _ in at) + 1 if at else 0)
     for d, tensor in at:
         advanced[d] = tensor
     return tuple(basic), tuple(advanced)
+
+
+def _selected(i: int, dim: int, shape: Shape) -> int:
+    """A 0-d index's select into ``dim`` of ``shape``, as torch's applySelect checks it."""
+    if dim >= len(shape):
+        return i  # too many indices: the subscript itself says so
+    n = shape[dim]
+    if n == 0:
+        raise ShapeError(f"subscript: a 0-d index into dim {dim} of size 0")
+    if not -n <= i < n:
+        raise ShapeError(
+            f"subscript: index {i} is out of range for dim {dim} of size {n} "
+            f"(expected {-n} to {n - 1})"
+        )
+    return i
 
 
 def _checked(indices: list[Any]) -> list[Array]:
@@ -70,7 +103,7 @@ def _checked(indices: list[Any]) -> list[Array]:
         if a.dtype == np.bool_:
             raise ShapeError(MASK_REFUSED)
         if not np.issubdtype(a.dtype, np.integer):
-            raise ShapeError(f"a subscript's index tensor must be an integer tensor, got {a.dtype}")
+            raise ShapeError(f"{FLOAT_REFUSED}, got {a.dtype}")
         out.append(a.astype(np.int64))
     return out
 
@@ -90,7 +123,7 @@ def _bounds(view: Array, advanced: tuple[Any, ...]) -> None:
 
 def _index(input: Any, indices: list[Any], index: tuple[Any, ...]) -> Array:
     x = np.asarray(input)
-    basic, advanced = _steps(index, _checked(indices), x.ndim)
+    basic, advanced = _steps(index, _checked(indices), x.shape)
     view = x[basic]
     _bounds(view, advanced)
     return np.array(view[advanced])
@@ -100,8 +133,10 @@ def _index_vjp(
     g: Array, out: Array, input: Any, indices: list[Any], index: tuple[Any, ...]
 ) -> tuple[Any, ...]:
     x = np.asarray(input)
-    basic, advanced = _steps(index, _checked(indices), x.ndim)
+    basic, advanced = _steps(index, _checked(indices), x.shape)
     grad = np.zeros(x.shape, g.dtype)
+    if not any(item is Ellipsis for item in basic):
+        basic += (Ellipsis,)  # so that selecting every dim still gives a (0-d) view
     view = grad[basic]  # a view: writing into it writes into grad
     np.add.at(view, advanced, g)  # index_put(accumulate=True)
     return grad, [None] * len(indices)
@@ -113,7 +148,7 @@ def _index_shape(input: Shape, indices: list[Shape], index: tuple[Any, ...]) -> 
         raise ShapeError(f"subscript: {slots} tensor place(s) for {len(indices)} index tensor(s)")
     try:
         zeros = [np.zeros(s, np.int64) for s in indices]
-        basic, advanced = _steps(index, zeros, len(input))
+        basic, advanced = _steps(index, zeros, tuple(input))
         view = view_of(tuple(input))[basic]
         for d, idx in enumerate(advanced):
             if isinstance(idx, np.ndarray) and idx.size and view.shape[d] == 0:
@@ -149,6 +184,10 @@ def _samples(rng: np.random.Generator) -> list[Sample]:
         ((2, 3, 4), [_i([1, 1, 0])], (E, T), "x[..., idx]"),
         ((2, 3, 4), [_i([0, 2])], (S(1, None), T, None), "slice, tensor, None"),
         ((3,), [_i(1)], (T,), "a 0-d index"),
+        ((3, 4, 2), [_i(1), _i([0, 1, 1])], (T, S(None), T), "x[i, :, j], i 0-d: a select"),
+        ((2, 3, 4, 2), [_i(-2), _i([[0], [1]])], (S(None), T, S(None), T), "x[:, i, :, j]"),
+        ((2, 3, 4), [_i([2, 0]), _i(1)], (E, T, T), "x[..., j, i], i 0-d"),
+        ((2, 3), [_i(1), _i(0)], (T, T), "two 0-d indices: two selects"),
         ((3, 2), [_i([])], (T,), "an empty index"),
     ]
     return [
@@ -164,7 +203,14 @@ INDEX = Op(
     by_name=False,
     params=(
         Param("input", "tensor"),
-        Param("indices", "tensors", grad=False, integer=True),
+        Param(
+            "indices",
+            "tensors",
+            grad=False,
+            integer=True,
+            mask_refused=MASK_REFUSED,
+            float_refused=FLOAT_REFUSED,
+        ),
         Param("index", "index"),
     ),
     forward=_index,
@@ -173,8 +219,8 @@ INDEX = Op(
     shape=_index_shape,
     samples=_samples,
     note="a subscript with integer tensors (torch's advanced indexing): ints, slices, None and "
-    "... apply first (an int selects), then the tensors, broadcast together, at the dims they "
-    "stand at (their dims in place when the tensors are adjacent, else first); negative indices "
-    "wrap; repeated indices accumulate their gradients (index_put with accumulate=True). A bool "
-    "mask is refused: its result's shape depends on its values",
+    "... apply first (an int or a 0-d integer tensor selects), then the tensors, broadcast "
+    "together, at the dims they stand at (their dims in place when the tensors are adjacent, else "
+    "first); negative indices wrap; repeated indices accumulate their gradients (index_put with "
+    "accumulate=True). A bool mask is refused: its result's shape depends on its values",
 )

@@ -129,6 +129,11 @@ class Param:
     # With integer=True: an operand shaped like the operand of the parameter named here holds
     # probabilities, not integers (cross_entropy's target shaped like its input).
     probabilities_if_shaped_like: str = ""
+    # With integer=True: what validation says of a tensor known to be bool (an input of dtype
+    # bool, a comparison's node) or floating (a float input) here, which
+    # torch refuses; empty: "<op>: '<param>' takes an integer tensor".
+    mask_refused: str = ""
+    float_refused: str = ""
 
     @property
     def is_tensor(self) -> bool:

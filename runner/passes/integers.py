@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from runner.diagnostics import Problem
+from runner.dtypes import is_floating
+from runner.expr import MASK_OPS
 from runner.graph import Node, Ref
 from runner.inputs import InputPlan, plan_input, written_as_integers
 from runner.passes.lower import Lowered, Use
@@ -85,3 +87,43 @@ def _standing(nodes: tuple[Node, ...], failed: set[str]) -> tuple[Node, ...]:
         else:
             kept.append(node)
     return tuple(kept)
+
+
+def known_dtype(name: str, inputs: Mapping[str, InputPlan], ops: Mapping[str, str]) -> str | None:
+    """What is known statically of a tensor's dtype: an input's planned dtype, "bool" for a
+    node of a comparison or logical op; None when it is not known before the forward runs (a
+    node that requires grad is floating, but `settle_requires` refuses it in an integer
+    position already)."""
+    if name in inputs:
+        # One written with integers but planned floating is refused as ambiguous already.
+        plan = inputs[name]
+        return None if written_as_integers(plan.spec) else plan.dtype
+    return "bool" if ops.get(name) in MASK_OPS else None
+
+
+def refuse_non_integers(
+    uses: tuple[Use, ...],
+    inputs: Mapping[str, InputPlan],
+    nodes: tuple[Node, ...],
+    doc: Document,
+) -> tuple[Problem, ...]:
+    """An operand where an op takes integers (`Use.integer`) whose dtype is known to be bool or
+    floating is refused here, at its use, rather than by the forward (torch: "tensors used as
+    indices must be long, int, byte or bool tensors"; a bool mask: `Param.mask_refused`)."""
+    ops = {node.name: node.op.name for node in nodes}
+    problems = []
+    for use in uses:
+        if not use.integer:
+            continue
+        dtype = known_dtype(use.tensor, inputs, ops)
+        if dtype is None or not (dtype == "bool" or is_floating(dtype)):
+            continue
+        what = f"'{use.tensor}'" if "#" not in use.tensor else "the tensor given"
+        if dtype == "bool" and use.mask_refused:
+            message = use.mask_refused
+        elif dtype != "bool" and use.float_refused:
+            message = f"{use.float_refused}, got {what} of dtype {dtype}"
+        else:
+            message = f"{use.where} takes an integer tensor, got {what} of dtype {dtype}"
+        problems.append(doc.problem(use.path, message, use.col))
+    return tuple(problems)

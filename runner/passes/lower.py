@@ -37,6 +37,8 @@ class Use:
     integer: bool
     differentiable: bool
     accepts_grad: bool
+    mask_refused: str = ""  # `Param.mask_refused`, `Param.float_refused`
+    float_refused: str = ""
 
 
 @dataclass(frozen=True)
@@ -498,6 +500,8 @@ class _Lowering:
                         integer=p.integer and not probabilities,
                         differentiable=p.grad,
                         accepts_grad=p.accepts_grad,
+                        mask_refused=p.mask_refused,
+                        float_refused=p.float_refused,
                     )
                 )
 

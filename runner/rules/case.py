@@ -119,13 +119,14 @@ def _rules_op(
     local: frozenset[str],
 ) -> Op | Problem:
     """The op that ``rules.<op_name>`` gives rules for (the catalogue's, or the case's own
-    ``own``), or the problem that refuses the whole table: an unknown or hidden op, an op no
-    node of the case uses, or a table that gives no argument's rule."""
+    ``own``), or the problem that refuses the whole table: an unknown op, an op no node of the
+    case uses (a hidden one, getitem or index_tensor, as a catalogue one), or a table that gives
+    no argument's rule."""
     path: Path = ("rules", op_name)
     op = REGISTRY.get(op_name) or own.get(op_name)
     if op is None and op_name in local:
         return doc.problem(path, _unused_op(op_name, used), at_key=True)
-    if op is None or (op.hidden and op_name not in used):
+    if op is None:
         known = sorted(used | {o for o in REGISTRY if not REGISTRY[o].hidden} | local)
         return doc.problem(
             path, f"rules: unknown op '{op_name}'{suggest_op(op_name, known)}", at_key=True
