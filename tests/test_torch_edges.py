@@ -1,0 +1,71 @@
+"""Edges where torch accepts what a careless rule refuses (or the reverse): empty outputs, zero
+lengths, None sizes, torch's spellings of infinity; each checked against what torch 2.13 does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+WriteCase = Callable[[str], Path]
+
+
+def _load(write_case: WriteCase, inputs: str, graph: str) -> Any:
+    from runner.loader import load
+
+    return load([str(write_case(f"inputs:\n{inputs}graph:\n{graph}"))])
+
+
+def _run(write_case: WriteCase, inputs: str, graph: str) -> Any:
+    import runner
+
+    return runner.check(write_case(f"inputs:\n{inputs}graph:\n{graph}"))
+
+
+CTC_INPUTS = "  u: {random: normal, shape: [3, 2, 4], seed: 1}\n  tg: [[1, 2], [2, 3]]\n"
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ("3, [2, 1]", "input_lengths must be a list of ints, one per sample, as in torch"),
+        ("[3, 3], 1", "target_lengths must be a list of ints, one per sample, as in torch"),
+        ("[4, 3], [2, 1]", "input_lengths [4, 3] must lie in [0, T = 3]"),
+    ],
+)
+def test_ctc_lengths_torch_refuses_are_refused(
+    write_case: WriteCase, call: str, message: str
+) -> None:
+    loaded = _load(write_case, CTC_INPUTS, f"  y: F.ctc_loss(u.log_softmax(-1), tg, {call})\n")
+    assert any(message in p.message for p in loaded.problems), loaded.problems
+
+
+def test_ctc_concatenated_targets_must_hold_exactly_the_lengths(write_case: WriteCase) -> None:
+    # torch: "Expected tensor to have size 2 at dimension 0, but got size 3"
+    inputs = (
+        "  u: {random: normal, shape: [3, 2, 4], seed: 1}\n"
+        "  tg: {values: [1, 2, 1], dtype: int64}\n"
+    )
+    loaded = _load(write_case, inputs, "  y: F.ctc_loss(u.log_softmax(-1), tg, [3, 3], [1, 1])\n")
+    assert any("exactly sum(target_lengths [1, 1]) = 2" in p.message for p in loaded.problems)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "call"),
+    [
+        # torch 2.13 gives 7.0346 here; the forward used to raise on the empty reshape
+        (
+            "  u: {random: normal, shape: [4, 3], seed: 1}\n  tg: {values: [], dtype: int64}\n",
+            "tg, [4], [0]",
+        ),  # fmt: skip
+        (CTC_INPUTS, 'tg, (0, 3), (0, 2), reduction="sum"'),
+        (CTC_INPUTS, 'tg, [0, 3], [2, 1], reduction="none", zero_infinity=True'),
+    ],
+)
+def test_ctc_empty_targets_and_zero_input_lengths_agree_with_torch(
+    write_case: WriteCase, inputs: str, call: str
+) -> None:
+    report = _run(write_case, inputs, f"  y: F.ctc_loss(u.log_softmax(-1), {call})\n")
+    assert report.passed and report.summary.passed == 1, report
