@@ -69,3 +69,19 @@ def test_ctc_empty_targets_and_zero_input_lengths_agree_with_torch(
 ) -> None:
     report = _run(write_case, inputs, f"  y: F.ctc_loss(u.log_softmax(-1), {call})\n")
     assert report.passed and report.summary.passed == 1, report
+
+
+def test_conv_transpose_empty_output_is_refused_with_the_padding_that_fits(
+    write_case: WriteCase,
+) -> None:
+    # torch 2.13, float64: "Calculated output size per channel: (1 x 0). Output size is too
+    # small"; only its float32 oneDNN path returns shape (2, 6, 0) here.
+    inputs = (
+        "  x: {random: normal, shape: [2, 3, 2], seed: 1}\n"
+        "  w: {random: normal, shape: [3, 2, 3], seed: 2}\n"
+    )
+    loaded = _load(write_case, inputs, "  y: F.conv_transpose1d(x, w, padding=[2], groups=3)\n")
+    (problem,) = loaded.problems
+    assert "gives output size (0,): output size is too small" in problem.message
+    assert "in float64 and float16" in problem.message
+    assert "reduce the padding to (1,) or less" in problem.message
