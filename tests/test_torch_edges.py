@@ -85,3 +85,28 @@ def test_conv_transpose_empty_output_is_refused_with_the_padding_that_fits(
     assert "gives output size (0,): output size is too small" in problem.message
     assert "in float64 and float16" in problem.message
     assert "reduce the padding to (1,) or less" in problem.message
+
+
+POOL_INPUTS = "  x: {random: normal, shape: [2, 3, 6, 4], seed: 1}\n"
+
+
+@pytest.mark.parametrize("kind", ["avg", "max"])
+@pytest.mark.parametrize(
+    ("size", "shape"), [("[5, None]", (2, 3, 5, 4)), ("(None, None)", (2, 3, 6, 4))]
+)
+def test_adaptive_pool_2d_none_keeps_that_dim_as_torch(
+    write_case: WriteCase, kind: str, size: str, shape: tuple[int, ...]
+) -> None:
+    graph = f"  y: F.adaptive_{kind}_pool2d(x, {size})\n"
+    loaded = _load(write_case, POOL_INPUTS, graph)
+    assert not loaded.problems, loaded.problems
+    assert loaded.cases[0].graph.node("y").shape == shape
+    report = _run(write_case, POOL_INPUTS, graph)
+    assert report.passed and report.summary.passed == 1, report
+
+
+@pytest.mark.parametrize("kind", ["avg", "max"])
+def test_adaptive_pool_1d_refuses_none_as_torch(write_case: WriteCase, kind: str) -> None:
+    # torch: "argument 'output_size' must be tuple of ints, but found element of type NoneType"
+    loaded = _load(write_case, POOL_INPUTS, f"  y: F.adaptive_{kind}_pool1d(x[0], [None])\n")
+    assert any("must be an int or a list of ints, got [None]" in p.message for p in loaded.problems)
