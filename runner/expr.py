@@ -15,6 +15,7 @@ from typing import Any
 from runner.ops import REGISTRY
 from runner.ops.indexing_subscript import MASK_REFUSED, TENSOR_SLOT
 from runner.ops.meaning import (
+    METHOD_ALIASES,
     NAMESPACE_ALIASES,
     NAMESPACES,
     RENAMED,
@@ -110,6 +111,28 @@ def _dotted(node: ast.expr) -> str | None:
     return ".".join([node.id, *reversed(parts)])
 
 
+def _linalg_norm_advice(args: tuple[Expr, ...], kwargs: tuple[tuple[str, Expr, int], ...]) -> str:
+    """What to write for torch.linalg.norm(A, ord, dim): torch's own dispatch, a vector norm for
+    an int dim (or a 1-D A without dim), a matrix norm for a pair of dims (or a 2-D A without dim,
+    or ord 'fro' / 'nuc')."""
+    given = dict(zip(("A", "ord", "dim"), args, strict=False))
+    given.update((k, v) for k, v, _ in kwargs)
+    ord_, dim = given.get("ord"), given.get("dim")
+    vector = "torch.linalg.vector_norm(x, ord, dim)"
+    matrix = "torch.linalg.matrix_norm(x, ord, dim)"
+    head = "torch.linalg.norm with ord is not taken here: write "
+    if isinstance(ord_, Const) and isinstance(ord_.value, str):
+        return f"{head}{matrix} (ord {ord_.value!r} is a matrix norm)"
+    if isinstance(dim, Const) and isinstance(dim.value, int):
+        return f"{head}{vector} (an int dim is a vector norm)"
+    if isinstance(dim, Const) and isinstance(dim.value, list) and len(dim.value) == 2:
+        return f"{head}{matrix} (a pair of dims is a matrix norm)"
+    return (
+        f"{head}{vector} for a 1-D x or an int dim, {matrix} for a 2-D x or a pair of dims "
+        "(torch's choice)"
+    )
+
+
 def _namespace_call(
     space: str,
     spelled: str,
@@ -132,11 +155,7 @@ def _namespace_call(
     if (space, name) == ("torch.linalg", "norm") and (
         len(args) > 1 or any(k == "ord" for k, _, _ in kwargs)
     ):
-        raise ExprError(
-            "torch.linalg.norm with ord is a matrix norm for 2 dims: write "
-            "torch.linalg.vector_norm(x, ord, dim) (or norm(x, p, dim))",
-            col,
-        )
+        raise ExprError(_linalg_norm_advice(args, kwargs), col)
     kwargs = tuple((renames.get(k, k), v, c) for k, v, c in kwargs)
     return Call(op, args, kwargs, col, via=spelled)
 
@@ -322,13 +341,16 @@ class _Lower:
         space = None if tensor else NAMESPACE_ALIASES.get(prefix or "", prefix)
         if space in NAMESPACES:
             return _namespace_call(space, f"{prefix}.{name}", name, args, kwargs, col)
-        if name not in TENSOR_METHODS:
+        via = f"method .{name}()"
+        if name in METHOD_ALIASES:
+            name = METHOD_ALIASES[name]
+        elif name not in TENSOR_METHODS:
             raise ExprError(
                 f".{name}() is not a tensor method gradcase knows; the methods are torch's "
                 "for the catalogue's ops (`gradcase ops`), e.g. x.sum(dim=0), x.softmax(-1)",
                 self.col(func) + len(ast.get_source_segment(self.text, func.value) or ""),
             )
-        return Call(name, (self.expr(func.value), *args), kwargs, col, via=f"method .{name}()")
+        return Call(name, (self.expr(func.value), *args), kwargs, col, via=via)
 
     def attribute(self, node: ast.Attribute, col: int) -> Expr:
         """``x.T`` (a 0-D to 2-D tensor transposed; torch.t) and ``x.mT`` (the last two dims
