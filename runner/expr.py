@@ -52,6 +52,9 @@ LITERAL_NAMES: dict[str, Any] = {
     "none": None,
     "null": None,
 }
+# Python's and torch's spellings of infinity, literals here (the parsed tree is read, never run).
+INFINITY_NAMES = frozenset({"math.inf", "torch.inf"})
+INFINITY_TEXTS = frozenset({"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
 MAX_LENGTH = 10_000
 # The names of the outputs of ops with several (torch's named tuples: .values, .indices).
 OUTPUT_NAMES = frozenset(n for op in REGISTRY.values() if op.output_fields for n in op.outputs)
@@ -238,6 +241,18 @@ class _Lower:
             return Const(node.value, col)
         raise ExprError(f"unsupported literal {node.value!r}", col)
 
+    def infinity(self, args: tuple[Expr, ...], kwargs: list[Any], col: int) -> Const:
+        """``float("inf")``, ``float("-inf")`` (any case, ``infinity`` too): the literal, as
+        Python reads it; any other float(...) is refused."""
+        text = args[0].value if len(args) == 1 and isinstance(args[0], Const) else None
+        if kwargs or not isinstance(text, str) or text.strip().lower() not in INFINITY_TEXTS:
+            raise ExprError(
+                'float(...) in a graph is only infinity: float("inf"), float("-inf") (or '
+                "math.inf, -math.inf); write other numbers as literals",
+                col,
+            )
+        return Const(float(text), col)
+
     def unary(self, node: ast.UnaryOp | ast.BoolOp, col: int) -> Expr:
         """``~x``, ``-x`` and ``+x``; Python's ``not``, ``and`` and ``or`` are refused."""
         if isinstance(node, ast.BoolOp):
@@ -277,7 +292,7 @@ class _Lower:
             via=f"operator {_SYMBOL[op]}",
         )
 
-    def call(self, node: ast.Call, col: int) -> Call:
+    def call(self, node: ast.Call, col: int) -> Call | Const:
         if any(isinstance(a, ast.Starred) for a in node.args):
             raise ExprError("*args is not supported", col)
         kwargs = []
@@ -286,6 +301,12 @@ class _Lower:
                 raise ExprError("**kwargs is not supported", self.col(kw.value))
             kwargs.append((kw.arg, self.expr(kw.value), self.col(kw)))
         args = tuple(self.expr(a) for a in node.args)
+        if (
+            isinstance(node.func, ast.Name)
+            and node.func.id == "float"
+            and "float" not in self.names
+        ):
+            return self.infinity(args, kwargs, col)
         if isinstance(node.func, ast.Name):
             name = node.func.id
             if name in TORCH_ALIASES and name not in self.names:
@@ -355,6 +376,9 @@ class _Lower:
     def attribute(self, node: ast.Attribute, col: int) -> Expr:
         """``x.T`` (a 0-D to 2-D tensor transposed; torch.t) and ``x.mT`` (the last two dims
         swapped); any other attribute is refused with what to write."""
+        dotted = _dotted(node)
+        if dotted in INFINITY_NAMES and dotted.split(".")[0] not in self.names:
+            return Const(float("inf"), col)
         if node.attr == "T":
             return Call("t", (self.expr(node.value),), (), col, via="attribute .T")
         if node.attr == "mT":

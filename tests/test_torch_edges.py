@@ -110,3 +110,39 @@ def test_adaptive_pool_1d_refuses_none_as_torch(write_case: WriteCase, kind: str
     # torch: "argument 'output_size' must be tuple of ints, but found element of type NoneType"
     loaded = _load(write_case, POOL_INPUTS, f"  y: F.adaptive_{kind}_pool1d(x[0], [None])\n")
     assert any("must be an int or a list of ints, got [None]" in p.message for p in loaded.problems)
+
+
+MATRIX = "  a: {random: normal, shape: [3, 4], seed: 1}\n"
+
+
+@pytest.mark.parametrize(
+    ("spelled", "canonical"),
+    [
+        ('F.pdist(a, p=float("inf"))', "F.pdist(a, p=1e999)"),
+        ('torch.linalg.matrix_norm(a, float("-inf"))', "torch.linalg.matrix_norm(a, -1e999)"),
+        ('torch.linalg.vector_norm(a, float("Infinity"))', "torch.linalg.vector_norm(a, 1e999)"),
+        ("torch.linalg.vector_norm(a, -math.inf, 1)", "torch.linalg.vector_norm(a, -1e999, 1)"),
+        ("torch.linalg.vector_norm(a, ord=torch.inf)", "torch.linalg.vector_norm(a, ord=1e999)"),
+    ],
+)
+def test_pythons_infinity_is_a_literal(write_case: WriteCase, spelled: str, canonical: str) -> None:
+    def graph(expression: str) -> list[tuple[str, Any]]:
+        loaded = _load(write_case, MATRIX, f"  y: {expression}\n")
+        assert not loaded.problems, loaded.problems
+        return [(n.op.name, n.args) for n in loaded.cases[0].graph.nodes]
+
+    assert graph(spelled) == graph(canonical)
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ('F.pdist(a, p=float("2"))', 'float(...) in a graph is only infinity: float("inf")'),
+        ("F.pdist(a, p=inf)", 'not a tensor expression; infinity is float("inf") or math.inf'),
+    ],
+)
+def test_other_floats_are_refused_saying_how_to_write_infinity(
+    write_case: WriteCase, expression: str, message: str
+) -> None:
+    loaded = _load(write_case, MATRIX, f"  y: {expression}\n")
+    assert any(message in p.message for p in loaded.problems), loaded.problems
