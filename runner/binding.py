@@ -24,6 +24,7 @@ KIND_TEXT = {
     "dims": "None, an int or a list of ints",
     "ints": "an int or a list of ints",
     "ints?": "an int, a list of ints or None",
+    "sizes": "an int or a list of ints and Nones",
     "axes": "an int or a pair of lists of ints",
     "index": "a subscript",
 }
@@ -157,6 +158,8 @@ def check_attr(p: Param, v: Any) -> str:
         ok = isinstance(v, str)
     elif base in ("dims", "ints"):
         ok = is_int(v) or isinstance(v, list) and all(is_int(i) for i in v)
+    elif base == "sizes":
+        ok = is_int(v) or isinstance(v, list) and all(i is None or is_int(i) for i in v)
     elif base == "axes":
         ok = is_int(v) or (
             isinstance(v, list)

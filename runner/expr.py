@@ -15,6 +15,7 @@ from typing import Any
 from runner.ops import REGISTRY
 from runner.ops.indexing_subscript import MASK_REFUSED, TENSOR_SLOT
 from runner.ops.meaning import (
+    METHOD_ALIASES,
     NAMESPACE_ALIASES,
     NAMESPACES,
     RENAMED,
@@ -51,6 +52,9 @@ LITERAL_NAMES: dict[str, Any] = {
     "none": None,
     "null": None,
 }
+# Python's and torch's spellings of infinity, literals here (the parsed tree is read, never run).
+INFINITY_NAMES = frozenset({"math.inf", "torch.inf"})
+INFINITY_TEXTS = frozenset({"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
 MAX_LENGTH = 10_000
 # The names of the outputs of ops with several (torch's named tuples: .values, .indices).
 OUTPUT_NAMES = frozenset(n for op in REGISTRY.values() if op.output_fields for n in op.outputs)
@@ -110,6 +114,28 @@ def _dotted(node: ast.expr) -> str | None:
     return ".".join([node.id, *reversed(parts)])
 
 
+def _linalg_norm_advice(args: tuple[Expr, ...], kwargs: tuple[tuple[str, Expr, int], ...]) -> str:
+    """What to write for torch.linalg.norm(A, ord, dim): torch's own dispatch, a vector norm for
+    an int dim (or a 1-D A without dim), a matrix norm for a pair of dims (or a 2-D A without dim,
+    or ord 'fro' / 'nuc')."""
+    given = dict(zip(("A", "ord", "dim"), args, strict=False))
+    given.update((k, v) for k, v, _ in kwargs)
+    ord_, dim = given.get("ord"), given.get("dim")
+    vector = "torch.linalg.vector_norm(x, ord, dim)"
+    matrix = "torch.linalg.matrix_norm(x, ord, dim)"
+    head = "torch.linalg.norm with ord is not taken here: write "
+    if isinstance(ord_, Const) and isinstance(ord_.value, str):
+        return f"{head}{matrix} (ord {ord_.value!r} is a matrix norm)"
+    if isinstance(dim, Const) and isinstance(dim.value, int):
+        return f"{head}{vector} (an int dim is a vector norm)"
+    if isinstance(dim, Const) and isinstance(dim.value, list) and len(dim.value) == 2:
+        return f"{head}{matrix} (a pair of dims is a matrix norm)"
+    return (
+        f"{head}{vector} for a 1-D x or an int dim, {matrix} for a 2-D x or a pair of dims "
+        "(torch's choice)"
+    )
+
+
 def _namespace_call(
     space: str,
     spelled: str,
@@ -132,11 +158,7 @@ def _namespace_call(
     if (space, name) == ("torch.linalg", "norm") and (
         len(args) > 1 or any(k == "ord" for k, _, _ in kwargs)
     ):
-        raise ExprError(
-            "torch.linalg.norm with ord is a matrix norm for 2 dims: write "
-            "torch.linalg.vector_norm(x, ord, dim) (or norm(x, p, dim))",
-            col,
-        )
+        raise ExprError(_linalg_norm_advice(args, kwargs), col)
     kwargs = tuple((renames.get(k, k), v, c) for k, v, c in kwargs)
     return Call(op, args, kwargs, col, via=spelled)
 
@@ -219,6 +241,18 @@ class _Lower:
             return Const(node.value, col)
         raise ExprError(f"unsupported literal {node.value!r}", col)
 
+    def infinity(self, args: tuple[Expr, ...], kwargs: list[Any], col: int) -> Const:
+        """``float("inf")``, ``float("-inf")`` (any case, ``infinity`` too): the literal, as
+        Python reads it; any other float(...) is refused."""
+        text = args[0].value if len(args) == 1 and isinstance(args[0], Const) else None
+        if kwargs or not isinstance(text, str) or text.strip().lower() not in INFINITY_TEXTS:
+            raise ExprError(
+                'float(...) in a graph is only infinity: float("inf"), float("-inf") (or '
+                "math.inf, -math.inf); write other numbers as literals",
+                col,
+            )
+        return Const(float(text), col)
+
     def unary(self, node: ast.UnaryOp | ast.BoolOp, col: int) -> Expr:
         """``~x``, ``-x`` and ``+x``; Python's ``not``, ``and`` and ``or`` are refused."""
         if isinstance(node, ast.BoolOp):
@@ -258,7 +292,7 @@ class _Lower:
             via=f"operator {_SYMBOL[op]}",
         )
 
-    def call(self, node: ast.Call, col: int) -> Call:
+    def call(self, node: ast.Call, col: int) -> Call | Const:
         if any(isinstance(a, ast.Starred) for a in node.args):
             raise ExprError("*args is not supported", col)
         kwargs = []
@@ -267,6 +301,12 @@ class _Lower:
                 raise ExprError("**kwargs is not supported", self.col(kw.value))
             kwargs.append((kw.arg, self.expr(kw.value), self.col(kw)))
         args = tuple(self.expr(a) for a in node.args)
+        if (
+            isinstance(node.func, ast.Name)
+            and node.func.id == "float"
+            and "float" not in self.names
+        ):
+            return self.infinity(args, kwargs, col)
         if isinstance(node.func, ast.Name):
             name = node.func.id
             if name in TORCH_ALIASES and name not in self.names:
@@ -322,17 +362,23 @@ class _Lower:
         space = None if tensor else NAMESPACE_ALIASES.get(prefix or "", prefix)
         if space in NAMESPACES:
             return _namespace_call(space, f"{prefix}.{name}", name, args, kwargs, col)
-        if name not in TENSOR_METHODS:
+        via = f"method .{name}()"
+        if name in METHOD_ALIASES:
+            name = METHOD_ALIASES[name]
+        elif name not in TENSOR_METHODS:
             raise ExprError(
                 f".{name}() is not a tensor method gradcase knows; the methods are torch's "
                 "for the catalogue's ops (`gradcase ops`), e.g. x.sum(dim=0), x.softmax(-1)",
                 self.col(func) + len(ast.get_source_segment(self.text, func.value) or ""),
             )
-        return Call(name, (self.expr(func.value), *args), kwargs, col, via=f"method .{name}()")
+        return Call(name, (self.expr(func.value), *args), kwargs, col, via=via)
 
     def attribute(self, node: ast.Attribute, col: int) -> Expr:
         """``x.T`` (a 0-D to 2-D tensor transposed; torch.t) and ``x.mT`` (the last two dims
         swapped); any other attribute is refused with what to write."""
+        dotted = _dotted(node)
+        if dotted in INFINITY_NAMES and dotted.split(".")[0] not in self.names:
+            return Const(float("inf"), col)
         if node.attr == "T":
             return Call("t", (self.expr(node.value),), (), col, via="attribute .T")
         if node.attr == "mT":

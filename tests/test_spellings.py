@@ -60,6 +60,9 @@ PAIRS = [
     ("torch.linalg.vector_norm(x, ord=3, dim=1)", "vector_norm(x, ord=3, dim=1)"),
     ("torch.linalg.norm(x)", "norm(x)"),
     ("torch.linalg.matmul(x, w)", "matmul(x, w)"),
+    ("torch.inverse(x[:, :3])", "inv(x[:, :3])"),
+    ("torch.inverse(input=x[:, :3])", "inv(x[:, :3])"),
+    ("x[:, :3].inverse()", "inv(x[:, :3])"),
     ("F.adaptive_avg_pool1d(x, 3)", "adaptive_avg_pool1d(x, 3)"),
     ("torch.adaptive_avg_pool1d(x, output_size=3)", "adaptive_avg_pool1d(x, 3)"),
     ("F.unfold(x[None], [2, 1])", "unfold(x[None], [2, 1])"),
@@ -98,7 +101,11 @@ def test_a_spelling_compiles_to_its_canonical_graph(
         ("torch.frobnicate(x)", "torch.frobnicate is not in gradcase's catalogue"),
         ("x.unfold(0, 2, 1)", ".unfold() is not a tensor method gradcase knows"),
         ("torch.layer_norm(x, [4])", "nn ops are spelled F.<name>"),
-        ("torch.linalg.norm(x, 2)", "write torch.linalg.vector_norm(x, ord, dim)"),
+        ("torch.linalg.norm(x, 2)", "write torch.linalg.vector_norm(x, ord, dim) for a 1-D"),
+        ("torch.linalg.norm(x, 'nuc')", "matrix_norm(x, ord, dim) (ord 'nuc' is a matrix norm)"),
+        ("torch.linalg.norm(x, 2, 1)", "vector_norm(x, ord, dim) (an int dim is a vector norm)"),
+        ("torch.linalg.norm(x, ord=1, dim=(0, 1))", "matrix_norm(x, ord, dim) (a pair of dims"),
+        ("x.inv()", ".inv() is not a tensor method gradcase knows"),
         ("sum(reshape(x, [3, 2, 2]).T)", "write x.mT (transpose(x, -2, -1))"),
     ],
 )
@@ -134,7 +141,7 @@ def test_the_spelling_tables_match_torch() -> None:
     import torch
 
     from runner.ops import public_ops
-    from runner.ops.meaning import NAMESPACES, OTHER_METHODS, TENSOR_METHODS
+    from runner.ops.meaning import METHOD_ALIASES, NAMESPACES, OTHER_METHODS, TENSOR_METHODS
 
     names = {op.name for op in public_ops()}
     assert TENSOR_METHODS <= names
@@ -150,6 +157,8 @@ def test_the_spelling_tables_match_torch() -> None:
         "torch.special": torch.special,
         "torch.linalg": torch.linalg,
     }
+    for method, op in METHOD_ALIASES.items():
+        assert hasattr(torch.Tensor, method) and op in names, method
     for space, entries in NAMESPACES.items():
         for name in entries:
             assert hasattr(modules[space], name), f"{space}.{name}"

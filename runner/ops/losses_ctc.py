@@ -42,19 +42,22 @@ def _shift(v: Array, k: int) -> Array:
     return out
 
 
-def _sequences(targets: Any, target_lengths: list[int], batched: bool) -> list[Array]:
+def _sequences(targets: Any, target_lengths: list[int]) -> list[Array]:
     """Each sample's target labels: rows of a padded (N, S) tensor, or consecutive pieces of a
-    concatenated 1-d one."""
+    concatenated 1-d one (unbatched too: torch reads 1-d targets as concatenated, N = 1)."""
     t = np.asarray(targets, dtype=np.int64)
-    if t.ndim == 2 or not batched:
-        rows = t.reshape(-1, t.shape[-1]) if t.ndim else t.reshape(1, 1)
-        return [rows[b, :n] for b, n in enumerate(target_lengths)]
+    if t.ndim == 2:
+        return [t[b, :n] for b, n in enumerate(target_lengths)]
     ends = np.cumsum(target_lengths)
     return [t[e - n : e] for e, n in zip(ends, target_lengths, strict=True)]
 
 
 def _one(lp: Array, labels: Array, steps: int, blank: int) -> tuple[float, Array]:
-    """(nll, lcab (steps, C)) of one sample: lp (T, C) log-probabilities."""
+    """(nll, lcab (steps, C)) of one sample: lp (T, C) log-probabilities. No steps (an
+    input_length of 0, as torch allows): the empty target has probability 1 (nll 0), any other 0
+    (nll inf), and no step gets a gradient."""
+    if steps == 0:
+        return (0.0 if len(labels) == 0 else np.inf), np.zeros((0, lp.shape[1]))
     ext = np.full(2 * len(labels) + 1, blank, dtype=np.int64)
     ext[1::2] = labels
     s = len(ext)
@@ -63,9 +66,8 @@ def _one(lp: Array, labels: Array, steps: int, blank: int) -> tuple[float, Array
     emit = lp[:steps][:, ext]  # (steps, S)
     alpha = np.full((steps, s), NEG_INF)
     beta = np.full((steps, s), NEG_INF)
-    if steps:
-        alpha[0, : min(2, s)] = emit[0, : min(2, s)]
-        beta[-1, max(s - 2, 0) :] = emit[-1, max(s - 2, 0) :]
+    alpha[0, : min(2, s)] = emit[0, : min(2, s)]
+    beta[-1, max(s - 2, 0) :] = emit[-1, max(s - 2, 0) :]
     later = np.concatenate([skip[2:], [False, False]])[:s]  # s + 2 may come to s
     for t in range(1, steps):
         prev = alpha[t - 1]
@@ -75,23 +77,21 @@ def _one(lp: Array, labels: Array, steps: int, blank: int) -> tuple[float, Array
         nxt = beta[t + 1]
         two = np.where(later, _shift(nxt, -2), NEG_INF)
         beta[t] = _lse(nxt, _shift(nxt, -1), two) + emit[t]
-    ends = alpha[steps - 1, max(s - 2, 0) :] if steps else np.array([NEG_INF])
-    nll = -float(_lse(*ends))
+    nll = -float(_lse(*alpha[steps - 1, max(s - 2, 0) :]))
     lcab = np.full((steps, lp.shape[1]), NEG_INF)
     ab = alpha + beta
     for c in np.unique(ext):
-        lcab[:, c] = _lse(*ab[:, ext == c].T) if steps else NEG_INF
+        lcab[:, c] = _lse(*ab[:, ext == c].T)
     return nll, lcab
 
 
 def _batch(log_probs: Any, targets: Any, input_lengths: Any, target_lengths: Any, blank: int
            ) -> tuple[Array, list[int], list[int], list[float], list[Array]]:  # fmt: skip
     lp = np.asarray(log_probs, dtype=np.float64)
-    batched = lp.ndim == 3
-    lp3 = lp if batched else lp[:, None, :]
+    lp3 = lp if lp.ndim == 3 else lp[:, None, :]
     il, tl = list(as_ints(input_lengths)), list(as_ints(target_lengths))
     nlls, lcabs = [], []
-    for b, labels in enumerate(_sequences(targets, tl, batched)):
+    for b, labels in enumerate(_sequences(targets, tl)):
         with np.errstate(invalid="ignore"):
             nll, lcab = _one(lp3[:, b], labels, il[b], blank)
         nlls.append(nll)
@@ -142,23 +142,31 @@ def _ctc_shape(log_probs: Shape, targets: Shape, input_lengths: Any, target_leng
         raise ShapeError(f"ctc_loss: log_probs {tuple(log_probs)} must be (T, N, C) or (T, C)")
     t, c = log_probs[0], log_probs[-1]
     n = log_probs[1] if len(log_probs) == 3 else 1
+    if 0 in log_probs:
+        raise ShapeError(f"ctc_loss: log_probs {tuple(log_probs)} must not be empty (as torch)")
+    for name, v in (("input_lengths", input_lengths), ("target_lengths", target_lengths)):
+        if not isinstance(v, list):
+            raise ShapeError(f"ctc_loss: {name} must be a list of ints, one per sample, as in "
+                             f"torch (a tuple of ints or a tensor): write [{v}]")  # fmt: skip
     il, tl = as_ints(input_lengths), as_ints(target_lengths)
     if len(il) != n or len(tl) != n:
         raise ShapeError(f"ctc_loss: input_lengths {list(il)} and target_lengths {list(tl)} "
                          f"must hold one length per sample ({n})")  # fmt: skip
-    if any(not 1 <= x <= t for x in il):
-        raise ShapeError(f"ctc_loss: input_lengths {list(il)} must lie in [1, T = {t}]")
+    if any(not 0 <= x <= t for x in il):
+        raise ShapeError(f"ctc_loss: input_lengths {list(il)} must lie in [0, T = {t}]")
+    if any(x < 0 for x in tl):
+        raise ShapeError(f"ctc_loss: target_lengths {list(tl)} must not be negative")
     if not 0 <= blank < c:
         raise ShapeError(f"ctc_loss: blank {blank} must be a class of the {c}")
-    if len(targets) == 2 and len(log_probs) == 3:
-        if targets[0] != n or any(not 0 <= x <= targets[1] for x in tl):
+    if len(targets) == 2:
+        if targets[0] != n or any(x > targets[1] for x in tl):
             raise ShapeError(f"ctc_loss: padded targets {tuple(targets)} must be (N = {n}, S) "
                              f"with target_lengths {list(tl)} <= S")  # fmt: skip
     elif len(targets) == 1:
-        need = sum(tl) if len(log_probs) == 3 else max(tl)
-        if any(x < 0 for x in tl) or targets[0] < need:
-            raise ShapeError(f"ctc_loss: targets {tuple(targets)} must hold the target_lengths "
-                             f"{list(tl)} ({need} labels)")  # fmt: skip
+        if targets[0] != sum(tl):
+            raise ShapeError(f"ctc_loss: 1-d targets {tuple(targets)} are the labels of every "
+                             f"sample end to end: as in torch they must hold exactly "
+                             f"sum(target_lengths {list(tl)}) = {sum(tl)}")  # fmt: skip
     else:
         raise ShapeError(f"ctc_loss: targets {tuple(targets)} must be (N, S) padded or 1-d")
     if reduction not in ("none", "mean", "sum"):
@@ -184,6 +192,7 @@ def _ctc_samples(rng: np.random.Generator) -> list[Sample]:
     padded = np.array([[1, 2, 2], [3, 1, 0]])
     both = {"log_probs": lp, "targets": padded, "input_lengths": [6, 5],
             "target_lengths": [3, 2]}  # fmt: skip
+    one = {"log_probs": lp[:, 0], "input_lengths": [6], "target_lengths": [2]}
     return [
         Sample(both, "normalised, padded targets, mean"),
         Sample({**both, "reduction": "sum"}, "sum"),
@@ -205,13 +214,22 @@ def _ctc_samples(rng: np.random.Generator) -> list[Sample]:
             "impossible alignment: inf, gradient NaN",
         ),  # fmt: skip
         Sample(
-            {
-                "log_probs": lp[:, 0],
-                "targets": np.array([2, 1]),
-                "input_lengths": 6,
-                "target_lengths": 2,
-            },
-            "unbatched (T, C)",
+            {**both, "input_lengths": [0, 5], "target_lengths": [0, 2], "reduction": "sum"},
+            "input_length 0, empty target: loss 0, no gradient",
+        ),  # fmt: skip
+        Sample(
+            {**both, "input_lengths": [0, 5], "reduction": "none"},
+            "input_length 0, 3 labels: inf, gradient 0",
+        ),  # fmt: skip
+        Sample(
+            {**both, "input_lengths": [0, 5], "zero_infinity": True},
+            "input_length 0, 3 labels, zeroed",
+        ),  # fmt: skip
+        Sample({**one, "targets": np.array([2, 1])}, "unbatched (T, C)"),
+        Sample({**one, "targets": np.array([[2, 1, 3]])}, "unbatched, padded (1, S) targets"),
+        Sample(
+            {**one, "targets": np.zeros(0, np.int64), "target_lengths": [0]},
+            "unbatched, an empty target",
         ),  # fmt: skip
     ]
 
@@ -235,7 +253,9 @@ OPS: list[Op] = [
         shape=_ctc_shape,
         samples=_ctc_samples,
         note="-log p(target | log_probs) by the alpha-beta recursions; log_probs (T, N, C) or "
-        "(T, C), targets padded (N, S) or concatenated 1-d, lengths as lists of ints. mean "
+        "(T, C), targets padded (N, S) or concatenated 1-d (exactly sum(target_lengths) labels), "
+        "lengths as lists of ints (an int is refused, as torch does); an input_length of 0 gives "
+        "0 for an empty target and inf for any other, and no gradient. mean "
         "divides each loss by max(target_length, 1), then averages. An impossible alignment "
         "gives inf (its gradient NaN for t < input_length), or 0 and gradient 0 with "
         "zero_infinity. WARNING: torch's gradient for log_probs is NOT the derivative: it is "

@@ -111,6 +111,9 @@ TENSOR_METHODS = frozenset(
 # torch.svd (some=True, V rather than Vh), Tensor.qr takes some=, and Tensor.cross's dim
 # defaults to the first dim of size 3 (the catalogue's cross is torch.linalg.cross, dim=-1).
 OTHER_METHODS = frozenset({"unfold", "svd", "qr", "cross"})
+# Tensor methods of a catalogue op under another name, the tensor their first operand:
+# Tensor.inverse() is torch.linalg.inv(A).
+METHOD_ALIASES: dict[str, str] = {"inverse": "inv"}
 # The namespaces a graph may call ops through, with the catalogue ops each has under the same
 # name and meaning (checked against torch by tests/test_spellings.py). torch.embedding,
 # torch.layer_norm and the like are left out: their signatures there are torch's internal ones;
@@ -130,6 +133,7 @@ _TORCH = TENSOR_METHODS - {"expand", "repeat"} | {
     "cdist",
     "pdist",
     "tensordot",
+    "inverse",
 }
 _F = frozenset(
     """
@@ -176,4 +180,5 @@ RENAMED: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
         ("torch", n): (n, {"input": "A"})
         for n in "cholesky det matrix_exp matrix_power slogdet".split()
     },
+    ("torch", "inverse"): ("inv", {"input": "A"}),
 }

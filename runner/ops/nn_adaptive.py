@@ -23,17 +23,18 @@ from runner.ops.spec import Array, Op, Param, SampleFn, Shape, ShapeError
 
 def _output_size(op: str, nd: int, x: Shape, output_size: Any) -> Ints:
     """An int, or a list of ``nd`` ints (torch refuses a list of one for 2-d), each positive:
-    torch's forward takes 0, but its backward refuses the empty gradient."""
+    torch's forward takes 0, but its backward refuses the empty gradient. A None entry (2-d
+    only, as torch) keeps that dim of the input."""
     check_input(op, x, nd)
     if any(n == 0 for n in x[-nd - 1 :]):
         raise ShapeError(f"{op}: only the batch dim may be empty, got input {tuple(x)}")
     out = (output_size,) * nd if isinstance(output_size, int) else tuple(output_size)
-    if len(out) != nd or min(out) < 1:
+    if len(out) != nd or any(o is not None and o < 1 for o in out):
         raise ShapeError(
-            f"{op}: output_size must be one int or a list of {nd} positive ints, got "
-            f"{output_size!r} (None entries are not supported here)"
+            f"{op}: output_size must be one int or a list of {nd} positive ints"
+            f"{' or None (None keeps that dim)' if nd > 1 else ''}, got {output_size!r}"
         )
-    return out
+    return tuple(n if o is None else o for n, o in zip(x[-nd:], out, strict=True))
 
 
 def _bounds(size: int, out: int) -> tuple[Array, Array]:
@@ -149,6 +150,7 @@ ADAPTIVE_AVG_POOL2D_SAMPLES = sample_rows(
     ({"input": (1, 2, 7, 5)}, {"output_size": [3, 2]}),
     ({"input": (2, 5, 3)}, {"output_size": [4, 5]}),  # unbatched; more outputs than inputs
     ({"input": (1, 2, 5, 6)}, {"output_size": [1, 4]}),
+    ({"input": (2, 3, 7, 5)}, {"output_size": [None, 3]}),  # None keeps that dim
 )
 ADAPTIVE_MAX_POOL1D_SAMPLES = sample_rows(
     ({"input": (2, 3, 8)}, {"output_size": 4}),
@@ -162,6 +164,7 @@ ADAPTIVE_MAX_POOL2D_SAMPLES = sample_rows(
     ({"input": (1, 2, 7, 5)}, {"output_size": [3, 2]}),
     ({"input": -TIES[0]}, {"output_size": [6, 3]}),
     ({"input": np.ones((1, 1, 3, 3))}, {"output_size": 2}),
+    ({"input": TIES}, {"output_size": [4, None]}),  # None keeps that dim
 )
 
 # --- ops ---
@@ -173,7 +176,7 @@ def _op(kind: str, nd: int, samples: SampleFn) -> Op:
     return Op(
         name=name,
         family=FAMILY,
-        params=(Param("input", "tensor"), Param("output_size", "ints")),
+        params=(Param("input", "tensor"), Param("output_size", "sizes" if nd == 2 else "ints")),
         forward=forward,
         vjp=vjp,
         torch=lambda t, **kw: getattr(t.nn.functional, name)(**kw),
@@ -188,7 +191,8 @@ def _op(kind: str, nd: int, samples: SampleFn) -> Op:
             "the gradient goes to one tap per window, as torch's CPU loop picks it: the first "
             "maximum in row-major order (ties: the top-left one), or the last NaN; overlapping "
             "windows accumulate; return_indices is not supported (no indices output)"
-        ),
+        )
+        + ("; a None in output_size keeps that dim's size, as torch" if nd == 2 else ""),
     )
 
 

@@ -87,12 +87,23 @@ def _geometry(
     )
     out = tuple(f - 2 * pi + o for f, pi, o in zip(full, p, op_, strict=True))
     if min(out) < 1:
+        # torch 2.13's reference kernels (float64, float16) refuse a size of 0 too; only its
+        # oneDNN path (float32, bfloat16, some shapes) returns an empty output there instead.
         raise ShapeError(
             f"{op}: input {tuple(x)} with kernel {k}, stride {s}, padding {p}, dilation {d} and "
-            f"output_padding {op_} gives output size {out}: output size is too small"
+            f"output_padding {op_} gives output size {out}: output size is too small (torch "
+            f"refuses every size below 1 in float64 and float16; its float32 and bfloat16 "
+            f"oneDNN kernel returns an empty output for some shapes, which gradcase does not "
+            f"follow: reduce the padding to {_fitting(p, out)} or less)"
         )
     scratch = tuple(max(f, pi + o) for f, pi, o in zip(full, p, out, strict=True))
     return Geometry(k, s, p, d, size, out, scratch)
+
+
+def _fitting(padding: Ints, out: Ints) -> Ints:
+    """The largest padding per dim that gives an output size of at least 1 (padding is taken from
+    both ends, so each unit of it removes 2 from the output)."""
+    return tuple(pi - max(0, (2 - o) // 2) for pi, o in zip(padding, out, strict=True))
 
 
 def _shape(nd: int) -> Callable[..., Shape]:

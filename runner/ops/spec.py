@@ -55,6 +55,7 @@ ParamKind = Literal[
     "dims",  # None, an int, or a list of ints (reductions)
     "ints",  # an int or a list of ints (shapes, permutations, kernel sizes)
     "ints?",  # the same or None (pooling's stride)
+    "sizes",  # an int or a list of ints and Nones, None: keep that dim (adaptive pooling 2d)
     "axes",  # an int or a pair of lists of ints (tensordot's dims)
     "index",  # internal: a subscript, a tuple of int | slice | None | Ellipsis (getitem)
 ]
@@ -379,7 +380,9 @@ def _limited(name: str, params: tuple[Param, ...], rule: Callable[..., Any]) -> 
     or torch cannot make (`runner.limits`)."""
     from runner.limits import attribute_problem, shape_problem
 
-    attributes = [p.name for p in params if p.kind in ("int", "int?", "ints", "ints?", "dims")]
+    attributes = [
+        p.name for p in params if p.kind in ("int", "int?", "ints", "ints?", "sizes", "dims")
+    ]
 
     def checked(**args: Any) -> Any:
         for attr in attributes:

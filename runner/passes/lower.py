@@ -410,10 +410,11 @@ class _Lowering:
 
     def attribute(self, p: Param, value: Expr, path: Path, who: str) -> Any:
         if not isinstance(value, Const):
+            infinity = '; infinity is float("inf") or math.inf' if "float" in p.kind else ""
             self.problem(
                 path,
                 f"{who}: '{p.name}' must be a literal "
-                f"({KIND_TEXT[p.kind]}), not a tensor expression",
+                f"({KIND_TEXT[p.kind]}), not a tensor expression{infinity}",
                 value.col,
             )
             return _BAD
