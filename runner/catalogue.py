@@ -3,7 +3,7 @@ fails when the committed file is out of date)."""
 
 from __future__ import annotations
 
-from runner.ops import FAMILIES, public_ops
+from runner.ops import FAMILIES, REGISTRY, public_ops
 from runner.ops.spec import Op
 
 
@@ -66,6 +66,14 @@ def lookup(pattern: str | None) -> list[str]:
 
     ops = public_ops()
     key = pattern.lower()
+    hidden = REGISTRY.get(key)
+    if hidden is not None and hidden.hidden:
+        # An op only an expression makes (getitem, index_tensor, clone): found by its exact
+        # name, so a user writing a rule for x[idx] can read its signature.
+        return [
+            f"{hidden.name}  {hidden.signature()}  [{differentiable(hidden)}]  (made by the "
+            f"graph's expressions, not called by name){'  ' + hidden.note if hidden.note else ''}"
+        ]
     found = (
         [op for op in ops if op.name == key]
         or [op for op in ops if fnmatchcase(op.name, key)]

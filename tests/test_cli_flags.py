@@ -257,6 +257,12 @@ def test_ops_looks_ops_up_by_name_pattern_or_part(capsys: pytest.CaptureFixture[
     assert {line.split()[0] for line in out.strip().splitlines()} >= {"softmax", "log_softmax"}
     code, out = run(capsys, "ops", "matmull")
     assert code == 2 and "no op matches 'matmull'; did you mean 'matmul'" in out
+    # The ops expressions make are not listed, but their exact name finds their signature.
+    code, out = run(capsys, "ops", "index_tensor")
+    assert code == 0 and out.startswith("index_tensor  index_tensor(input, indices, index)")
+    assert "made by the graph's expressions" in out
+    code, out = run(capsys, "ops", "*index*")
+    assert "index_tensor" not in out
 
 
 def test_new_writes_a_commented_skeleton_that_runs(
