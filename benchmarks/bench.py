@@ -283,7 +283,8 @@ def gradcheck(sizes: Sequence[int], full_max: int, out: list[str]) -> None:
         "### `torch.autograd.gradcheck` against gradcase's check: `c = a @ b`, float64",
         "",
         "In process, after warm-up; gradcase's check is `run_case` of the case (manual, torch, "
-        "comparisons, round-off floors, the graph probe since the upstream is constant).",
+        "comparisons; round-off floors only when a comparison needs them, and no graph probe: no "
+        "user rule is in force).",
         "",
         "| n | gradcase | gradcheck | ratio | gradcheck fast mode | ratio |",
         "|---|---|---|---|---|---|",
