@@ -369,8 +369,9 @@ def _graph_probe(
     case: CompiledCase, rules: Sequence[RuleSet], oracles: Sequence[Oracle], result: CaseResult
 ) -> Sources | None:
     """When the case's upstream gradient is constant and a user's rule is in force, run it once
-    more under a seeded random one. A disagreement fails the case as the probe's: ``result`` then carries the probe's
-    comparisons and fault, and the probe's sources are returned (for the side-by-side view)."""
+    more under a seeded random one. A disagreement fails the case as the probe's: ``result``
+    then carries the probe's comparisons and fault, and the probe's sources are returned (for
+    the side-by-side view)."""
     if not _constant(case.model.upstream) or not (case.rules or rules):
         # Only a user's rule can ignore or transpose the upstream: the catalogue's rules are
         # swept under random upstreams (tests/test_sweep.py), so a case of catalogue rules
