@@ -107,9 +107,12 @@ def apply_vjp(
     try:
         raw = tuple(vjp(g, out, **args))
     except Exception as exc:  # one case must not stop a run
-        raise RuleError(
-            f"{where}: the rule for {op.name} raised {type(exc).__name__}: {exc}"
-        ) from exc
+        # The catalogue's rules raise ValueError where torch's backward refuses too (qr with
+        # mode='complete' and more rows than columns): a gradient not defined, not a bug.
+        refuses = isinstance(exc, ValueError) and not op.source
+        who = "the catalogue's rule" if not op.source else f"the rule of {op.source}"
+        said = "refuses:" if refuses else f"raised {type(exc).__name__}:"
+        raise RuleError(f"{where}: {who} for {op.name} {said} {exc}") from exc
     params = op.tensor_params
     if len(raw) != len(params):
         raise RuleError(

@@ -234,3 +234,24 @@ def test_a_value_in_the_wrong_precision_fails_even_when_the_numbers_agree(tmp_pa
     assert result.status == "failed"
     value = next(t for t in result.tensors if (t.tensor, t.kind) == ("c", "value"))
     assert value.comparisons[0].problem == "dtype float64 vs float32"
+
+
+def test_a_catalogue_rule_that_refuses_says_so_as_torch_does(tmp_path: object) -> None:
+    """qr with mode='complete' and more rows than columns has no gradient in torch; the
+    catalogue's rule refuses the same: said as a refusal of the catalogue's rule, located."""
+    from pathlib import Path
+
+    from runner.execute import execute
+    from runner.loader import load
+
+    path = Path(str(tmp_path)) / "case.yaml"
+    path.write_text(
+        "inputs:\n  A: {random: normal, shape: [4, 3], seed: 1}\n"
+        "graph:\n  q: qr(A, mode='complete').Q\nupstream: {random: normal, seed: 2}\n"
+    )
+    case = load([str(path)]).cases[0]
+    result = execute(case)
+    assert result.status == "error"
+    (message,) = result.messages
+    assert message.startswith(f"{case.locations['q']}: node 'q': the catalogue's rule for qr ")
+    assert "refuses: The QR decomposition is not differentiable" in message
