@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from runner.ops.elementwise_unary import sign
 from runner.ops.nn_loss import REDUCTIONS, _ftype, _reduce, _reduced, _reduction, _spread
 from runner.ops.spec import (
     Array,
@@ -313,16 +314,17 @@ OPS: list[Op] = [
     diff_loss(
         "l1_loss",
         lambda d, a: np.abs(d),
-        lambda d, a: np.sign(d),
+        lambda d, a: sign(d),
         weight_mean="sum",
-        note="sign(0) = 0: grad 0 where input == target; weighted 'mean' divides by sum(weight)",
+        note="sign(0) = 0: grad 0 where input == target, and at a NaN difference (torch's sign "
+        "of NaN is 0); weighted 'mean' divides by sum(weight)",
     ),
     diff_loss(
         "smooth_l1_loss",
         lambda d, a: (
             np.abs(d) if a == 0 else np.where(np.abs(d) < a, 0.5 * d * d / a, np.abs(d) - 0.5 * a)
         ),
-        lambda d, a: np.sign(d) if a == 0 else np.clip(d / a, -1.0, 1.0),
+        lambda d, a: sign(d) if a == 0 else np.clip(d / a, -1.0, 1.0),
         attr=("beta", 1.0, lambda b: b >= 0, "non-negative"),
         note="grad d/beta inside |d| < beta, sign(d) outside (continuous at |d| = beta); "
         "beta 0 is l1_loss: grad 0 at d = 0",
