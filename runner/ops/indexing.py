@@ -468,7 +468,11 @@ def _index(name: str = "index") -> Param:
 OPS: list[Op] = [
     _op(
         "masked_fill",
-        [Param("input", "tensor"), Param("mask", "tensor", grad=False), Param("value", "tensor")],
+        [
+            Param("input", "tensor"),
+            Param("mask", "tensor", grad=False),
+            Param("value", "tensor", number=True),
+        ],
         _masked_fill,
         _masked_fill_vjp,
         lambda t, input, mask, value: t.masked_fill(input, mask, value),
@@ -479,7 +483,12 @@ OPS: list[Op] = [
     ),
     _op(
         "scatter",
-        [Param("input", "tensor"), Param("dim", "int"), _index(), Param("src", "tensor")],
+        [
+            Param("input", "tensor"),
+            Param("dim", "int"),
+            _index(),
+            Param("src", "tensor", number=True),
+        ],
         _scatter_forward(add=False),
         _scatter_vjp(add=False),
         _scatter_torch,
@@ -538,7 +547,12 @@ OPS: list[Op] = [
     ),
     _op(
         "index_fill",
-        [Param("input", "tensor"), Param("dim", "int"), _index(), Param("value", "tensor")],
+        [
+            Param("input", "tensor"),
+            Param("dim", "int"),
+            _index(),
+            Param("value", "tensor", number=True),
+        ],
         _index_fill,
         _index_fill_vjp,
         lambda t, input, dim, index, value: t.index_fill(input, dim, index, value),

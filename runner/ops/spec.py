@@ -124,6 +124,9 @@ class Param:
     # Keyword-only in torch (var's correction): a positional argument there is refused rather
     # than silently bound, since torch would read it as another parameter.
     kw_only: bool = False
+    # This operand may be a Python number (torch's Scalar overload: masked_fill's value,
+    # scatter's src), where the op's other operands must be tensors (see Op.literal_operands).
+    number: bool = False
     # An integer operand (indices, class targets): a plain literal written with integers only,
     # used only in such positions, is int64 rather than the case's float dtype.
     integer: bool = False

@@ -397,7 +397,7 @@ class _Lowering:
     def operand(self, op: Op, p: Param, value: Expr, path: Path, who: str) -> Any:
         if p.kind == "tensor?" and isinstance(value, Const) and value.value is None:
             return None
-        if isinstance(value, Const) and not op.literal_operands:
+        if isinstance(value, Const) and not (op.literal_operands or p.number):
             self.problem(
                 path,
                 f"{who}: '{p.name}' must be a tensor, not the literal {value.value!r}; "
