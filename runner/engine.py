@@ -307,7 +307,8 @@ def node_vjp(
             given[key] = _round_like(grads, args[key])
             sources[key] = rule_set.source
     if len(given) < len(wanted):
-        out_wide = opmath(out) if half is None else _forward_wide(op, wide, opmath(out))
+        recompute = half is not None and op.recomputes_out
+        out_wide = _forward_wide(op, wide, opmath(out)) if recompute else opmath(out)
         catalogue = apply_vjp(op, op.vjp, opmath(g), out_wide, wide, where=f"node '{node.name}'")
         for key in wanted:
             if key not in given:

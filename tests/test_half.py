@@ -214,3 +214,23 @@ rules:
     code, out = run(capsys, "run", str(write_case(text)))
     assert code == 1, out
     assert "returned dtype float64, the operand's is float16 (the rule sees it as float32" in out
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_a_catalogue_rule_gets_the_stored_half_output_as_torchs_backward_does(
+    write_case, capsys: pytest.CaptureFixture[str], dtype: str
+) -> None:
+    """softmax's backward is out * (g - sum(g * out)) on the STORED half outputs, which do not
+    sum to 1 exactly: under an upstream constant along the row torch's gradient is small but
+    not 0. Fed the forward recomputed in float32, the catalogue gave 0 and was called wrong."""
+    text = f"""\
+name: t/softmax-row-constant
+dtype: {dtype}
+inputs:
+  x: {{random: normal, shape: [2, 5], seed: 1}}
+graph:
+  y: torch.softmax(x, -1)
+upstream: [[1.0, 1.0, 1.0, 1.0, 1.0], [-2.0, -2.0, -2.0, -2.0, -2.0]]
+"""
+    code, out = run(capsys, "run", str(write_case(text)))
+    assert code == 0, out

@@ -221,6 +221,7 @@ OPS: list[Op] = [
         torch=lambda t, input, other, p: t.dist(input, other, p),
         shape=lambda input, other, p: (broadcast_shapes(input, other), ())[1],
         samples=_dist_samples,
+        recomputes_out=True,
         note="vector_norm(input - other, p) over every element (broadcast), with its "
         "conventions; other's gradient is the negated input's. p=0 has no gradient, and torch's "
         "backward raises ('Expected a proper Tensor but got None') when other requires grad",
@@ -240,6 +241,7 @@ OPS: list[Op] = [
         torch=lambda t, **kw: t.nn.functional.pairwise_distance(**kw),
         shape=_pairwise_shape,
         samples=_pairwise_samples,
+        recomputes_out=True,
         note="vector_norm(x1 - x2 + eps, p) over the last dim (eps added, not clamped: "
         "x1 - x2 = -eps is a zero norm, 0 gradient for p=2)",
     ),

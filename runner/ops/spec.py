@@ -207,6 +207,12 @@ class Op:
     # Why torch cannot compute the op (a RULES module's op, or a case's op built on one); empty
     # when torch is its reference.
     no_torch: str = ""
+    # In half precision a catalogue VJP gets ``out`` as torch's backward does: the stored half
+    # value (softmax's ``out * (g - sum(g * out))`` on outputs that do not sum to 1 exactly). True
+    # for a VJP that instead recomputes part of the forward from its float32 operands and
+    # compares it with ``out`` (the ties of a p=inf norm of a difference): it gets the forward
+    # recomputed in float32, so both sides of the comparison are in one precision.
+    recomputes_out: bool = False
     # Where torch's own kernel in float16 and bfloat16 is wrong (a torch bug, found by the
     # sweep), so there is nothing to check a half-precision case against: what is wrong, said
     # when a case asks for it.
