@@ -21,6 +21,7 @@ import numpy as np
 
 from runner.compare import DEFAULT_TOLERANCE, EXPECTED_TOLERANCE, Tolerance, compare
 from runner.compile import CompiledCase
+from runner.dtypes import is_half
 from runner.engine import Backward, RuleError, backward, forward
 from runner.graph import Graph, Ref
 from runner.inputs import make_input, make_upstream
@@ -38,7 +39,7 @@ from runner.oracles import (
     usable,
 )
 from runner.report import failure_messages, fault_message, tensor_unchecked
-from runner.roundoff import HALF_FLOOR_CAP, HALF_MEASURED_FACTOR, as_dtype, tensor_floors
+from runner.roundoff import as_dtype, tensor_floors
 from runner.rules import RuleSet
 from runner.rules.budget import CaseTimeout, case_budget, case_timeout
 from runner.torch_side import TorchError
@@ -614,14 +615,18 @@ def _pair(
     if found.ok or measured is None:
         return found
     dtype = case.model.dtype
+    how = (
+        f"torch's own {dtype} result against float64"
+        if is_half(dtype)
+        else "the computation with its inputs moved by one unit of round-off"
+    )
     return found.model_copy(
         update={
-            "conditioning": f"torch's own {dtype} result differs from float64 by up to "
-            f"{measured / HALF_MEASURED_FACTOR:.2g} here, more than the floor allows "
-            f"({HALF_FLOOR_CAP:g} units of {dtype}'s round-off of the tensor's scale): the "
-            f"tensor is ill-conditioned in {dtype} (a selection or a cancellation that "
-            "rounding moves), so this may be the dtype's doing, not the rule's; check the rule "
-            "in float32"
+            "conditioning": f"round-off alone moves this tensor by up to {measured:.2g} here "
+            f"({how}), more than any floor allows: it is ill-conditioned on this data (a tie, "
+            "kink or cancellation that round-off decides), so this difference may be "
+            "round-off's, not the rule's; check the rule on other data"
+            + (" or in float32" if is_half(dtype) else "")
         }
     )
 

@@ -57,6 +57,12 @@ HALF_MEASURED_FACTOR = 2.0
 # (a max, a median, a tie) makes torch's half result pick another element than float64 does,
 # their measured difference is the whole gradient, and a floor that large lets any rule pass.
 HALF_FLOOR_CAP = 8.0
+# The same for how far the computation moves when its inputs move by one unit of round-off
+# (`_perturbed`, float64 cases): at most this many units of round-off of the tensor's
+# computation scale (2.2e-12 of it). A layer_norm of a constant row amplifies round-off by
+# 1/sqrt(eps) = 316 and stays far below; a kink that one ulp of an input crosses (sign of 0 or
+# of 3e-14) moves the gradient by the whole of it, and is said instead of allowed.
+AMPLIFICATION_CAP = 1e4
 # The seed of the random signs put on the upstream gradient to find each gradient's scale.
 SIGN_SEED = 0
 # The relative change of the upstream gradient that tells a gradient from round-off: a gradient
@@ -101,6 +107,7 @@ def floors(
     scales: Mapping[str, Mapping[str, float]],
     measured: Sequence[Measured] = (),
     capped: dict[tuple[str, str], float] | None = None,
+    amplified: Measured | None = None,
 ) -> dict[tuple[str, str], float]:
     """The floor of every tensor, keyed by (kind, tensor name) with kind "value" or "grad", for
     a case of ``dtype``: the largest of `eps_factor` units of ``dtype``'s round-off of the
@@ -116,6 +123,8 @@ def floors(
     `HALF_FLOOR_CAP` units of the dtype's round-off of the reference's largest magnitude; a
     tensor whose measured floor was larger goes into ``capped`` with that measurement (the
     comparison says so when it fails: the tensor is ill-conditioned in that dtype).
+    ``amplified``: (perturbed, unperturbed, factor), `_perturbed`'s measurement, counted up to
+    `AMPLIFICATION_CAP` units of round-off of the computation scale, into ``capped`` beyond.
     """
     out: dict[tuple[str, str], float] = {}
     eps, units = EPS.get(dtype, EPS["float32"]), eps_factor(dtype)
@@ -125,21 +134,47 @@ def floors(
         for name, ref in tensors.items():
             if not _floating(ref):
                 continue
-            scale = scale_of(ref)
-            if not is_half(dtype):
-                scale = max(scale, scales.get(kind, {}).get(name, 0.0))
+            scale = _floor_scale(dtype, kind, name, ref, scales)
             found = [units * eps * scale]
-            for low, high, factor in measured:
-                pair = low.get(kind, {}).get(name), high.get(kind, {}).get(name)
-                found.append(factor * times * measured_floor(*pair))
+            found += [times * _measured(m, kind, name) for m in measured]
             floor = max(found)
-            cap = HALF_FLOOR_CAP * eps * scale_of(ref)
+            cap = HALF_FLOOR_CAP * eps * scale  # half: the result's own, or the cancelled
             if is_half(dtype) and floor > cap:
                 if capped is not None:
                     capped[(kind, name)] = floor
                 floor = cap
+            if amplified is not None:
+                # A gradient's terms are at least the gradient flowing in (a cancelling one's
+                # own scale says nothing of them: layer_norm of a constant row gives 1e-27).
+                inflow = scales.get("inflow", {}).get(name, 0.0) if kind == "grad" else 0.0
+                most = AMPLIFICATION_CAP * eps * max(scale, inflow)
+                moved = _measured(amplified, kind, name)
+                if moved > most and capped is not None:
+                    capped[(kind, name)] = moved
+                floor = max(floor, min(moved, most))
             out[(kind, name)] = floor
     return out
+
+
+def _floor_scale(
+    dtype: str, kind: str, name: str, ref: Any, scales: Mapping[str, Mapping[str, float]]
+) -> float:
+    """The scale a tensor's floor is a number of round-off units of: the reference's largest
+    magnitude, or its computation scale when larger; in half precision the reference's own,
+    except for a gradient that is round-off of cancelling terms (identically 0 in exact
+    arithmetic: a normalize along a dim of one element), whose terms are its inflow's size."""
+    scale = scale_of(ref)
+    if not is_half(dtype):
+        return max(scale, scales.get(kind, {}).get(name, 0.0))
+    if kind == "grad":
+        return max(scale, scales.get("cancelled", {}).get(name, 0.0))
+    return scale
+
+
+def _measured(measurement: Measured, kind: str, name: str) -> float:
+    """`measured_floor` of one tensor in a (low, high, factor) measurement, times factor."""
+    low, high, factor = measurement
+    return factor * measured_floor(low.get(kind, {}).get(name), high.get(kind, {}).get(name))
 
 
 def tensor_floors(
@@ -176,9 +211,30 @@ def tensor_floors(
         catalogue64 if catalogue64 is not None else catalogue_in(graph, inputs, upstream, "float64")
     )
     measured.append((low, high, EPS.get(dtype, EPS["float32"]) / EPS[coarse]))
+    amplified = (_perturbed(graph, inputs, upstream), high, 1.0) if dtype == "float64" else None
     values = high.get("value") or {k: _float64(v) for k, v in inputs.items()}
     scales = computation_scales(graph, values, upstream)
-    return floors(dtype, references, scales, measured, capped)
+    return floors(dtype, references, scales, measured, capped, amplified)
+
+
+def _perturbed(
+    graph: Graph, inputs: Mapping[str, Array], upstream: Array
+) -> Mapping[str, Mapping[str, Any]]:
+    """The catalogue in float64 on the inputs and upstream gradient each moved by at most one
+    unit of float64's round-off, relatively (seeded): how far that moves a value or a gradient
+    is the computation's amplification of its own round-off, which neither precision's result
+    shows where both come out exact (a constant row's layer_norm is 0 in float32 and in
+    float64, while the manual side's mean rounds and 1/sqrt(eps) = 316 multiplies it)."""
+    rng = np.random.default_rng(SIGN_SEED)
+
+    def moved(a: Any) -> Any:
+        if not floating_array(a):
+            return a
+        wide = np.asarray(a, dtype=np.float64)
+        return wide * (1 + EPS["float64"] * rng.uniform(-1.0, 1.0, wide.shape))
+
+    nudged = {k: moved(v) for k, v in inputs.items()}
+    return catalogue_in(graph, nudged, moved(np.asarray(upstream)), "float64")
 
 
 def computation_scales(
@@ -190,7 +246,8 @@ def computation_scales(
 
     - a value: the largest magnitude among the node's operands and its result (an input: its
       own);
-    - a gradient: its largest magnitude under the upstream gradient with random signs (seeded),
+    - a gradient ("inflow": the largest gradient flowing into the nodes that use each tensor):
+      its largest magnitude under the upstream gradient with random signs (seeded),
       by the catalogue's rules in float64 (never the rules under test, so a wrong rule cannot
       widen its own tolerance): one that is small because its upstream or its Jacobian is small
       stays small (``x * 1e-15``). Where it vanishes identically and what is left is round-off
@@ -204,7 +261,6 @@ def computation_scales(
     for node in graph.nodes:
         operands = [value_scales.get(ref.name, 0.0) for ref in _operands(node)]
         value_scales[node.name] = max([value_scales.get(node.name, 0.0), *operands])
-    grad_scales: dict[str, float] = {}
     signs = np.random.default_rng(SIGN_SEED).choice([-1.0, 1.0], size=np.shape(upstream))
     wide = {k: _float64(v) for k, v in values.items()}
     cotangent = _float64(np.asarray(upstream)) * signs
@@ -212,7 +268,7 @@ def computation_scales(
         with np.errstate(all="ignore"):
             grads = backward(graph, wide, cotangent).grads
     except Exception:  # an op without a catalogue rule: the references' own scale stands
-        return {"value": value_scales, "grad": grad_scales}
+        return {"value": value_scales, "grad": {}}
     inflow: dict[str, float] = {}
     for node in graph.nodes:
         for ref in _operands(node):
@@ -226,17 +282,43 @@ def computation_scales(
             with np.errstate(all="ignore"):
                 nudged = backward(graph, wide, cotangent * (1 + LINEARITY_STEP)).grads
         except Exception:  # as above (the first walk succeeded, so this one does too)
-            return {"value": value_scales, "grad": grad_scales}
-    for name, grad in grads.items():
-        if not _floating(grad):
-            continue
-        scale = scales[name]
+            return {"value": value_scales, "grad": {}}
+    grad_scales, passed, cancelled = _settled(graph, grads, nudged)
+    inflow = {k: max(v, passed.get(k, 0.0)) for k, v in inflow.items()}
+    return {"value": value_scales, "grad": grad_scales, "inflow": inflow, "cancelled": cancelled}
+
+
+def _settled(
+    graph: Graph, grads: Mapping[str, Any], nudged: Mapping[str, Any]
+) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """(each gradient's final scale, the scale passed into each tensor, the scales of the
+    cancelling ones), from the output back: a gradient not linear in its upstream (`_linear`)
+    or exactly zero takes the largest final scale of the nodes that use its tensor, so
+    round-off of cancelling terms passed on linearly (x * -1.5 after a cosine similarity of one
+    element, whose gradient is 1e-16 of terms of size 1) keeps the size of those terms."""
+    scales: dict[str, float] = {}
+    passed: dict[str, float] = {}
+    cancelled: dict[str, float] = {}
+
+    def settle(name: str) -> None:
+        grad = grads.get(name)
+        if name in scales or not _floating(grad):
+            return
+        scale = scale_of(grad)
         if scale == 0.0 or not _linear(grad, nudged.get(name)):
             # Not linear in its upstream gradient: what is left is round-off of terms that
             # cancel, of the size of the gradient flowing in.
-            scale = max(scale, inflow.get(name, 0.0))
-        grad_scales[name] = scale
-    return {"value": value_scales, "grad": grad_scales}
+            scale = max(scale, passed.get(name, 0.0))
+            cancelled[name] = scale
+        scales[name] = scale
+
+    for node in reversed(graph.nodes):
+        settle(node.name)
+        for ref in _operands(node):
+            passed[ref.name] = max(passed.get(ref.name, 0.0), scales.get(node.name, 0.0))
+    for name in grads:
+        settle(name)
+    return scales, passed, cancelled
 
 
 def _linear(grad: Any, nudged: Any) -> bool:

@@ -360,3 +360,47 @@ def test_round_off_amplified_by_a_norm_over_one_element_passes_in_float64(
     (grad,) = [t for t in case.tensors if (t.tensor, t.kind) == ("x", "grad")]
     (c,) = grad.comparisons
     assert c.floor is not None and 1e-15 < c.floor < 1e-11
+
+
+@pytest.mark.parametrize(
+    "graph",
+    [
+        # a constant row: layer_norm's mean rounds, 1/sqrt(eps) = 316 multiplies it (value
+        # 4.4e-15 against torch's exact 0), and the gradient is round-off of cancelling terms
+        "  n: F.layer_norm(x, [3])\n",
+        "  n: F.group_norm(x, 1)\n",
+        "  n: F.instance_norm(x)\n",
+        # a cosine similarity of one element is constant: the gradient 1e-16 is round-off of
+        # terms of size 1, passed on linearly through x * -1.5
+        "  m: x * -1.5\n  n: F.cosine_similarity(m, m * m, dim=-1)\n  s: F.softplus(n)\n",
+    ],
+    ids=["layer_norm", "group_norm", "instance_norm", "cosine-one-element"],
+)
+def test_round_off_a_computation_amplifies_passes_in_float64(
+    write_case: WriteCase, graph: str
+) -> None:
+    """Found by a black-box tester: where both torch's float64 and float32 results are exact
+    (0), only moving the inputs by one unit of round-off shows how much the computation
+    amplifies its own (runner.roundoff._perturbed); a gradient downstream of a cancellation
+    keeps the scale of the cancelling terms (computation_scales' inflow, from the output back)."""
+    x = "[[[-0.9982994637487874, -0.9982994637487874, -0.9982994637487874]]]"
+    case = run_one(write_case, f"name: t/amp\ninputs:\n  x: {x}\ngraph:\n{graph}")
+    assert case.status == "passed", case.messages
+
+
+def test_a_kink_that_round_off_decides_fails_saying_so(write_case: WriteCase) -> None:
+    """group_norm of a constant row is 3.5e-14 by the catalogue and exactly 0 by torch, and
+    norm(p=1)'s gradient is the sign of it: 1 against 0. Moving the inputs by one unit of
+    round-off moves that gradient by the whole of it, so no floor may cover it: the failure
+    says the tensor is ill-conditioned on this data instead of passing anything."""
+    case = run_one(
+        write_case,
+        "name: t/kink\ninputs:\n  x: [[[-0.9982994637487874, -0.9982994637487874, "
+        "-0.9982994637487874]]]\ngraph:\n  n: F.group_norm(x, 1)\n"
+        "  y: torch.norm(n, p=1, dim=-1)\nupstream: [[1.0]]\n",
+    )
+    assert case.status == "failed"
+    (grad,) = [t for t in case.tensors if (t.tensor, t.kind) == ("n", "grad")]
+    (c,) = grad.comparisons
+    assert c.conditioning is not None and "ill-conditioned on this data" in c.conditioning
+    assert c.atol < 1e-6  # the floor did not grow to the gradient's size
