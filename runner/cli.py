@@ -353,7 +353,9 @@ def _finish(
     if args.quiet:
         failing = [r for r in report.cases if r.status in ("failed", "error", "xpassed")]
         shown = report.model_copy(update={"cases": failing})
-    ending = [] if args.quiet else [*extra, f"report: {report_path}"]
+    # GitHub's annotations are for the machine, not the terminal: -q keeps them.
+    annotations = [line for line in extra if line.startswith("::")]
+    ending = annotations if args.quiet else [*extra, f"report: {report_path}"]
     lines = [printable(line) for line in [*details(shown), *ending]]
     out.line("\n".join([*lines, out.count_line(report.summary)]))
     if report.interrupted:

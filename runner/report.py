@@ -88,15 +88,18 @@ def node_name(f: Fault) -> str:
 def fault_message(f: Fault) -> str:
     """Which rule is wrong, and how: the node, the argument, the worst element, the hint."""
     rule = f"{f.source} rule" + (f" {f.rule}" if f.rule else "")
-    text = f"the rule of node {node_name(f)} is wrong for '{f.argument}' ({rule})"
+    # A rule that raised or was stopped has no one argument it is wrong for.
+    which = f" for '{f.argument}'" if f.argument else ""
+    text = f"the rule of node {node_name(f)} is wrong{which} ({rule})"
     if f.under != "the case":
         text += f", found by the probe: judged alone under {f.under}"
     if f.comparison is not None:
         text += f": {f.comparison.left} vs {f.comparison.right} {_worst(f.comparison)}"
     elif f.problem:
         text += f": {f.problem}"
-    if f.diagnosis:
-        text += f"; looks like: {f.diagnosis}"
+    hint = f"looks like: {f.diagnosis}" if f.diagnosis else ""
+    if hint and hint not in (f.problem or ""):  # a shape problem says its hint already
+        text += f"; {hint}"
     return text
 
 

@@ -197,6 +197,22 @@ def test_no_annotations_outside_github_actions(
     assert "::error" not in capsys.readouterr().out
 
 
+def test_quiet_keeps_the_annotations(
+    write_case: WriteCase,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """-q quiets the terminal, not the machine: GitHub's annotations stay (a tester found
+    none printed under -q), the report paths go."""
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    path = write_case(CASES)
+    main(["run", str(path), "-q", "--report", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert sum(line.startswith("::error ") for line in out.splitlines()) >= 3
+    assert "report: " not in out
+
+
 def test_annotation_text_is_escaped() -> None:
     from runner.formats.github import _error
 
@@ -442,3 +458,26 @@ def test_the_html_page_of_a_parallel_run_has_the_heatmaps_of_a_serial_one(
         capsys.readouterr()
         pages.append(page.read_text())
     assert pages[0].count("<svg") == pages[1].count("<svg") > 0
+
+
+def test_a_fault_message_says_its_hint_once_and_no_empty_argument() -> None:
+    """JUnit, Markdown and the annotations print `fault_message`: a shape problem that carries
+    its hint already printed it twice, and a rule that raised (no one argument) said "wrong
+    for ''" (found by a black-box tester)."""
+    from runner.report import fault_message
+    from schemas.report import Fault
+
+    hint = "not summed over the broadcast dimensions"
+    shape = Fault(
+        node="c", op="mul", argument="other", source="case", where="c.yaml:6:6",
+        problem=f"returned shape (2, 3), the operand's is (3,); looks like: {hint}",
+        diagnosis=hint,
+    )  # fmt: skip
+    assert fault_message(shape).count(hint) == 1
+    raised = Fault(
+        node="y", op="kron", argument="", source="module m.py", where="c.yaml:6:6",
+        problem="m.py:4: raised ValueError: cannot reshape",
+    )  # fmt: skip
+    text = fault_message(raised)
+    assert "wrong for ''" not in text
+    assert text.startswith("the rule of node 'y' (kron) is wrong (module m.py rule)")
