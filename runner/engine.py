@@ -11,9 +11,11 @@ precision, fails its case instead of being silently repaired.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -345,6 +347,30 @@ def _any_wanted(arg: Any) -> bool:
     return any(floating_array(v) for v in _operands(arg))
 
 
+class ProcessExitRefused(Exception):
+    """A user's rule called ``os._exit`` or ``os.abort``, which would end the run without a
+    report (exit status 0 for ``os._exit(0)``: a run that looks green)."""
+
+
+@contextmanager
+def _no_process_exit() -> Iterator[None]:
+    """``os._exit`` and ``os.abort`` raise `ProcessExitRefused` while a user's rule runs (a
+    rule that imported them by name before is not covered; ``-j`` isolates any crash)."""
+    saved = os._exit, os.abort
+
+    def refuse_exit(status: int) -> NoReturn:
+        raise ProcessExitRefused(f"the rule called os._exit({status}), which would end the run")
+
+    def refuse_abort() -> NoReturn:
+        raise ProcessExitRefused("the rule called os.abort(), which would end the run")
+
+    os._exit, os.abort = refuse_exit, refuse_abort
+    try:
+        yield
+    finally:
+        os._exit, os.abort = saved
+
+
 def _call_user(
     rule_set: RuleSet, fn: Any, node: Node, g: Array, out: Array, args: Mapping[str, Any]
 ) -> Mapping[str, Any]:
@@ -360,7 +386,7 @@ def _call_user(
 
     try:
         # inf and NaN are the comparison's to judge; a rule that loops is the case's failure.
-        with np.errstate(all="ignore"), time_limit():
+        with np.errstate(all="ignore"), time_limit(), _no_process_exit():
             extra = node.op.gradients_per_output(g.copy(), out.copy(), args)
             answer = fn(g.copy(), out.copy(), {k: copy(v) for k, v in args.items()} | extra)
     except RuleError as exc:  # a case rule's own, already precise

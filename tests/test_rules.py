@@ -692,6 +692,28 @@ def test_a_rule_that_exits_fails_its_case_and_the_run_goes_on(
     assert report_of(report).summary.failed == 2
 
 
+@pytest.mark.parametrize("call", ["os._exit(0)", "os.abort()"])
+def test_a_rule_that_ends_the_process_fails_its_case_and_the_run_goes_on(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str], call: str
+) -> None:
+    """os._exit(0) ended a serial run with exit status 0 and no report (a tester's finding): a
+    run that looks green. While a rule runs, both raise instead."""
+    exits = tmp_path / "ends.py"
+    exits.write_text(f"import os\nRULES = {{'exp': lambda grad, out, input: {call}}}\n")
+    write_case(TWO_OPS, name="a.yaml")
+    write_case(TWO_OPS.replace("t/two", "t/three"), name="b.yaml")
+    report = tmp_path / "r.json"
+    code, out = run(
+        capsys, "run", str(tmp_path / "cases"), "--rules", str(exits), "--report", str(report)
+    )
+    assert code == 1
+    assert f"raised ProcessExitRefused: the rule called {call}" in out
+    assert report_of(report).summary.failed == 2
+    import os
+
+    assert os._exit.__module__ == "posix" and os.abort.__module__ == "posix"  # restored
+
+
 def test_a_module_rule_returning_none_fails_and_an_empty_answer_is_noted(
     write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
