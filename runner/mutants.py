@@ -13,7 +13,8 @@ and dtype:
   ignores its upstream gradient;
 - ``transposed``: the last two axes swapped; only where they are equal (a square gradient), since
   only then can a transposed gradient pass the engine's shape check;
-- ``ties-one-hot``: (max, min, amax, amin, maximum, minimum only) the whole gradient of each group
+- ``ties-one-hot``: (max, min, amax, amin, median, nanmedian, maximum, minimum only) the whole
+  gradient of each group
   of tied elements given to the first one in row-major order (the first argument for
   maximum/minimum), where torch splits it evenly: for reductions the tie groups are the elements of
   a reduced slice equal to its result; for maximum/minimum, the positions where both operands are
@@ -57,7 +58,7 @@ KINDS = (
 SCALE = 1.001
 # Ops whose gradient at ties torch splits (or sends to one index): reductions over slices, and
 # elementwise extrema of two operands.
-TIE_REDUCTIONS = frozenset({"max", "min", "amax", "amin"})
+TIE_REDUCTIONS = frozenset({"max", "min", "amax", "amin", "median", "nanmedian"})
 TIE_PAIRS = frozenset({"maximum", "minimum"})
 TIE_OPS = TIE_REDUCTIONS | TIE_PAIRS
 
