@@ -77,6 +77,13 @@ def _diagnose(
             "the upstream gradient ignored: it equals torch's gradient under an all-ones "
             "upstream (multiply by grad)"
         )
+    square = m.ndim >= 2 and m.shape[-1] == m.shape[-2]
+    if square and not _close(m, r, scale) and _close((m + np.swapaxes(m, -1, -2)) / 2, r, scale):
+        # Before the ties: one triangle's gradient has the symmetric part's total.
+        return (
+            "not symmetrised: torch's gradient is (manual + manual^T) / 2 (an op that reads "
+            "its input as symmetric: cholesky, eigh)"
+        )
     ties = _ties_hint(m, r, scale)
     if ties:
         return ties
@@ -85,7 +92,7 @@ def _diagnose(
         if factor == -1:
             return "the sign flipped: manual = -1 x torch's"
         return f"a constant factor: manual = {_fraction(factor)} x torch's"
-    if m.ndim >= 2 and m.shape[-1] == m.shape[-2] and _close(m, np.swapaxes(r, -1, -2), scale):
+    if square and _close(m, np.swapaxes(r, -1, -2), scale):
         return "the transpose of torch's"
     return None
 

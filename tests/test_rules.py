@@ -1107,3 +1107,12 @@ def test_a_uniform_multiple_with_zeros_is_a_constant_factor_not_ties() -> None:
     split = np.array([0.5, 0.5, 0.0, 1 / 3, 1 / 3, 1 / 3])
     whole = np.array([1.0, 1.0, 0.0, 1.0, 1.0, 1.0])
     assert "every tied element" in str(diagnose(whole, split))
+
+
+def test_a_gradient_not_symmetrised_is_said_so() -> None:
+    """cholesky's and eigh's textbook gradients are one triangle's; torch's is the symmetric
+    part: (manual + manual^T) / 2 (a tester's rule failed with no hint)."""
+    manual = np.array([[1.0, 0.0, 0.0], [0.4, 2.0, 0.0], [-0.6, 0.2, 3.0]])
+    torch_grad = (manual + manual.T) / 2
+    assert str(diagnose(manual, torch_grad)).startswith("not symmetrised")
+    assert diagnose(torch_grad.T, torch_grad) is None  # symmetric: nothing to say
