@@ -1115,4 +1115,4 @@ def test_a_gradient_not_symmetrised_is_said_so() -> None:
     manual = np.array([[1.0, 0.0, 0.0], [0.4, 2.0, 0.0], [-0.6, 0.2, 3.0]])
     torch_grad = (manual + manual.T) / 2
     assert str(diagnose(manual, torch_grad)).startswith("not symmetrised")
-    assert diagnose(torch_grad.T, torch_grad) is None  # symmetric: nothing to say
+    assert diagnose(2 * torch_grad, torch_grad) == "a constant factor: manual = 2 x torch's"
