@@ -15,9 +15,9 @@ and dtype:
   only then can a transposed gradient pass the engine's shape check;
 - ``ties-one-hot``: (max, min, amax, amin, median, nanmedian, maximum, minimum only) the
   whole gradient of each group of tied elements given to the first one in row-major order (the
-  first argument for maximum/minimum), where torch splits it evenly: for reductions the tie groups are the elements of
-  a reduced slice equal to its result; for maximum/minimum, the positions where both operands are
-  equal, whose upstream gradient goes wholly to ``input`` (the rule is linear in its upstream, so
+  first argument for maximum/minimum), where torch splits it evenly: for reductions the tie
+  groups are the elements of a reduced slice equal to its result; for maximum/minimum, the
+  positions where both operands are equal, whose upstream gradient goes wholly to ``input`` (the rule is linear in its upstream, so
   the rest of the gradient is the base rule's under the upstream zeroed at ties);
 - ``wrong-axis``: the gradient summed over an axis the op does not reduce and divided by its
   length (its mean there), broadcast back: a rule that reduces over the wrong axis where the shapes
