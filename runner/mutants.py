@@ -17,8 +17,9 @@ and dtype:
   whole gradient of each group of tied elements given to the first one in row-major order (the
   first argument for maximum/minimum), where torch splits it evenly: for reductions the tie
   groups are the elements of a reduced slice equal to its result; for maximum/minimum, the
-  positions where both operands are equal, whose upstream gradient goes wholly to ``input`` (the rule is linear in its upstream, so
-  the rest of the gradient is the base rule's under the upstream zeroed at ties);
+  positions where both operands are equal, whose upstream gradient goes wholly to ``input``
+  (the rule is linear in its upstream, so the rest of the gradient is the base rule's under the
+  upstream zeroed at ties);
 - ``wrong-axis``: the gradient summed over an axis the op does not reduce and divided by its
   length (its mean there), broadcast back: a rule that reduces over the wrong axis where the shapes
   let it pass. Applies to ops with a ``dim`` (reductions, softmax, cumulative and indexing ops)
