@@ -1116,3 +1116,24 @@ def test_a_gradient_not_symmetrised_is_said_so() -> None:
     torch_grad = (manual + manual.T) / 2
     assert str(diagnose(manual, torch_grad)).startswith("not symmetrised")
     assert diagnose(2 * torch_grad, torch_grad) == "a constant factor: manual = 2 x torch's"
+
+
+def test_a_rule_whose_signature_cannot_take_the_ops_arguments_is_refused_at_load(
+    tmp_path: Path,
+) -> None:
+    """`def inv(grad, A)` (no `out`) or `def det(grad, out, X)` (det's argument is A) failed
+    only when called, with Python's bare TypeError (a tester's finding): refused when the
+    module loads, at the rule's line, with how gradcase calls it."""
+    from runner.diagnostics import RulesError
+    from runner.rules.modules import load as load_modules
+
+    module = tmp_path / "sig.py"
+    module.write_text(
+        "def det(grad, out, X):\n    return {'X': grad}\n\n"
+        "def ok(grad, out, **args):\n    return {}\n\nRULES = {'inv': ok, 'det': det}\n"
+    )
+    with pytest.raises(RulesError) as info:
+        load_modules([str(module)], tmp_path)
+    text = str(info.value)
+    assert "sig.py:1: RULES['det'] cannot be called as a rule of det" in text
+    assert "rule(grad, out, A=...)" in text

@@ -58,6 +58,10 @@ def rule_set(rules: Any, source: str, ops: Any = None) -> RuleSet:
             )
         if not callable(fn):
             raise RulesError(f"{source}: RULES[{op!r}] is {type(fn).__name__}, not a callable")
+        refused = _signature_problem(fn, own[op] if op in own else REGISTRY[op])
+        if refused:
+            at = _where(fn) or source
+            raise RulesError(f"{at}: RULES[{op!r}] {refused}")
         wrapped[op] = _keywords(fn)
         where[op] = _where(fn)
         texts[op] = getattr(inspect.unwrap(fn), "__qualname__", "") or repr(fn)
@@ -104,6 +108,30 @@ def module_ops(rule_sets: Sequence[RuleSet]) -> dict[str, Op]:
                 )
             found[name] = op
     return found
+
+
+def _signature_problem(fn: Callable[..., Any], op: Op) -> str:
+    """Why ``fn`` cannot be called as a rule of ``op`` (``rule(grad, out, **arguments)`` with
+    every parameter of the op by its torch name, and ``grads`` and ``outs`` for an op with
+    several outputs); empty when it can, or when Python cannot tell (a builtin)."""
+    try:
+        signature = inspect.signature(fn, follow_wrapped=False)  # the callable gradcase calls
+    except (TypeError, ValueError):
+        return ""
+    names = [p.name for p in op.params]
+    several = [[], ["grads", "outs"]] if op.outputs else [[]]
+    problems = []
+    for extra in several:
+        try:
+            signature.bind(None, None, **dict.fromkeys([*names, *extra]))
+            return ""
+        except TypeError as exc:
+            problems.append(str(exc))
+    return (
+        f"cannot be called as a rule of {op.name}: {problems[0]}; gradcase calls "
+        f"rule(grad, out, {', '.join(f'{n}=...' for n in names)}) with {op.name}'s "
+        "arguments by their torch names (def rule(grad, out, **args) takes any)"
+    )
 
 
 def _keywords(fn: Callable[..., Any]) -> RuleFn:
