@@ -1137,3 +1137,22 @@ def test_a_rule_whose_signature_cannot_take_the_ops_arguments_is_refused_at_load
     text = str(info.value)
     assert "sig.py:1: RULES['det'] cannot be called as a rule of det" in text
     assert "rule(grad, out, A=...)" in text
+
+
+def test_a_rule_that_raises_names_the_line_that_raised(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The rule's def line says little in a 20-line rule: the message also names the line of
+    the user's module the exception came from (a tester's finding)."""
+    module = tmp_path / "badrules.py"
+    module.write_text(
+        "import numpy as np\n\ndef exp(grad, out, input):\n    a = grad.sum()\n"
+        "    return {'input': grad.reshape(99, 2)}\n\nRULES = {'exp': exp}\n"
+    )
+    write_case(TWO_OPS, name="a.yaml")
+    code, out = run(
+        capsys, "run", str(tmp_path / "cases"), "--rules", str(module),
+        "--report", str(tmp_path / "r.json"),
+    )  # fmt: skip
+    assert code == 1
+    assert "(`exp`) raised ValueError at " in out and "badrules.py:5: cannot reshape" in out

@@ -149,13 +149,14 @@ def _where(fn: Callable[..., Any]) -> str:
         line = inspect.getsourcelines(target)[1]
     except (TypeError, OSError):
         return ""
-    return f"{_display(Path(file or '?'))}:{line}"
+    return f"{display_path(Path(file or '?'))}:{line}"
 
 
-def _display(path: Path) -> str:
+def display_path(path: str | Path) -> str:
+    """A module's path as messages show it: relative to the current folder where it can be."""
     try:
         return os.path.relpath(path)
-    except ValueError:
+    except ValueError:  # another drive (Windows)
         return str(path)
 
 
@@ -234,9 +235,9 @@ def _summary(exc: BaseException) -> str:
         for f in frames
         if "importlib" not in f.filename and not Path(f.filename).resolve().is_relative_to(own)
     ]
-    at = f" at {_display(Path(user[-1].filename))}:{user[-1].lineno}" if user else ""
+    at = f" at {display_path(Path(user[-1].filename))}:{user[-1].lineno}" if user else ""
     if isinstance(exc, SyntaxError) and exc.filename:
-        at = f" at {_display(Path(exc.filename))}:{exc.lineno}"
+        at = f" at {display_path(Path(exc.filename))}:{exc.lineno}"
     return f"{type(exc).__name__}: {exc}{at}"
 
 
@@ -251,7 +252,7 @@ def find_config(start: Path) -> tuple[list[str], Path] | None:
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise RulesError(f"{_display(path)}: cannot read it: {exc}") from None
+            raise RulesError(f"{display_path(path)}: cannot read it: {exc}") from None
         table = data.get("tool", {}).get("gradcase")
         if table is None:
             continue
@@ -260,7 +261,7 @@ def find_config(start: Path) -> tuple[list[str], Path] | None:
 
 
 def _config_rules(table: Any, path: Path) -> list[str]:
-    shown = _display(path)
+    shown = display_path(path)
     if not isinstance(table, dict):
         raise RulesError(f"{shown}: [tool.gradcase] must be a table")
     for key in table:
