@@ -128,8 +128,8 @@ def test_a_user_rule_that_raises_is_named_with_the_shapes() -> None:
 
     with pytest.raises(
         RuleError,
-        match=r"node 'c' \(mul\): the module m rule raised ValueError: boom \(shapes: grad \(2,\), "
-        r"out \(2,\), input \(2,\), other \(2,\)\)",
+        match=r"node 'c' \(mul\): the module m rule raised ValueError at \S*test_engine.py:\d+: "
+        r"boom \(shapes: grad \(2,\), out \(2,\), input \(2,\), other \(2,\)\)",
     ):
         backward(g, values, np.ones(2), [RuleSet("module m", {"mul": broken})])
 
