@@ -380,12 +380,29 @@ def _diagnosis(
     try:
         ones = _under_ones(oracle, node, args, g, pname, argument)
         diagnosis = diagnose(mine, theirs, upstream=g, ones_reference=ones, oracle=oracle.name)
-        return diagnosis or named(
-            _transposed(oracle, node, args, g, mine, theirs, pname, argument),
-            oracle.name,
+        return (
+            diagnosis
+            or named(_transposed(oracle, node, args, g, mine, theirs, pname, argument), oracle.name)
+            or _at_convention(node, args)
         )
     except Exception:  # a hint is a bonus: failing to find one must not lose the fault itself
         return None
+
+
+def _at_convention(node: Node, args: dict[str, Any]) -> str | None:
+    """The node's data sit exactly at a tie or kink of its op (`Op.kinks` at distance 0): a
+    rule that makes another valid choice there (another tied index) differs from torch's
+    convention, which `gradcase ops` states."""
+    if node.op.kinks is None:
+        return None
+    reason = node.op.kinks(0.0, **args)
+    if reason is None:
+        return None
+    return (
+        f"the data are at a tie or kink of {node.op.name} ({reason}): torch's convention "
+        f"decides the gradient there (`gradcase ops {node.op.name}` states it), and a rule "
+        "that chooses otherwise differs"
+    )
 
 
 def _is_array(v: Any) -> bool:

@@ -454,7 +454,9 @@ def test_a_worker_that_dies_makes_its_case_an_error_and_the_run_goes_on(
         ("t/crash", "error"),
         ("t/c", "passed"),
     ]
-    assert "worker process running this case died (killed by SIGKILL)" in result.cases[1].messages[0]
+    assert (
+        "worker process running this case died (killed by SIGKILL)" in result.cases[1].messages[0]
+    )
 
 
 def test_jobs_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1156,3 +1156,30 @@ def test_a_rule_that_raises_names_the_line_that_raised(
     )  # fmt: skip
     assert code == 1
     assert "(`exp`) raised ValueError at " in out and "badrules.py:5: cannot reshape" in out
+
+
+def test_a_rule_choosing_another_tied_element_is_told_the_data_are_at_a_tie(
+    write_case: WriteCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A topk rule sending the gradient to the first tied elements (a stable argsort), where
+    torch's CPU picks others: no hint said why a valid subgradient fails (a tester's finding).
+    The op's kink predicate at distance 0 says the data sit at a tie."""
+    module = tmp_path / "topk_rules.py"
+    module.write_text(
+        "import numpy as np\n\n"
+        "def topk(grad, out, input, k, dim=-1, largest=True, sorted=True, grads=None, outs=None):\n"
+        "    order = np.argsort(-input, axis=dim, kind='stable')[..., :k]\n"
+        "    g = np.zeros_like(input)\n"
+        "    np.put_along_axis(g, order, grads[0], axis=dim)\n"
+        "    return {'input': g}\n\nRULES = {'topk': topk}\n"
+    )
+    write_case(
+        "name: t/tk\ninputs:\n  x: [[3.0, 2.0, 2.0, 5.0, 2.0, 2.0]]\n"
+        "graph:\n  t: topk(x, 3).values\nupstream: [[1.0, -2.0, 0.5]]\n"
+    )
+    code, out = run(
+        capsys, "run", str(tmp_path / "cases"), "--rules", str(module),
+        "--report", str(tmp_path / "r.json"),
+    )  # fmt: skip
+    assert code == 1
+    assert "looks like: the data are at a tie or kink of topk" in out
