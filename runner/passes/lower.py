@@ -480,9 +480,7 @@ class _Lowering:
         if not masks:
             return args
         try:
-            template, positions = expand_masks(
-                args["index"], masks, self.shape_of(args["input"])
-            )
+            template, positions = expand_masks(args["index"], masks, self.shape_of(args["input"]))
         except ShapeError as exc:
             self.problem(path, f"subscript: {str(exc).removeprefix('subscript: ')}", col)
             return None
