@@ -127,7 +127,9 @@ def expand_masks(
         if mask is None:
             expanded.append(item)
         elif mask.ndim == 0:
-            raise ShapeError("subscript: a 0-d bool mask is not supported (write x[None])")
+            raise ShapeError(
+                "subscript: a 0-d bool mask is not supported (torch's x[True] is x[None])"
+            )
         else:
             covers.append((sum(isinstance(i, str) for i in expanded), slot))
             positions[slot] = [p.astype(np.int64) for p in np.nonzero(mask)]
