@@ -13,8 +13,12 @@ advanced index and so move the dims elsewhere (``x[0, :, idx]``), so both steps 
 torch does them. Negative indices wrap; an index out of range is refused. The VJP is index_put
 with accumulate=True: a repeated index adds its gradients.
 
-A bool mask (``x[mask]``) has a shape that depends on the mask's values, which a static shape
-cannot know: it is refused with what to write instead (where / masked_fill)."""
+A bool mask (``x[mask]``) is torch's ``x[mask.nonzero(as_tuple=True)]`` (torch's docs): its k dims
+are replaced, in place, by k integer index tensors, the positions of its true elements. Its
+result's shape depends on the mask's values, so only a mask whose values are known when the case
+is compiled (a literal bool input) is taken: lowering rewrites it with `expand_masks` into k
+constant int64 inputs; a mask computed in the graph (``x[x > 0]``) is refused with what to write
+instead (where / masked_fill)."""
 
 from __future__ import annotations
 
@@ -29,8 +33,9 @@ from runner.ops.spec import Array, Op, Param, Sample, Shape, ShapeError
 TENSOR_SLOT = "tensor"
 MASK_REFUSED = (
     "a bool mask subscript (x[mask]) has a shape that depends on the mask's values, which a "
-    "graph's static shapes cannot know: write where(mask, x, 0.0) or masked_fill(x, ~mask, 0.0) "
-    "(then sum) to keep the shape, or index with integer positions (x[idx]) where they are known"
+    "graph's static shapes cannot know unless the mask is a literal bool input "
+    "(m: {values: [true, false], dtype: bool}, then x[m]); for a mask computed in the graph write "
+    "where(mask, x, 0.0) or masked_fill(x, ~mask, 0.0) (then sum) to keep the shape"
 )
 
 FLOAT_REFUSED = "a subscript's index tensor must be an integer tensor"
@@ -94,6 +99,67 @@ def _selected(i: int, dim: int, shape: Shape) -> int:
             f"(expected {-n} to {n - 1})"
         )
     return i
+
+
+def expand_masks(
+    template: tuple[Any, ...], masks: dict[int, Array], input: Shape
+) -> tuple[tuple[Any, ...], dict[int, list[Array]]]:
+    """``x[..., mask, ...]`` as torch computes it, ``mask.nonzero(as_tuple=True)`` in the mask's
+    place (torch's docs for ``torch.nonzero``; TensorIndexing's ``expandTensors``): ``masks``
+    maps a `TENSOR_SLOT` (numbered among the template's slots) to its bool mask; the result is
+    the template with k slots in place of each k-d mask's one, and for each mask its k int64
+    position vectors (``np.nonzero``, row-major as torch's), which fill those slots in order.
+
+    Raises:
+        ShapeError: a 0-d mask (torch would add a dim), or a mask whose shape is not the shape
+            of the dims of ``input`` it stands at (torch: IndexError "The shape of the mask ...
+            does not match the shape of the indexed tensor").
+    """
+    expanded: list[Any] = []
+    positions: dict[int, list[Array]] = {}
+    covers: list[tuple[int, int]] = []  # (first slot of the expanded template, mask slot)
+    slot = 0
+    for item in template:
+        if not isinstance(item, str):
+            expanded.append(item)
+            continue
+        mask = masks.get(slot)
+        if mask is None:
+            expanded.append(item)
+        elif mask.ndim == 0:
+            raise ShapeError(
+                "subscript: a 0-d bool mask is not supported (torch's x[True] is x[None])"
+            )
+        else:
+            covers.append((sum(isinstance(i, str) for i in expanded), slot))
+            positions[slot] = [p.astype(np.int64) for p in np.nonzero(mask)]
+            expanded += [TENSOR_SLOT] * mask.ndim
+        slot += 1
+    dims = _slot_dims(tuple(expanded), len(input))
+    for first, slot in covers:
+        mask = masks[slot]
+        start = dims[first]
+        if tuple(input[start : start + mask.ndim]) != mask.shape:
+            raise ShapeError(
+                f"subscript: the shape of the mask {list(mask.shape)} does not match the shape "
+                f"of the indexed tensor {list(input)} at dim {start}"
+            )
+    return tuple(expanded), positions
+
+
+def _slot_dims(template: tuple[Any, ...], ndim: int) -> list[int]:
+    """The dim of the input each `TENSOR_SLOT` of ``template`` stands at (as `_steps` counts)."""
+    consumed = sum(item is not None and item is not Ellipsis for item in template)
+    dims = []
+    source = 0
+    for item in template:
+        if isinstance(item, str):
+            dims.append(source)
+        if item is Ellipsis:
+            source += max(ndim - consumed, 0)
+        elif item is not None:
+            source += 1
+    return dims
 
 
 def _checked(indices: list[Any]) -> list[Array]:
@@ -222,5 +288,7 @@ INDEX = Op(
     "... apply first (an int or a 0-d integer tensor selects), then the tensors, broadcast "
     "together, at the dims they stand at (their dims in place when the tensors are adjacent, else "
     "first); negative indices wrap; repeated indices accumulate their gradients (index_put with "
-    "accumulate=True). A bool mask is refused: its result's shape depends on its values",
+    "accumulate=True). A bool mask is taken when it is a literal bool input (rewritten to its "
+    "nonzero positions, as torch's x[mask] is x[mask.nonzero(as_tuple=True)]); one computed in "
+    "the graph is refused: its result's shape depends on its values",
 )

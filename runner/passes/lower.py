@@ -1,7 +1,9 @@
 """Lowering, the first pass: a case's inputs and graph become nodes of catalogue ops with static
 shapes. Names are resolved, calls bound to their ops' signatures, and every operand's use is
 recorded (`Use`) for the passes after it; dtypes and requires_grad are not settled here, so one
-lowering serves them all. Every problem is collected with its YAML location; no array is made.
+lowering serves them all. Every problem is collected with its YAML location; no array is made,
+but for a literal bool input used as a subscript's mask, whose true positions become constant
+int64 inputs (`_Lowering.masked`), as torch's ``x[mask]`` is ``x[mask.nonzero(as_tuple=True)]``.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from runner.composed import Definition, Local, specialise, substitute
 from runner.diagnostics import Problem, did_you_mean
 from runner.expr import Call, Const, Expr, ExprError, ListOf, Name, parse
 from runner.graph import Node, Ref
-from runner.inputs import MAX_ELEMENTS, InputPlan, plan_input
+from runner.inputs import MAX_ELEMENTS, InputPlan, make_input, plan_input
 from runner.ops import COPY, REGISTRY, public_ops
+from runner.ops.indexing_subscript import INDEX, expand_masks
 from runner.ops.meaning import suggest_op
 from runner.ops.spec import Op, Param, Shape, ShapeError
 from runner.yaml_source import Document, Path
-from schemas.case import Case, LongFormNode
+from schemas.case import Case, LongFormNode, ValuesInput
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ def lower_case(
     not reported again."""
     lowering = _Lowering(doc, local, frozenset(case.graph), set(quiet))
     inputs = lowering.inputs(case)
+    lowering.plans = inputs
     for name, entry in case.graph.items():
         if name in inputs:
             lowering.problem(
@@ -73,7 +77,7 @@ def lower_case(
             # Reported here, or where a name it uses failed: its users stay quiet.
             lowering.shapes.pop(name, None)
             lowering.failed.add(name)
-    return lowering.result(inputs)
+    return lowering.result({**inputs, **lowering.positions})
 
 
 def lower_body(
@@ -119,6 +123,11 @@ class _Lowering:
         # Named calls with several outputs (``m: max(x, 1)``): the op and its bound arguments,
         # so ``m.indices`` / ``m[1]`` is a node of that output (``m`` itself is the first).
         self.tuples: dict[str, tuple[Op, dict[str, Any]]] = {}
+        # The case's input plans (none in an op's body), and the constant inputs made of the
+        # true positions of bool masks (``m#nonzero0``...; '#' keeps them apart from the
+        # user's names).
+        self.plans: Mapping[str, InputPlan] = {}
+        self.positions: dict[str, InputPlan] = {}
 
     def result(self, inputs: Mapping[str, InputPlan]) -> Lowered:
         return Lowered(
@@ -428,6 +437,11 @@ class _Lowering:
         self, op: Op, args: dict[str, Any], expr: Call, path: Path, target: str | None
     ) -> Ref | None:
         """One node of ``op`` with its static shape; None when the shape rule refused it."""
+        if op is INDEX:
+            masked = self.masked(args, path, expr.col)
+            if masked is None:
+                return None
+            args = masked
         shape_args = {
             p.name: self.shape_of(args[p.name]) if p.is_tensor else args[p.name] for p in op.params
         }
@@ -453,6 +467,35 @@ class _Lowering:
         self.nodes.append(Node(name, op, args, shape, named=target is not None, text=expr.text))
         self.locations[name] = str(self.doc.where(path, expr.col))
         return Ref(name)
+
+    def masked(self, args: dict[str, Any], path: Path, col: int) -> dict[str, Any] | None:
+        """`index_tensor`'s arguments with each literal bool input among its ``indices``
+        replaced by its true positions (`expand_masks`), k constant int64 inputs for a k-d
+        mask; None (reported) when a mask does not fit the dims it indexes."""
+        masks = {
+            slot: make_input(self.plans[ref.name])
+            for slot, ref in enumerate(args["indices"])
+            if ref.name in self.plans and self.plans[ref.name].dtype == "bool"
+        }
+        if not masks:
+            return args
+        try:
+            template, positions = expand_masks(args["index"], masks, self.shape_of(args["input"]))
+        except ShapeError as exc:
+            self.problem(path, f"subscript: {str(exc).removeprefix('subscript: ')}", col)
+            return None
+        indices: list[Ref] = []
+        for slot, ref in enumerate(args["indices"]):
+            if slot not in positions:
+                indices.append(ref)
+                continue
+            for d, where in enumerate(positions[slot]):
+                name = f"{ref.name}#nonzero{d}"
+                spec = ValuesInput(values=where.tolist(), dtype="int64", requires_grad=False)
+                self.positions[name] = InputPlan(spec, "int64", where.shape, False)
+                self.shapes[name] = where.shape
+                indices.append(Ref(name))
+        return {**args, "indices": indices, "index": template}
 
     def shape_of(self, arg: Any) -> Any:
         if isinstance(arg, Ref):
