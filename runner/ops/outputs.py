@@ -39,6 +39,7 @@ from runner.ops.reductions_samples import (
     ties,
     uniform,
 )
+from runner.ops.sorting_select import sort_order
 from runner.ops.spec import Array, Op, Param, Sample, Shape, norm_dim, norm_dims, reduced_shape
 
 Grads = tuple[Array | None, ...]
@@ -159,17 +160,6 @@ def _aminmax_vjp(
     return np.asarray(total)
 
 
-def _sort(x: Array, d: int, descending: bool) -> Array:
-    """torch's CPU sort is stable, NaN the largest: ascending puts NaNs last, descending first,
-    ties in their input order both ways."""
-    if not descending:
-        return np.argsort(x, axis=d, kind="stable")
-    # lexsort's last key is the primary one: NaNs (False) first, then descending values.
-    moved = np.moveaxis(x, d, -1)
-    order = np.lexsort((-np.nan_to_num(moved, nan=0.0), ~np.isnan(moved)), axis=-1)
-    return np.moveaxis(order, -1, d)
-
-
 def _sort_forward(
     input: Any, dim: int = -1, descending: bool = False, stable: bool = False
 ) -> tuple[Array, Array]:
@@ -177,7 +167,7 @@ def _sort_forward(
     if x.ndim == 0:
         return x, np.zeros((), np.int64)
     d = norm_dim(dim, x.ndim)
-    idx = _sort(x, d, descending).astype(np.int64)
+    idx = sort_order(x, d, descending, stable)
     return np.take_along_axis(x, idx, axis=d), idx
 
 
@@ -234,7 +224,21 @@ def _sort_samples(rng: np.random.Generator) -> list[Sample]:
             "NaNs, descending",
         ),
         Sample({"input": np.asarray(2.0), "dim": 0}, "0-d"),
+        # More than 16 elements with ties: std::sort's order, not the input's (stable=False).
+        Sample({"input": _tied_long(rng, (2, 40)), "dim": 1}, "ties in 40 elements"),
+        Sample(
+            {"input": _tied_long(rng, (37, 2)), "dim": 0, "descending": True},
+            "ties in 37 elements, descending",
+        ),
+        Sample({"input": _tied_long(rng, (1, 33)), "dim": -1, "stable": True}, "ties, 33, stable"),
     ]
+
+
+def _tied_long(rng: np.random.Generator, shape: tuple[int, ...]) -> Array:
+    """Three distinct values and NaNs, so every long slice has ties."""
+    x = rng.integers(0, 3, shape).astype(np.float64)
+    x[rng.random(shape) < 0.05] = NAN
+    return x
 
 
 def _scan_samples(rng: np.random.Generator) -> list[Sample]:
@@ -383,8 +387,10 @@ OPS: Sequence[Op] = [
         samples=_sort_samples,
         outputs=("values", "indices"),
         integer_outputs=("indices",),
-        note="(values, indices); the values' gradient goes back to the indices; torch's CPU "
-        "sort is stable (ties keep their order, NaNs are the largest)",
+        note="(values, indices); the values' gradient goes back to the indices; ties: with "
+        "stable=True in their input order; with stable=False (the default) in the order of "
+        "the libstdc++ std::sort torch's CPU kernel uses, which keeps input order only in "
+        "slices of at most 16 elements (reproduced); NaN the largest",
     ),
     _scan_op("cummax", np.greater),
     _scan_op("cummin", np.less),

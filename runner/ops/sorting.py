@@ -20,7 +20,12 @@ from runner.ops.dtypes import operand
 from runner.ops.outputs import scatter_add
 from runner.ops.reductions_samples import NAN, ties, uniform
 from runner.ops.sorting_scatter import SCATTER_REDUCE
-from runner.ops.sorting_select import kthvalue_position, median_position, topk_positions
+from runner.ops.sorting_select import (
+    kthvalue_position,
+    median_position,
+    sort_order,
+    topk_positions,
+)
 from runner.ops.spec import (
     Array,
     Op,
@@ -208,33 +213,24 @@ def _median_op(name: str, ignore_nan: bool) -> Op:
 # --- msort, argsort: sort's forward ---
 
 
-def _sorted_order(x: Array, d: int, descending: bool) -> Array:
-    """torch's CPU sort order along ``d``: stable, NaN the largest (see outputs._sort)."""
-    if not descending:
-        return np.argsort(x, axis=d, kind="stable").astype(np.int64)
-    moved = np.moveaxis(x, d, -1)
-    order = np.lexsort((-np.nan_to_num(moved, nan=0.0), ~np.isnan(moved)), axis=-1)
-    return np.moveaxis(order, -1, d).astype(np.int64)
-
-
 def _msort(input: Any) -> Array:
     x = operand(input)
     if x.ndim == 0:
         return x.copy()
-    return _values_at(x, _sorted_order(x, 0, False), 0)
+    return _values_at(x, sort_order(x, 0, False), 0)
 
 
 def _msort_vjp(g: Array, out: Array, input: Array) -> tuple[Array]:
     if input.ndim == 0:
         return (g,)
-    return (scatter_add(g, _sorted_order(input, 0, False), input.shape, 0),)
+    return (scatter_add(g, sort_order(input, 0, False), input.shape, 0),)
 
 
 def _argsort(input: Any, dim: int = -1, descending: bool = False, stable: bool = False) -> Array:
     x = operand(input)
     if x.ndim == 0:
         return np.zeros((), np.int64)
-    return _sorted_order(x, norm_dim(dim, x.ndim), descending)
+    return sort_order(x, norm_dim(dim, x.ndim), descending, stable)
 
 
 def _dim_shape(input: Shape, dim: int = 0, **_: Any) -> Shape:
@@ -373,7 +369,8 @@ OPS: list[Op] = [
         lambda input: tuple(input),
         _msort_samples,
         "sort along dim 0, the values only; the gradient goes back through sort's indices "
-        "(stable: ties keep their order, NaN the largest)",
+        "(torch.sort's default, not stable: ties in slices of more than 16 elements come in "
+        "libstdc++ std::sort's order, reproduced; NaN the largest)",
     ),
     _op(
         "argsort",
@@ -390,8 +387,10 @@ OPS: list[Op] = [
         ),
         lambda input, dim=-1, **_: _dim_shape(input, dim),
         _argsort_samples,
-        "sort's indices (int64, no gradient: for use as indices); torch's CPU sort is stable "
-        "whatever stable says (ties keep their order), NaN the largest",
+        "sort's indices (int64, no gradient: for use as indices); ties: with "
+        "stable=True in their input order; with stable=False (the default) in the order of "
+        "the libstdc++ std::sort torch's CPU kernel uses, which keeps input order only in "
+        "slices of at most 16 elements (reproduced); NaN the largest",
     ),
     SCATTER_REDUCE,
 ]
