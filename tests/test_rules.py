@@ -1183,3 +1183,17 @@ def test_a_rule_choosing_another_tied_element_is_told_the_data_are_at_a_tie(
     )  # fmt: skip
     assert code == 1
     assert "looks like: the data are at a tie or kink of topk" in out
+
+
+def test_a_module_importing_os_exit_by_name_is_refused_at_load(tmp_path: Path) -> None:
+    """`from os import _exit` escapes the patch that makes os._exit raise while a rule runs:
+    a serial run ended with exit 0 and no report (a tester's finding). Refused at load."""
+    from runner.diagnostics import RulesError
+    from runner.rules.modules import load as load_modules
+
+    module = tmp_path / "m3.py"
+    module.write_text(
+        "from os import _exit\n\ndef det(grad, out, A):\n    _exit(0)\n\nRULES = {'det': det}\n"
+    )
+    with pytest.raises(RulesError, match="'_exit' is os._exit, imported by name"):
+        load_modules([str(module)], tmp_path)

@@ -168,8 +168,23 @@ def load(specs: Sequence[str], base: Path) -> list[RuleSet]:
     sets = []
     for spec in _checked(specs):
         module = _import(spec, base)
+        _refuse_exit_by_name(module, spec)
         sets.append(rule_set(module.RULES, f"module {spec}", getattr(module, "OPS", None)))
     return sets
+
+
+def _refuse_exit_by_name(module: Any, spec: str) -> None:
+    """A module that holds ``os._exit`` or ``os.abort`` under a name of its own (``from os
+    import _exit``): called from a rule it would end a serial run with no report, exit status
+    0 for ``_exit(0)``, where gradcase makes ``os._exit`` raise while a rule runs. Raises
+    `RulesError`."""
+    for name, value in vars(module).items():
+        if value is os._exit or value is os.abort:
+            raise RulesError(
+                f"rules module {spec}: '{name}' is os.{value.__name__}, imported by name: "
+                "called from a rule it would end the run without a report; a rule that must "
+                "fail raises an exception"
+            )
 
 
 def _checked(specs: Sequence[str]) -> Sequence[str]:
