@@ -46,9 +46,20 @@ class Tolerance:
     absolute: bool = False
     # The most ``atol * scale`` may allow, in the tensor's units (None: no cap).
     cap: float | None = None
+    # A floor per element (an array at the tensors' shape, added to ``floor``): half
+    # precision's, where a reference's own error is its element's, not its largest element's.
+    elements: Any = None
 
-    def with_floor(self, floor: float) -> Tolerance:
-        return Tolerance(self.rtol, self.atol, max(self.floor, floor), self.absolute, self.cap)
+    def with_floor(self, floor: Any) -> Tolerance:
+        """This tolerance with round-off ``floor`` added: a number (the tensor's), or an array
+        at the tensor's shape (one per element, `elements`)."""
+        if np.ndim(floor) == 0:
+            return Tolerance(
+                self.rtol, self.atol, max(self.floor, float(floor)), self.absolute, self.cap,
+                self.elements,
+            )  # fmt: skip
+        mine = floor if self.elements is None else np.maximum(self.elements, floor)
+        return Tolerance(self.rtol, self.atol, self.floor, self.absolute, self.cap, mine)
 
 
 # torch.testing.assert_close's rtol for the dtype; atol as a fraction of the tensor's scale. A
@@ -107,15 +118,17 @@ def compare(
     if tol.cap is not None and not tol.absolute:
         allowance = min(allowance, tol.cap)
     allowance += tol.floor
+    # Per-element floors: the report gives the largest (the allowance at its worst).
+    most = 0.0 if tol.elements is None else float(np.max(tol.elements, initial=0.0))
 
     def result(ok: bool, **found: Any) -> Comparison:
         return Comparison(
             left=sources[0],
             right=sources[1],
             rtol=tol.rtol,
-            atol=allowance,
+            atol=allowance + most,
             scale=None if tol.absolute else scale,
-            floor=tol.floor or None,
+            floor=(tol.floor + most) or None,
             ok=ok,
             **found,
         )
@@ -131,12 +144,15 @@ def compare(
         return result(False, problem=f"shape {tuple(a.shape)} vs {tuple(b.shape)}")
     if a.size == 0:
         return result(True, abs_err=0.0, rel_err=0.0, mismatched=0, total=0)
+    per: Any = allowance
+    if tol.elements is not None:
+        per = allowance + np.broadcast_to(np.asarray(tol.elements, np.float64), a.shape)
     if unchecked is None or not np.any(unchecked):
-        small = a.size <= SMALL
-        fast = (_small_compare if small else _finite_compare)(a, b, tol.rtol, allowance)
+        small = a.size <= SMALL and tol.elements is None
+        fast = (_small_compare if small else _finite_compare)(a, b, tol.rtol, per)
         if fast is not None:
             return result(fast["mismatched"] == 0, **fast)
-    return result(**_careful_compare(a, b, tol.rtol, allowance, sources, equal_nan, unchecked))
+    return result(**_careful_compare(a, b, tol.rtol, per, sources, equal_nan, unchecked))
 
 
 # At most this many elements, `compare` works on Python floats (`_small_compare`): numpy's
@@ -175,7 +191,7 @@ def _small_compare(a: Any, b: Any, rtol: float, allowance: float) -> dict[str, A
     }
 
 
-def _finite_compare(a: Any, b: Any, rtol: float, allowance: float) -> dict[str, Any] | None:
+def _finite_compare(a: Any, b: Any, rtol: float, allowance: Any) -> dict[str, Any] | None:
     """`_careful_compare`'s fields when every element of ``a - b`` is finite (so both sides
     are, and there is nothing to skip), with two float64 and two bool temporaries instead of
     about thirteen and nine; None when something is not finite. The same arithmetic in the same
@@ -216,7 +232,7 @@ def _careful_compare(
     a: Any,
     b: Any,
     rtol: float,
-    allowance: float,
+    allowance: Any,
     sources: tuple[Source, Source],
     equal_nan: bool,
     unchecked: Any,

@@ -607,8 +607,8 @@ def _pair(
     first = _judge_pair(sources, table, tensor, kind, names, case, skip, tol)
     if first.ok or tol.absolute:
         return first
-    floor = sources.floors.get((kind, tensor), 0.0)
-    if floor <= tol.floor:
+    floor = sources.floors.get((kind, tensor), 0.0)  # a number, or one per element (half)
+    if np.all(np.asarray(floor) <= tol.floor):
         return first
     found = _judge_pair(sources, table, tensor, kind, names, case, skip, tol.with_floor(floor))
     measured = sources.floors.capped((kind, tensor))

@@ -108,8 +108,8 @@ class Floors:
     the `Sources` with other manual gradients (a mutant's) shares the same floors."""
 
     def __init__(self, floors: Mapping[tuple[str, str], float] | None = None) -> None:
-        self._floors: dict[tuple[str, str], float] | None = None if floors is None else dict(floors)
-        self._compute: Callable[[], Mapping[tuple[str, str], float]] | None = None
+        self._floors: dict[tuple[str, str], Any] | None = None if floors is None else dict(floors)
+        self._compute: Callable[[], Mapping[tuple[str, str], Any]] | None = None
         self._capped: Mapping[tuple[str, str], float] = {}
 
     def defer(
@@ -128,9 +128,9 @@ class Floors:
         self.get(key)
         return self._capped.get(key)
 
-    def get(self, key: tuple[str, str], default: float = 0.0) -> float:
-        """The floor of tensor ``key`` (measuring every floor on the first call), else
-        ``default``."""
+    def get(self, key: tuple[str, str], default: float = 0.0) -> Any:
+        """The floor of tensor ``key`` (measuring every floor on the first call): a number,
+        or in half precision an array of one per element; else ``default``."""
         if self._floors is None:
             compute, self._compute = self._compute, None
             self._floors = dict(compute()) if compute is not None else {}

@@ -134,6 +134,9 @@ def floors(
         for name, ref in tensors.items():
             if not _floating(ref):
                 continue
+            if is_half(dtype):
+                out[(kind, name)] = _half_floor(dtype, kind, name, ref, scales, measured, capped)
+                continue
             scale = _floor_scale(dtype, kind, name, ref, scales)
             found = [units * eps * scale]
             found += [times * _measured(m, kind, name) for m in measured]
@@ -154,6 +157,45 @@ def floors(
                 floor = max(floor, min(moved, most))
             out[(kind, name)] = floor
     return out
+
+
+def _half_floor(
+    dtype: str,
+    kind: str,
+    name: str,
+    ref: Any,
+    scales: Mapping[str, Mapping[str, float]],
+    measured: Sequence[Measured],
+    capped: dict[tuple[str, str], float] | None,
+) -> Any:
+    """A half-precision tensor's floor, one per element (an array at its shape): each
+    measurement's difference at that element times `HALF_MEASURED_FACTOR`, at most
+    `HALF_FLOOR_CAP` units of the dtype's round-off of the reference's largest magnitude; plus,
+    for a gradient that is round-off of cancelling terms, `HALF_EPS_FACTOR` units of their
+    scale. A reference's error in half precision is its element's (torch's half kernels round
+    each result once): a floor from the tensor's largest element let a sign error on its small
+    elements pass (one weight of 10000 beside weights of 1). Measurements past the cap go into
+    ``capped`` (their largest)."""
+    eps = EPS[dtype]
+    r = np.abs(np.asarray(ref, dtype=np.float64))
+    per = np.zeros(r.shape)
+    for low, high, factor in measured:
+        pair = low.get(kind, {}).get(name), high.get(kind, {}).get(name)
+        if pair[0] is None or pair[1] is None or np.shape(pair[0]) != r.shape:
+            continue
+        if not (_floating(pair[0]) and _floating(pair[1])):
+            continue
+        with np.errstate(invalid="ignore", over="ignore"):
+            diff = np.abs(np.asarray(pair[0], np.float64) - np.asarray(pair[1], np.float64))
+        per = np.maximum(per, np.where(np.isfinite(diff), diff, 0.0) * factor)
+    per *= HALF_MEASURED_FACTOR
+    cancelled = scales.get("cancelled", {}).get(name, 0.0) if kind == "grad" else 0.0
+    # The cap is the tensor's (an element's own magnitude says nothing of the terms a sum or
+    # a convolution cancelled into it); the allowance, each element's measured error.
+    cap = HALF_FLOOR_CAP * eps * max(scale_of(ref), cancelled)
+    if capped is not None and np.any(per > cap):
+        capped[(kind, name)] = float(np.max(per))
+    return np.minimum(per, cap) + eps_factor(dtype) * eps * cancelled
 
 
 def _floor_scale(
@@ -379,7 +421,8 @@ def node_floor(dtype: str, upstream: Any, reference: Any) -> float:
     """The floor of one node judged alone (fault localisation and the probes), where no float64
     measurement is at hand: `EPS_FACTOR` units of ``dtype``'s round-off of the largest magnitude
     of the node's upstream gradient and the reference gradient (in half precision of the
-    reference alone, as `floors` has it: torch's half kernels compute in float32 and round the
-    result once, so the result's own scale is the round-off's)."""
+    reference alone: torch's half kernels compute in float32 and round the result once; a node
+    judged alone has no per-element measurement, so this floor is the tensor's, looser than the
+    case's own per-element one)."""
     arrays = [reference] if is_half(dtype) else [upstream, reference]
     return eps_floor(EPS.get(dtype, EPS["float32"]), arrays, eps_factor(dtype))

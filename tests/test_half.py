@@ -254,3 +254,29 @@ upstream: {{random: normal, seed: 3}}
 """
     code, out = run(capsys, "run", str(write_case(text)))
     assert code == 0, out
+
+
+def test_a_sign_error_on_small_elements_beside_a_large_one_fails_in_bfloat16(
+    write_case, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tester's false pass: one weight of 10000 beside weights of 1 gave the whole tensor a
+    floor of 2 units of bfloat16's eps of 10000 (156), so a rule dropping the sign on the small
+    elements passed. The floor in half precision is each element's own measured error."""
+    text = """\
+name: t/h7
+dtype: bfloat16
+inputs:
+  x: {random: normal, shape: [4], seed: 1}
+  w: {values: [10000.0, -1.0, 1.0, -2.0], requires_grad: false}
+graph:
+  y: sum(x * w)
+rules:
+  mul:
+    input: grad * np.abs(other)
+"""
+    code, out = run(capsys, "run", str(write_case(text)))
+    assert code == 1, out
+    assert "grad of 'x': manual vs torch differ" in out
+    right = text.replace("np.abs(other)", "other").replace("t/h7", "t/h7-right")
+    code, out = run(capsys, "run", str(write_case(right, name="right.yaml")))
+    assert code == 0, out
