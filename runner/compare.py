@@ -11,7 +11,8 @@ An element agrees when ``|left - right| <= rtol * |right| + atol * scale + floor
   absolute atol of 1e-5 let a float32 rule off by 30% near 1e-5 pass);
 - ``floor`` is the round-off the computation itself cannot avoid, in the tensor's units (see
   `runner.roundoff`): a float32 sum whose terms cancel, a gradient that is zero in exact
-  arithmetic and 4e-16 in torch's float64. It is measured, never a constant.
+  arithmetic and 4e-16 in torch's float64. It is measured, never a constant; in half precision
+  it is one per element (`Tolerance.elements`).
 
 NaN equals NaN unless ``equal_nan`` is False (and the count is reported either way); an infinity
 equals only the same infinity; NaN or an infinity on one side only is a failure that names the
