@@ -89,9 +89,16 @@ UNDER_INPUTS = f"random inputs and upstream gradient (seed {PROBE_SEED})"
 UNDER_NEGATED = f"the same random inputs negated (seed {PROBE_SEED})"
 UNDER_POSITIVE = f"random positive inputs and upstream gradient (seed {PROBE_SEED})"
 UNDER_UNIT = f"random inputs in (0, 1) and upstream gradient (seed {PROBE_SEED})"
+UNDER_SPD = f"random symmetric positive definite matrices and upstream gradient (seed {PROBE_SEED})"
 # The probe's draws of a node's operands, in order: the domain of most ops, then of ops defined
-# for positive numbers only (log, sqrt) and for probabilities (binary_cross_entropy).
-DRAWS = (("normal", UNDER_INPUTS), ("positive", UNDER_POSITIVE), ("unit", UNDER_UNIT))
+# for positive numbers only (log, sqrt), for probabilities (binary_cross_entropy) and for
+# symmetric positive definite matrices (cholesky, logdet).
+DRAWS = (
+    ("normal", UNDER_INPUTS),
+    ("positive", UNDER_POSITIVE),
+    ("unit", UNDER_UNIT),
+    ("spd", UNDER_SPD),
+)
 
 
 def _draw(rng: np.random.Generator, kind: str, shape: tuple[int, ...]) -> Array:
@@ -99,6 +106,11 @@ def _draw(rng: np.random.Generator, kind: str, shape: tuple[int, ...]) -> Array:
         return np.abs(rng.standard_normal(shape)) + 0.1
     if kind == "unit":
         return rng.uniform(0.05, 0.95, size=shape)
+    if kind == "spd" and len(shape) >= 2 and shape[-1] == shape[-2]:
+        # B B^T / n + I: symmetric, eigenvalues at least 1 (well conditioned).
+        b = rng.standard_normal(shape)
+        n = shape[-1]
+        return np.asarray(b @ np.swapaxes(b, -1, -2) / n + np.eye(n))
     return rng.standard_normal(shape)
 
 
@@ -209,7 +221,8 @@ def _probe_node(
         notes.append(
             f"the probe could not judge the rule of node '{node.name}' ({node.op.name}) on "
             "random operands: the forward or the oracle refused every draw (standard normal, "
-            "positive, in (0, 1)); it was judged on the case's own operands only"
+            "positive, in (0, 1), symmetric positive definite); it was judged on the case's own "
+            "operands only"
         )
     return False, None
 
@@ -223,8 +236,9 @@ def _random_operands(
     graph: Graph, node: Node, args: dict[str, Any], rng: np.random.Generator, kind: str
 ) -> Drawn | None:
     """``args`` with every floating operand that requires grad drawn anew (``kind``: "normal",
-    "positive" |normal| + 0.1, or "unit" uniform in (0.05, 0.95); same shape and dtype), and
-    which (parameter, position) were drawn; None when none was."""
+    "positive" |normal| + 0.1, "unit" uniform in (0.05, 0.95), or "spd" B B^T / n + I for a
+    square matrix (normal otherwise); same shape and dtype), and which (parameter, position)
+    were drawn; None when none was."""
     fresh = dict(args)
     drawn: set[tuple[str, int]] = set()
     for p in node.op.tensor_params:

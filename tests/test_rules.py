@@ -1197,3 +1197,33 @@ def test_a_module_importing_os_exit_by_name_is_refused_at_load(tmp_path: Path) -
     )
     with pytest.raises(RulesError, match="'_exit' is os._exit, imported by name"):
         load_modules([str(module)], tmp_path)
+
+
+CHOLESKY_RULE = (
+    "(np.linalg.inv(L).T @ (np.tril(L.T @ np.tril(grad)) - 0.5 * np.diag(np.diag(L.T @ "
+    "np.tril(grad)))) @ np.linalg.inv(L) + (np.linalg.inv(L).T @ (np.tril(L.T @ np.tril(grad)) "
+    "- 0.5 * np.diag(np.diag(L.T @ np.tril(grad)))) @ np.linalg.inv(L)).T) / 2"
+)
+
+
+@pytest.mark.parametrize(("out", "right"), [("out", True), ("np.abs(out)", False)])
+def test_the_probe_draws_symmetric_positive_definite_matrices_for_cholesky(
+    write_case: WriteCase,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    out: str,
+    right: bool,
+) -> None:
+    """cholesky refuses the normal, positive and (0, 1) draws, so a rule using |L| (wrong for
+    any matrix with a negative off-diagonal entry) was judged on the case's all-positive
+    matrix only and passed (a tester's finding): the probe also draws B B^T / n + I."""
+    rule = CHOLESKY_RULE.replace("L", out)
+    text = (
+        "inputs:\n  a: [[4.0, 1.0, 0.5], [1.0, 3.0, 0.2], [0.5, 0.2, 2.0]]\n"
+        "graph:\n  l: torch.linalg.cholesky(a)\nupstream: {random: normal, seed: 3}\n"
+        f'rules:\n  cholesky:\n    A: "{rule}"\n'
+    )
+    code, output, _ = run_yaml(write_case, tmp_path, capsys, text)
+    assert code == (0 if right else 1), output
+    if not right:
+        assert "random symmetric positive definite matrices" in output
