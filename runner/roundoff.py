@@ -107,7 +107,7 @@ def floors(
     scales: Mapping[str, Mapping[str, float]],
     measured: Sequence[Measured] = (),
     capped: dict[tuple[str, str], float] | None = None,
-    amplified: Measured | None = None,
+    amplified: Sequence[Measured] = (),
 ) -> dict[tuple[str, str], float]:
     """The floor of every tensor, keyed by (kind, tensor name) with kind "value" or "grad", for
     a case of ``dtype``: the largest of `eps_factor` units of ``dtype``'s round-off of the
@@ -123,8 +123,10 @@ def floors(
     `HALF_FLOOR_CAP` units of the dtype's round-off of the reference's largest magnitude; a
     tensor whose measured floor was larger goes into ``capped`` with that measurement (the
     comparison says so when it fails: the tensor is ill-conditioned in that dtype).
-    ``amplified``: (perturbed, unperturbed, factor), `_perturbed`'s measurement, counted up to
-    `AMPLIFICATION_CAP` units of round-off of the computation scale, into ``capped`` beyond.
+    ``amplified``: measurements counted up to `AMPLIFICATION_CAP` units of round-off of the
+    computation scale, into ``capped`` beyond: a float64 case's `_perturbed` and those of a
+    coarser precision scaled down (float32 garbage from an ill-conditioned matrix, times
+    eps64/eps32, must not open a float64 comparison).
     """
     out: dict[tuple[str, str], float] = {}
     eps, units = EPS.get(dtype, EPS["float32"]), eps_factor(dtype)
@@ -146,12 +148,12 @@ def floors(
                 if capped is not None:
                     capped[(kind, name)] = floor
                 floor = cap
-            if amplified is not None:
+            if amplified:
                 # A gradient's terms are at least the gradient flowing in (a cancelling one's
                 # own scale says nothing of them: layer_norm of a constant row gives 1e-27).
                 inflow = scales.get("inflow", {}).get(name, 0.0) if kind == "grad" else 0.0
                 most = AMPLIFICATION_CAP * eps * max(scale, inflow)
-                moved = _measured(amplified, kind, name)
+                moved = max(_measured(m, kind, name) for m in amplified)
                 if moved > most and capped is not None:
                     capped[(kind, name)] = moved
                 floor = max(floor, min(moved, most))
@@ -241,10 +243,11 @@ def tensor_floors(
     already (the manual side of a float64 case that no user rule changed: the same forwards
     and rules on the same arrays), not run again."""
     measured: list[Measured] = []
+    amplified: list[Measured] = []
     if torch_high is not None:
         measured.append((references, torch_high, 1.0))
     if torch_low is not None:
-        measured.append((torch_low, references, EPS["float64"] / EPS["float32"]))
+        amplified.append((torch_low, references, EPS["float64"] / EPS["float32"]))
     # Half precision: the catalogue rounding as torch does (`runner.engine`), in the case's own
     # dtype; float32 scaled up by eps16/eps32 = 8192 would be far looser than that.
     coarse = dtype if is_half(dtype) else "float32"
@@ -252,8 +255,10 @@ def tensor_floors(
     high = (
         catalogue64 if catalogue64 is not None else catalogue_in(graph, inputs, upstream, "float64")
     )
-    measured.append((low, high, EPS.get(dtype, EPS["float32"]) / EPS[coarse]))
-    amplified = (_perturbed(graph, inputs, upstream), high, 1.0) if dtype == "float64" else None
+    factor = EPS.get(dtype, EPS["float32"]) / EPS[coarse]
+    (amplified if dtype == "float64" else measured).append((low, high, factor))
+    if dtype == "float64" and high:
+        amplified.append((_perturbed(graph, inputs, upstream), high, 1.0))
     values = high.get("value") or {k: _float64(v) for k, v in inputs.items()}
     scales = computation_scales(graph, values, upstream)
     return floors(dtype, references, scales, measured, capped, amplified)
