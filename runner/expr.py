@@ -158,9 +158,45 @@ def _namespace_call(
     if (space, name) == ("torch.linalg", "norm") and (
         len(args) > 1 or any(k == "ord" for k, _, _ in kwargs)
     ):
-        raise ExprError(_linalg_norm_advice(args, kwargs), col)
+        routed = _linalg_norm(args, kwargs, col, spelled)
+        if routed is None:
+            raise ExprError(_linalg_norm_advice(args, kwargs), col)
+        return routed
     kwargs = tuple((renames.get(k, k), v, c) for k, v, c in kwargs)
     return Call(op, args, kwargs, col, via=spelled)
+
+
+def _linalg_norm(
+    args: tuple[Expr, ...], kwargs: tuple[tuple[str, Expr, int], ...], col: int, spelled: str
+) -> Call | None:
+    """torch.linalg.norm(A, ord, dim, keepdim) with ord, as torch dispatches it where the call
+    itself says which: a string ord ('fro', 'nuc') or a pair of dims is matrix_norm, an int dim
+    vector_norm. None where it depends on A's number of dims (a numeric ord without dim: the
+    vector norm of a 1-D A, the matrix norm of a 2-D one), which the caller advises on."""
+    if len(args) > 4:
+        return None
+    given = {
+        k: (v, getattr(v, "col", col))
+        for k, v in zip(("A", "ord", "dim", "keepdim"), args, strict=False)
+    }
+    given.update((k, (v, c)) for k, v, c in kwargs)
+    ord_ = given.get("ord", (None, col))[0]
+    dim = given.get("dim", (None, col))[0]
+    pair = isinstance(dim, Const) and isinstance(dim.value, list) and len(dim.value) == 2
+    if isinstance(ord_, Const) and isinstance(ord_.value, str) or pair:
+        op, first = "matrix_norm", "A"
+    elif isinstance(dim, Const) and isinstance(dim.value, int) and not isinstance(dim.value, bool):
+        op, first = "vector_norm", "input"
+    else:
+        return None
+    if "A" not in given:
+        return None
+    keywords = tuple(
+        (first if k == "A" else k, v, c)
+        for k, (v, c) in given.items()
+        if not (k == "ord" and isinstance(v, Const) and v.value is None)
+    )
+    return Call(op, (), keywords, col, via=spelled)
 
 
 def parse(text: str, names: Container[str] = frozenset()) -> Expr:

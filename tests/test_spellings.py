@@ -59,6 +59,14 @@ PAIRS = [
     ("torch.linalg.vector_norm(x, 3)", "vector_norm(x, 3)"),
     ("torch.linalg.vector_norm(x, ord=3, dim=1)", "vector_norm(x, ord=3, dim=1)"),
     ("torch.linalg.norm(x)", "norm(x)"),
+    # torch.linalg.norm with ord, where the call says which norm (torch's dispatch)
+    ("torch.linalg.norm(x, 'fro')", "matrix_norm(x, 'fro')"),
+    ("torch.linalg.norm(x, 'nuc')", "matrix_norm(x, 'nuc')"),
+    ("torch.linalg.norm(x, 3, 1)", "vector_norm(x, 3, 1)"),
+    ("torch.linalg.norm(x, ord=-1, dim=0, keepdim=True)", "vector_norm(x, -1, 0, True)"),
+    ("torch.linalg.norm(x, ord=1, dim=(0, 1))", "matrix_norm(x, 1, [0, 1])"),
+    ("torch.linalg.norm(x, None, (1, 0))", "matrix_norm(x, dim=[1, 0])"),
+    ("torch.linalg.norm(A=x, ord=float('inf'), dim=1)", "vector_norm(x, float('inf'), 1)"),
     ("torch.linalg.matmul(x, w)", "matmul(x, w)"),
     ("torch.inverse(x[:, :3])", "inv(x[:, :3])"),
     ("torch.inverse(input=x[:, :3])", "inv(x[:, :3])"),
@@ -101,10 +109,8 @@ def test_a_spelling_compiles_to_its_canonical_graph(
         ("torch.frobnicate(x)", "torch.frobnicate is not in gradcase's catalogue"),
         ("x.unfold(0, 2, 1)", ".unfold() is not a tensor method gradcase knows"),
         ("torch.layer_norm(x, [4])", "nn ops are spelled F.<name>"),
+        # a numeric ord without dim: torch chooses by x's number of dims
         ("torch.linalg.norm(x, 2)", "write torch.linalg.vector_norm(x, ord, dim) for a 1-D"),
-        ("torch.linalg.norm(x, 'nuc')", "matrix_norm(x, ord, dim) (ord 'nuc' is a matrix norm)"),
-        ("torch.linalg.norm(x, 2, 1)", "vector_norm(x, ord, dim) (an int dim is a vector norm)"),
-        ("torch.linalg.norm(x, ord=1, dim=(0, 1))", "matrix_norm(x, ord, dim) (a pair of dims"),
         ("x.inv()", ".inv() is not a tensor method gradcase knows"),
         ("sum(reshape(x, [3, 2, 2]).T)", "write x.mT (transpose(x, -2, -1))"),
     ],
@@ -180,3 +186,27 @@ def test_the_aliases_are_torchs() -> None:
     for alias, name in TORCH_ALIASES.items():
         assert name in REGISTRY, name
         assert hasattr(torch, alias), alias
+
+
+@pytest.mark.parametrize(
+    ("ord_", "dim", "catalogue"),
+    [("fro", None, "matrix"), ("nuc", None, "matrix"), (3.0, 1, "vector"), (1.0, (0, 1), "matrix"),
+     (float("inf"), -1, "vector"), (None, (1, 0), "matrix")],
+)  # fmt: skip
+def test_torchs_linalg_norm_dispatches_as_the_spelling_routes(
+    ord_: object, dim: object, catalogue: str
+) -> None:
+    """torch.linalg.norm with ord is torch.linalg.matrix_norm for a string ord or a pair of
+    dims and vector_norm for an int dim (torch's dispatch, which `runner.expr` follows): the
+    same value and gradient, checked against torch itself."""
+    import torch
+
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    y = x.detach().clone().requires_grad_(True)
+    kwargs = {} if dim is None else {"dim": dim}
+    left = torch.linalg.norm(x, ord_, **kwargs)
+    target = torch.linalg.matrix_norm if catalogue == "matrix" else torch.linalg.vector_norm
+    right = target(y, "fro" if ord_ is None else ord_, **kwargs)
+    left.sum().backward()
+    right.sum().backward()
+    assert torch.allclose(left, right) and torch.allclose(x.grad, y.grad)
