@@ -183,7 +183,7 @@ def _linalg_norm(
     ord_ = given.get("ord", (None, col))[0]
     dim = given.get("dim", (None, col))[0]
     pair = isinstance(dim, Const) and isinstance(dim.value, list) and len(dim.value) == 2
-    if isinstance(ord_, Const) and isinstance(ord_.value, str) or pair:
+    if (isinstance(ord_, Const) and isinstance(ord_.value, str)) or pair:
         op, first = "matrix_norm", "A"
     elif isinstance(dim, Const) and isinstance(dim.value, int) and not isinstance(dim.value, bool):
         op, first = "vector_norm", "input"
