@@ -10,6 +10,8 @@ from runner.compile import CompiledCase
 from runner.diagnostics import printable
 from runner.loader import Loaded
 
+COLUMN = 40  # characters a column of `gradcase list` is padded to, at most
+
 
 def case_ops(case: CompiledCase) -> list[str]:
     """The ops of the case's graph, anonymous nodes included, each once, in graph order."""
@@ -22,7 +24,9 @@ def rows(cases: Sequence[CompiledCase]) -> list[str]:
         (c.name, "[" + ", ".join(c.model.tags) + "]", ", ".join(case_ops(c)), f"{c.file}:{c.line}")
         for c in cases
     ]
-    widths = [max((len(row[i]) for row in table), default=0) for i in range(3)]
+    # Columns padded to their longest cell, but at most COLUMN characters: one long cell (a
+    # case with 20 ops) pushes only its own row out, not every line to 440 characters.
+    widths = [min(max((len(row[i]) for row in table), default=0), COLUMN) for i in range(3)]
     return [
         "  ".join([*(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)), row[3]])
         for row in table

@@ -247,6 +247,25 @@ def test_list_shows_name_tags_ops_and_location(
     assert rest.rstrip().endswith("cases/case.yaml:1")
 
 
+def test_one_long_cell_does_not_widen_every_line_of_list() -> None:
+    """Columns are padded to their longest cell but at most `COLUMN` characters: the
+    repository's list had every line 440 characters wide because of one case's ops."""
+    from types import SimpleNamespace
+
+    from runner.listing import COLUMN, rows
+
+    def fake(name: str, ops: list[str]) -> object:
+        nodes = [SimpleNamespace(op=SimpleNamespace(name=o)) for o in ops]
+        return SimpleNamespace(
+            name=name, model=SimpleNamespace(tags=[]), graph=SimpleNamespace(nodes=nodes),
+            file="c.yaml", line=1,
+        )  # fmt: skip
+
+    short, long = rows([fake("t/a", ["exp"]), fake("t/b", [f"op{i}" for i in range(40)])])
+    assert len(short) <= 3 * (COLUMN + 2) + len("c.yaml:1")
+    assert len(long) > len(short) and long.endswith("c.yaml:1")
+
+
 def test_ops_looks_ops_up_by_name_pattern_or_part(capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run(capsys, "ops", "matmul")
     assert code == 0 and [line.split()[0] for line in out.strip().splitlines()] == ["matmul"]
