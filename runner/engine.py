@@ -397,7 +397,9 @@ def _call_user(
         raise fail(f"was stopped: {exc}") from None
     except BaseException as exc:  # SystemExit from a rule must not end the run
         shapes = describe_shapes({"grad": g, "out": out, **args})
-        raised = _raised_at(exc)
+        from runner.rules.modules import user_line
+
+        raised = user_line(exc)
         # Said already when it is the line the rule is defined on (a lambda).
         at = f" at {raised}" if raised and raised != rule_set.where.get(op) else ""
         raise fail(f"raised {type(exc).__name__}{at}: {exc} ({shapes})") from exc
@@ -418,27 +420,6 @@ def _call_user(
             f"arguments: {', '.join(names)})"
         )
     return answer
-
-
-_OWN = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # gradcase's own code
-
-
-def _raised_at(exc: BaseException) -> str:
-    """``rules.py:6``: the innermost line of the user's own code the exception passed through
-    (not gradcase's, not an installed library's), shown as `runner.rules.modules` shows a
-    rule's ``def`` line, which says little in a long rule; empty when there is none (a case
-    rule, interpreted)."""
-    from runner.rules.modules import display_path
-
-    found = ""
-    tb = exc.__traceback__
-    while tb is not None:
-        name = tb.tb_frame.f_code.co_filename
-        own = os.path.abspath(name).startswith(_OWN + os.sep + "runner")
-        if not own and "site-packages" not in name and not name.startswith("<"):
-            found = f"{display_path(name)}:{tb.tb_lineno}"
-        tb = tb.tb_next
-    return found
 
 
 def _user_error(

@@ -243,17 +243,28 @@ def _import_file(path: Path) -> Any:
 
 
 def _summary(exc: BaseException) -> str:
-    frames = traceback.extract_tb(exc.__traceback__)
-    own = Path(__file__).resolve().parent.parent  # gradcase's runner/: never the user's fault
-    user = [
-        f
-        for f in frames
-        if "importlib" not in f.filename and not Path(f.filename).resolve().is_relative_to(own)
-    ]
-    at = f" at {display_path(Path(user[-1].filename))}:{user[-1].lineno}" if user else ""
+    line = user_line(exc)
+    at = f" at {line}" if line else ""
     if isinstance(exc, SyntaxError) and exc.filename:
         at = f" at {display_path(Path(exc.filename))}:{exc.lineno}"
     return f"{type(exc).__name__}: {exc}{at}"
+
+
+_OWN = Path(__file__).resolve().parent.parent  # gradcase's runner/: never the user's fault
+
+
+def user_line(exc: BaseException) -> str:
+    """``rules.py:6``: the innermost line of the user's own code ``exc`` passed through (not
+    gradcase's, not importlib's, not an installed library's), as messages show a path; empty
+    when there is none (a case rule, interpreted)."""
+    found = ""
+    for frame in traceback.extract_tb(exc.__traceback__):
+        name = frame.filename
+        if name.startswith("<") or "importlib" in name or "site-packages" in name:
+            continue
+        if not Path(name).resolve().is_relative_to(_OWN):
+            found = f"{display_path(Path(name))}:{frame.lineno}"
+    return found
 
 
 def find_config(start: Path) -> tuple[list[str], Path] | None:
