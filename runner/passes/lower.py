@@ -3,7 +3,7 @@ shapes. Names are resolved, calls bound to their ops' signatures, and every oper
 recorded (`Use`) for the passes after it; dtypes and requires_grad are not settled here, so one
 lowering serves them all. Every problem is collected with its YAML location; no array is made,
 but for a literal bool input used as a subscript's mask, whose true positions become constant
-int64 inputs (`_Lowering.masked`), as torch's ``x[mask]`` is ``x[mask.nonzero(as_tuple=True)]``.
+int64 inputs (`_mask_positions`), as torch's ``x[mask]`` is ``x[mask.nonzero(as_tuple=True)]``.
 """
 
 from __future__ import annotations
@@ -96,6 +96,35 @@ def lower_body(
         out = None
         lowering.problem(path, "the forward nests too deeply")
     return lowering.result({}), out if isinstance(out, Ref) else None
+
+
+def _mask_positions(
+    args: dict[str, Any], plans: Mapping[str, InputPlan], input_shape: Shape
+) -> tuple[dict[str, Any], dict[str, InputPlan]]:
+    """`index_tensor`'s arguments with each literal bool input among its ``indices`` replaced by
+    its true positions (`expand_masks`): k constant int64 inputs for a k-d mask, named
+    ``m#nonzero0``... ('#' keeps them apart from the case's names), returned beside the new
+    arguments. Raises `ShapeError` when a mask does not fit the dims it indexes."""
+    masks = {
+        slot: make_input(plans[ref.name])
+        for slot, ref in enumerate(args["indices"])
+        if ref.name in plans and plans[ref.name].dtype == "bool"
+    }
+    if not masks:
+        return args, {}
+    template, positions = expand_masks(args["index"], masks, input_shape)
+    indices: list[Ref] = []
+    added: dict[str, InputPlan] = {}
+    for slot, ref in enumerate(args["indices"]):
+        if slot not in positions:
+            indices.append(ref)
+            continue
+        for d, where in enumerate(positions[slot]):
+            name = f"{ref.name}#nonzero{d}"
+            spec = ValuesInput(values=where.tolist(), dtype="int64", requires_grad=False)
+            added[name] = InputPlan(spec, "int64", where.shape, False)
+            indices.append(Ref(name))
+    return {**args, "indices": indices, "index": template}, added
 
 
 class _Bad:
@@ -438,10 +467,13 @@ class _Lowering:
     ) -> Ref | None:
         """One node of ``op`` with its static shape; None when the shape rule refused it."""
         if op is INDEX:
-            masked = self.masked(args, path, expr.col)
-            if masked is None:
+            try:
+                args, added = _mask_positions(args, self.plans, self.shape_of(args["input"]))
+            except ShapeError as exc:
+                self.problem(path, f"subscript: {str(exc).removeprefix('subscript: ')}", expr.col)
                 return None
-            args = masked
+            self.positions.update(added)
+            self.shapes.update((name, plan.shape) for name, plan in added.items())
         shape_args = {
             p.name: self.shape_of(args[p.name]) if p.is_tensor else args[p.name] for p in op.params
         }
@@ -467,35 +499,6 @@ class _Lowering:
         self.nodes.append(Node(name, op, args, shape, named=target is not None, text=expr.text))
         self.locations[name] = str(self.doc.where(path, expr.col))
         return Ref(name)
-
-    def masked(self, args: dict[str, Any], path: Path, col: int) -> dict[str, Any] | None:
-        """`index_tensor`'s arguments with each literal bool input among its ``indices``
-        replaced by its true positions (`expand_masks`), k constant int64 inputs for a k-d
-        mask; None (reported) when a mask does not fit the dims it indexes."""
-        masks = {
-            slot: make_input(self.plans[ref.name])
-            for slot, ref in enumerate(args["indices"])
-            if ref.name in self.plans and self.plans[ref.name].dtype == "bool"
-        }
-        if not masks:
-            return args
-        try:
-            template, positions = expand_masks(args["index"], masks, self.shape_of(args["input"]))
-        except ShapeError as exc:
-            self.problem(path, f"subscript: {str(exc).removeprefix('subscript: ')}", col)
-            return None
-        indices: list[Ref] = []
-        for slot, ref in enumerate(args["indices"]):
-            if slot not in positions:
-                indices.append(ref)
-                continue
-            for d, where in enumerate(positions[slot]):
-                name = f"{ref.name}#nonzero{d}"
-                spec = ValuesInput(values=where.tolist(), dtype="int64", requires_grad=False)
-                self.positions[name] = InputPlan(spec, "int64", where.shape, False)
-                self.shapes[name] = where.shape
-                indices.append(Ref(name))
-        return {**args, "indices": indices, "index": template}
 
     def shape_of(self, arg: Any) -> Any:
         if isinstance(arg, Ref):
