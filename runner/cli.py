@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner import collector
 from runner.cli_args import parser
 from runner.diagnostics import RulesError, UsageError, did_you_mean, printable
 
@@ -81,6 +82,10 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line. ``argv`` None: this process is gradcase's (the console script,
+    ``python -m runner``), whose collector policy is `runner.collector`'s."""
+    if argv is None:
+        collector.FREEZE = True
     args = parser().parse_args(argv)
     stdout = sys.stdout
     sys.stdout = _Guarded(stdout)
@@ -159,8 +164,8 @@ def load(paths: Sequence[str], ops: Any = None) -> Loaded:
     """`runner.loader.load`, imported when a verb needs it (``--help`` stays fast), with the
     garbage collector paused: loading makes many objects and few cycles, and the collections
     it triggered walked every case loaded so far (a fifth of loading 5,000 tiny cases). What
-    was loaded then stays for the whole command: it is moved out of the collector's
-    generations (`gc.freeze`), so later collections do not walk it either."""
+    was loaded then stays for the whole command: in gradcase's own process it is moved out of
+    the collector's generations (`runner.collector.freeze`)."""
     from runner.loader import load as load_cases
 
     was = gc.isenabled()
@@ -170,7 +175,7 @@ def load(paths: Sequence[str], ops: Any = None) -> Loaded:
     finally:
         if was:
             gc.enable()
-    gc.freeze()
+    collector.freeze()
     return loaded
 
 

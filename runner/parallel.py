@@ -70,6 +70,9 @@ class Setup:
 def _worker(conn: Connection, setup: Setup) -> None:
     """A worker's life: set up once, then run the chunks it is sent until it is sent None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from runner import collector
+
+    collector.FREEZE = True  # a worker is gradcase's own process
     try:
         os.chdir(setup.cwd)
         from runner.cli import oracles_for, rule_sets_for

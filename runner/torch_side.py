@@ -6,7 +6,6 @@ torch is imported here and only here, inside the functions, so commands that do 
 
 from __future__ import annotations
 
-import gc
 import math
 import warnings
 from collections.abc import Mapping
@@ -31,15 +30,15 @@ class DeviceError(Exception):
 
 
 def import_torch() -> Any:
-    """torch, imported on first use; its module objects (about a million, all permanent) are
-    then moved out of the garbage collector's generations (`gc.freeze`), so that each full
-    collection in a long run does not walk them again: loading and running 1,000 tiny cases
-    spent a third of its time in collections over torch's objects (issue 11)."""
+    """torch, imported on first use; in gradcase's own process its module objects are then
+    moved out of the collector's generations (`runner.collector.freeze`)."""
     global _TORCH
     if _TORCH is None:
         import torch
 
-        gc.freeze()
+        from runner.collector import freeze
+
+        freeze()
         _TORCH = torch
     return _TORCH
 

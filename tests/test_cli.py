@@ -628,3 +628,29 @@ def test_an_explicit_check_limits_the_values_compared_too(write_case: WriteCase)
     path = write_case("inputs: {x: [1.0]}\ngraph:\n  p: x * 2\n  y: relu(p)\ncheck: [x, y]\n")
     case = load([str(path)]).cases[0]
     assert (case.checks, case.values) == (("x", "y"), ("y",))
+
+
+def test_only_gradcases_own_process_freezes_the_collector(tmp_path: Path) -> None:
+    """gc.freeze keeps objects forever: the command line (main() with no arguments: the console
+    script, python -m runner) freezes what it loaded and torch's modules, for speed (issue 11);
+    main(argv) from Python, as the pytest plugin and runner.check, leaves the collector alone."""
+    case = tmp_path / "c.yaml"
+    case.write_text("inputs: {a: [1.0, 2.0]}\ngraph: {c: exp(a)}\n")
+    report = tmp_path / "r.json"
+    script = (
+        "import gc, sys, runner.cli\n"
+        f"sys.argv = ['gradcase', 'run', {str(case)!r}, '-q', '--report', {str(report)!r}]\n"
+        "as_program = sys.argv[1:]\n"
+        "mode = MODE\n"
+        "code = runner.cli.main() if mode == 'program' else runner.cli.main(as_program)\n"
+        "print('frozen', gc.get_freeze_count())\n"
+    )
+    counts = {}
+    for mode in ("program", "library"):
+        proc = subprocess.run(
+            [sys.executable, "-c", script.replace("MODE", repr(mode))],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        counts[mode] = int(proc.stdout.strip().splitlines()[-1].split()[-1])
+    assert counts["program"] > 10_000 and counts["library"] == 0
