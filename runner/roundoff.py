@@ -110,28 +110,23 @@ def floors(
     amplified: Sequence[Measured] = (),
 ) -> dict[tuple[str, str], float]:
     """The floor of every tensor, keyed by (kind, tensor name) with kind "value" or "grad", for
-    a case of ``dtype``: the largest of `eps_factor` units of ``dtype``'s round-off of the
+    a case of ``dtype``: the largest of `EPS_FACTOR` units of ``dtype``'s round-off of the
     tensor's computation scale (``scales[kind][name]``, `computation_scales`, or the
-    reference's own largest magnitude when larger; in half precision the reference's own
-    alone, see `HALF_EPS_FACTOR`) and each measurement.
+    reference's own largest magnitude when larger) and each measurement; in half precision one
+    per element (`_half_floor`).
 
     ``references``: kind -> tensor -> the reference array in the case's dtype; ``measured``:
     (low, high, factor) triples, kind -> tensor -> one computation in a low and a high precision;
     `measured_floor` of the two, times ``factor`` (1 when the low precision is the case's own;
-    the ratio of the machine epsilons when it is coarser, to bring its error to the case's);
-    in half precision times `HALF_MEASURED_FACTOR` / `MEASURED_FACTOR`, and at most
-    `HALF_FLOOR_CAP` units of the dtype's round-off of the reference's largest magnitude; a
-    tensor whose measured floor was larger goes into ``capped`` with that measurement (the
-    comparison says so when it fails: the tensor is ill-conditioned in that dtype).
+    the ratio of the machine epsilons when it is coarser, to bring its error to the case's).
     ``amplified``: measurements counted up to `AMPLIFICATION_CAP` units of round-off of the
-    computation scale, into ``capped`` beyond: a float64 case's `_perturbed` and those of a
-    coarser precision scaled down (float32 garbage from an ill-conditioned matrix, times
-    eps64/eps32, must not open a float64 comparison).
+    computation scale: a float64 case's `_perturbed` and those of a coarser precision scaled
+    down (float32 garbage from an ill-conditioned matrix, times eps64/eps32, must not open a
+    float64 comparison). A tensor whose measurement was past its cap goes into ``capped`` with
+    it (the comparison says so when it fails: the tensor is ill-conditioned on that data).
     """
     out: dict[tuple[str, str], float] = {}
-    eps, units = EPS.get(dtype, EPS["float32"]), eps_factor(dtype)
-    # `measured_floor`'s factor brought to the dtype's
-    times = HALF_MEASURED_FACTOR / MEASURED_FACTOR if is_half(dtype) else 1.0
+    eps = EPS.get(dtype, EPS["float32"])
     for kind, tensors in references.items():
         for name, ref in tensors.items():
             if not _floating(ref):
@@ -139,15 +134,9 @@ def floors(
             if is_half(dtype):
                 out[(kind, name)] = _half_floor(dtype, kind, name, ref, scales, measured, capped)
                 continue
-            scale = _floor_scale(dtype, kind, name, ref, scales)
-            found = [units * eps * scale]
-            found += [times * _measured(m, kind, name) for m in measured]
-            floor = max(found)
-            cap = HALF_FLOOR_CAP * eps * scale  # half: the result's own, or the cancelled
-            if is_half(dtype) and floor > cap:
-                if capped is not None:
-                    capped[(kind, name)] = floor
-                floor = cap
+            # The reference's largest magnitude, or its computation scale when larger.
+            scale = max(scale_of(ref), scales.get(kind, {}).get(name, 0.0))
+            floor = max([EPS_FACTOR * eps * scale, *(_measured(m, kind, name) for m in measured)])
             if amplified:
                 # A gradient's terms are at least the gradient flowing in (a cancelling one's
                 # own scale says nothing of them: layer_norm of a constant row gives 1e-27).
@@ -198,21 +187,6 @@ def _half_floor(
     if capped is not None and np.any(per > cap):
         capped[(kind, name)] = float(np.max(per))
     return np.minimum(per, cap) + eps_factor(dtype) * eps * cancelled
-
-
-def _floor_scale(
-    dtype: str, kind: str, name: str, ref: Any, scales: Mapping[str, Mapping[str, float]]
-) -> float:
-    """The scale a tensor's floor is a number of round-off units of: the reference's largest
-    magnitude, or its computation scale when larger; in half precision the reference's own,
-    except for a gradient that is round-off of cancelling terms (identically 0 in exact
-    arithmetic: a normalize along a dim of one element), whose terms are its inflow's size."""
-    scale = scale_of(ref)
-    if not is_half(dtype):
-        return max(scale, scales.get(kind, {}).get(name, 0.0))
-    if kind == "grad":
-        return max(scale, scales.get("cancelled", {}).get(name, 0.0))
-    return scale
 
 
 def _measured(measurement: Measured, kind: str, name: str) -> float:
